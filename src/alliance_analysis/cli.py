@@ -1,0 +1,123 @@
+"""The ``alliance`` command.
+
+::
+
+    alliance run PARAMS [--out DIR] [--processed DIR]   run the pipeline, write reports/<name>/
+    alliance validate PARAMS                             check a parameters file, run nothing
+    alliance simulate --out DIR [--seed N] [--therapists T ...]
+                                                         write a simulated dataset + truth.json
+
+Errors a user can cause (bad parameters, bad data) are printed as one message without a
+traceback and exit with status 2; a failed notebook exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError, AllianceRunError
+
+_console = Console(stderr=True, highlight=False)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alliance_analysis import pipeline
+
+    def progress(name: str, index: int, total: int, seconds: float | None) -> None:
+        if seconds is None:
+            _console.print(escape(f"[{index}/{total}] {name} ..."))
+        else:
+            _console.print(escape(f"[{index}/{total}] {name} done in {seconds:.1f} s"))
+
+    run_dir = pipeline.run(args.params, out=args.out, processed=args.processed,
+                           on_progress=progress)
+    _console.print(escape(f"Run complete: {run_dir / 'index.html'}"))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from alliance_analysis.params import load_params
+
+    params = load_params(args.params)
+    _console.print(escape(f"{args.params}: valid parameters for run '{params.name}' "
+                          f"(data: {params.data.path})"))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from alliance_analysis import simulate
+
+    overrides = {name: getattr(args, name) for name in simulate.SimulationDesign.model_fields
+                 if getattr(args, name, None) is not None}
+    try:
+        design = simulate.SimulationDesign(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                             for e in exc.errors())
+        raise AllianceParamsError(f"invalid simulation design: {problems}") from None
+    written = simulate.write(simulate.simulate(design, seed=args.seed), args.out)
+    for path in written.values():
+        _console.print(escape(f"wrote {path}"))
+    return 0
+
+
+def _add_design_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--field-name`` option per numeric field of the simulation design."""
+    from alliance_analysis.simulate import SimulationDesign
+
+    for name, info in SimulationDesign.model_fields.items():
+        kind = info.annotation if info.annotation in (int, float) else None
+        if kind is None:
+            continue
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                            help=f"{info.description or name} (default {info.default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``alliance`` command."""
+    from alliance_analysis.params import DEFAULT_SEED
+
+    parser = argparse.ArgumentParser(
+        prog="alliance", description="Therapeutic-alliance research workbench")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the analysis notebooks on a parameters file")
+    run.add_argument("params", help="YAML parameters file, e.g. params/demo.yaml")
+    run.add_argument("--out", default=None, help="run folder (default reports/<name>)")
+    run.add_argument("--processed", default=None,
+                     help="folder for the processed table (default data/processed/<name>)")
+    run.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", help="check a parameters file")
+    validate.add_argument("params", help="YAML parameters file")
+    validate.set_defaults(handler=_validate)
+
+    sim = commands.add_parser("simulate", help="write a simulated dataset with known truth")
+    sim.add_argument("--out", required=True, help="folder for sessions.csv and truth.json")
+    sim.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+    _add_design_options(sim)
+    sim.set_defaults(handler=_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``alliance`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (AllianceParamsError, AllianceDataError) as exc:
+        _console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 2
+    except AllianceRunError as exc:
+        _console.print(f"[bold red]run failed:[/] {escape(str(exc))}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The parameters of a run: one pydantic model, loaded from a YAML file.
+
+This module is the single source of defaults for the command line, the notebooks and the
+tests. A run is described by one YAML file (see ``params/demo.yaml``)::
+
+    name: demo
+    data:
+      path: ../data/demo/sessions.csv   # relative to this file
+    columns:
+      client_id: client_id
+      therapist_id: therapist_id
+      session: session
+    instruments: [wai, wai_t, phq9, gad7]
+    alliance: wai
+    symptoms: phq9
+    seed: 20261122
+
+Any unknown key, wrong type or missing file raises :class:`AllianceParamsError` naming the
+key, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from alliance_analysis.errors import AllianceParamsError
+
+#: File formats the readers understand; ``auto`` chooses from the file extension.
+DATA_FORMATS = ("auto", "csv", "xlsx", "sav", "dta", "parquet")
+
+#: Default seed of every random step of a run (simulation, bootstraps), for reproducibility.
+DEFAULT_SEED = 20261122
+
+
+class _Strict(BaseModel):
+    """Base of every parameters section: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataSource(_Strict):
+    """Where the session data comes from.
+
+    ``path`` is resolved relative to the directory of the parameters file, and must exist.
+    """
+
+    path: Path = Field(description="the session data file (csv, xlsx, sav, dta or parquet)")
+    format: Literal["auto", "csv", "xlsx", "sav", "dta", "parquet"] = Field(
+        "auto", description="file format; 'auto' reads it from the extension"
+    )
+    sheet: str | int | None = Field(None, description="Excel sheet name or 0-based index")
+    delimiter: str | None = Field(None, description="CSV delimiter; None detects , ; or tab")
+    encoding: str | None = Field(None, description="CSV encoding; None detects UTF-8 or Latin-1")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a file path (text)")
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        path = (Path(base) / Path(value).expanduser()).resolve()
+        if not path.is_file():
+            raise ValueError(f"file not found: {path}. Check the path; it is read relative to "
+                             "the parameters file's folder")
+        return path
+
+
+class Columns(_Strict):
+    """Mapping from the canonical column names to the names used in the researcher's file."""
+
+    client_id: str = Field("client_id", description="client identifier column")
+    therapist_id: str = Field("therapist_id", description="therapist identifier column")
+    session: str = Field("session", description="session number column (1, 2, ...)")
+    day: str | None = Field("day", description="days since the client's first session, if any")
+    covariates: tuple[str, ...] = Field(
+        ("age_band", "gender", "arm"), description="client-level covariates to keep"
+    )
+
+    @field_validator("covariates", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+
+class RunParams(_Strict):
+    """Every parameter of one run of the pipeline.
+
+    Attributes
+    ----------
+    name
+        Name of the run (letters, digits, ``-`` and ``_``); the default output folder is
+        ``reports/<name>``.
+    data
+        The data file and how to read it.
+    columns
+        Which columns of the file hold the client, therapist and session.
+    instruments
+        Keys of the questionnaires in the data (see :mod:`alliance_analysis.instruments`).
+    alliance, symptoms
+        Which instrument is the alliance measure and which the symptom outcome.
+    seed
+        Seed of every random step of the run.
+    output
+        Output folder; relative to the parameters file. ``None`` means ``reports/<name>``
+        in the current working directory.
+    """
+
+    name: str = Field(description="run name", pattern=r"^[A-Za-z0-9_-]+$")
+    data: DataSource
+    columns: Columns = Columns()
+    instruments: tuple[str, ...] = Field(("wai", "wai_t", "phq9", "gad7"))
+    alliance: str = Field("wai", description="the alliance instrument")
+    symptoms: str = Field("phq9", description="the symptom instrument (outcome)")
+    seed: int = Field(DEFAULT_SEED, ge=0)
+    output: Path | None = Field(None, description="output folder, relative to this file")
+
+    @field_validator("instruments", mode="before")
+    @classmethod
+    def _instruments_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _resolve_output(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a folder path (text)")
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        return (Path(base) / Path(value).expanduser()).resolve()
+
+    @field_validator("alliance", "symptoms")
+    @classmethod
+    def _listed_instrument(cls, value: str, info: ValidationInfo) -> str:
+        listed = info.data.get("instruments")
+        if listed is not None and value not in listed:
+            raise ValueError(f"must be one of the listed instruments {list(listed)}")
+        return value
+
+    def output_dir(self) -> Path:
+        """The run folder: ``output`` if set, else ``reports/<name>`` under the cwd."""
+        return self.output if self.output is not None else (Path.cwd() / "reports" / self.name)
+
+    def processed_dir(self) -> Path:
+        """Where the processed (pseudonymised) session table goes: ``data/processed/<name>``."""
+        return Path.cwd() / "data" / "processed" / self.name
+
+    def to_plain(self) -> dict[str, Any]:
+        """The parameters as plain YAML/JSON-able values (paths as text)."""
+        return self.model_dump(mode="json")
+
+
+def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
+    """One readable line for one pydantic error: key, value given, what is allowed."""
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        section: type[BaseModel] = model
+        for part in loc[:-1]:
+            annotation = section.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                section = annotation
+        allowed = ", ".join(section.model_fields)
+        return f"unknown key '{key}'. Allowed keys here: {allowed}"
+    if err["type"] == "missing":
+        return f"missing required key '{key}'"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"key '{key}': {message}; got {value!r}"
+
+
+def parse_params(raw: Any, base_dir: Path, source: str = "parameters") -> RunParams:
+    """Validate a parsed YAML mapping into :class:`RunParams`.
+
+    Parameters
+    ----------
+    raw
+        The mapping read from YAML.
+    base_dir
+        Folder relative paths are resolved against (the parameters file's folder).
+    source
+        Name of the file, used in error messages.
+
+    Raises
+    ------
+    AllianceParamsError
+        Naming each offending key, the value given and what is allowed.
+    """
+    if not isinstance(raw, dict):
+        raise AllianceParamsError(
+            f"{source}: expected a mapping of keys to values (YAML 'key: value' lines), "
+            f"got {type(raw).__name__}"
+        )
+    try:
+        return RunParams.model_validate(raw, context={"base_dir": Path(base_dir)})
+    except ValidationError as exc:
+        lines = [_describe_error(err, RunParams) for err in exc.errors()]
+        raise AllianceParamsError(
+            f"{source}: {len(lines)} problem(s) in the parameters:\n  - " + "\n  - ".join(lines)
+        ) from None
+
+
+def load_params(path: str | Path) -> RunParams:
+    """Read and validate a YAML parameters file.
+
+    Relative paths inside the file are resolved against the file's own folder.
+
+    Raises
+    ------
+    AllianceParamsError
+        When the file is missing, is not valid YAML, or fails validation.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AllianceParamsError(
+            f"parameters file not found: {path}. Give the path to a YAML file such as "
+            "params/demo.yaml"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AllianceParamsError(f"{path}: not valid YAML{where}: {exc}") from None
+    return parse_params(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def notebook_parameters(params_file: Path, run_dir: Path, processed_dir: Path) -> dict[str, str]:
+    """The papermill parameters every pipeline notebook receives.
+
+    Notebooks take the parameters file itself (so they see exactly what the run sees) and the
+    folders to write to; each notebook's ``parameters`` cell holds these names with defaults
+    that run the demo from ``notebooks/``.
+    """
+    return {
+        "params_file": str(params_file),
+        "run_dir": str(run_dir),
+        "processed_dir": str(processed_dir),
+    }
+
+
+#: Defaults of the notebooks' parameters cells (relative to ``notebooks/``): the demo run.
+NOTEBOOK_DEFAULTS = notebook_parameters(
+    Path("../params/demo.yaml"), Path("../reports/demo"), Path("../data/processed/demo")
+)

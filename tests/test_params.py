@@ -1,0 +1,107 @@
+"""Parameters: the demo file loads; every mistake is an AllianceParamsError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alliance_analysis.cli import main
+from alliance_analysis.errors import AllianceParamsError
+from alliance_analysis.params import load_params, parse_params
+from conftest import write_params
+
+
+def test_demo_params_load(root: Path) -> None:
+    params = load_params(root / "params" / "demo.yaml")
+    assert params.name == "demo"
+    assert params.data.path == (root / "data" / "demo" / "sessions.csv").resolve()
+    assert params.alliance == "wai" and params.symptoms == "phq9"
+
+
+def test_relative_paths_resolve_against_the_params_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.csv").write_text("a\n1\n")
+    params = parse_params({"name": "x", "data": {"path": "sub/d.csv"}, "output": "out"},
+                          base_dir=tmp_path)
+    assert params.data.path == tmp_path / "sub" / "d.csv"
+    assert params.output_dir() == tmp_path / "out"
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "d.csv"
+    path.write_text("client_id,session\nA,1\n")
+    return path
+
+
+def test_unknown_key_names_key_and_allowed_keys(tmp_path: Path, data_file: Path) -> None:
+    params = write_params(tmp_path, data_file, extra="sede: 3\n")
+    with pytest.raises(AllianceParamsError) as err:
+        load_params(params)
+    message = str(err.value)
+    assert "unknown key 'sede'" in message
+    assert "seed" in message and "instruments" in message  # the allowed keys are listed
+
+
+def test_unknown_nested_key_lists_that_sections_keys(tmp_path: Path, data_file: Path) -> None:
+    params = write_params(tmp_path, data_file, extra="columns:\n  client: PID\n")
+    with pytest.raises(AllianceParamsError, match=r"unknown key 'columns.client'.*client_id"):
+        load_params(params)
+
+
+def test_wrong_type_names_key_and_value(tmp_path: Path, data_file: Path) -> None:
+    params = write_params(tmp_path, data_file, extra="seed: twelve\n")
+    with pytest.raises(AllianceParamsError, match=r"key 'seed'.*'twelve'"):
+        load_params(params)
+
+
+def test_wrong_choice_lists_allowed_values(tmp_path: Path, data_file: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text(f"name: t\ndata:\n  path: {data_file}\n  format: xls\n")
+    with pytest.raises(AllianceParamsError, match=r"data.format.*'csv'.*'parquet'.*'xls'"):
+        load_params(params)
+
+
+def test_missing_data_file(tmp_path: Path) -> None:
+    params = write_params(tmp_path, tmp_path / "nope.csv")
+    with pytest.raises(AllianceParamsError, match=r"key 'data.path': file not found.*nope.csv"):
+        load_params(params)
+
+
+def test_missing_params_file(tmp_path: Path) -> None:
+    with pytest.raises(AllianceParamsError, match="parameters file not found"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("name: t\ndata: [unclosed\n")
+    with pytest.raises(AllianceParamsError, match="not valid YAML at line"):
+        load_params(params)
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("name: t\n")
+    with pytest.raises(AllianceParamsError, match="missing required key 'data'"):
+        load_params(params)
+
+
+def test_alliance_must_be_a_listed_instrument(tmp_path: Path, data_file: Path) -> None:
+    params = write_params(tmp_path, data_file, extra="instruments: [wai, phq9]\nalliance: srs\n")
+    with pytest.raises(AllianceParamsError, match=r"key 'alliance'.*\['wai', 'phq9'\]"):
+        load_params(params)
+
+
+def test_cli_prints_params_error_without_traceback(tmp_path: Path, data_file: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    params = write_params(tmp_path, data_file, extra="sede: 3\n")
+    assert main(["validate", str(params)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'sede'" in err and "Traceback" not in err
+    assert main(["run", str(params)]) == 2
+
+
+def test_cli_validate_accepts_demo(root: Path) -> None:
+    assert main(["validate", str(root / "params" / "demo.yaml")]) == 0

@@ -1,0 +1,79 @@
+"""End to end: `alliance run` executes the notebooks with papermill and writes the run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alliance_analysis import pipeline
+from alliance_analysis.cli import main
+from alliance_analysis.errors import AllianceRunError
+from alliance_analysis.io import file_sha256
+from conftest import write_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_data(tmp_path: Path) -> Path:
+    path = tmp_path / "sessions.csv"
+    path.write_text("therapist_id,client_id,session,day\nT1,C1,1,0\nT1,C1,2,7\nT1,C2,1,0\n")
+    return path
+
+
+def test_run_writes_complete_run_folder(tmp_path: Path, small_data: Path) -> None:
+    params = write_params(tmp_path, small_data)
+    seen: list[tuple[str, float | None]] = []
+    run_dir = pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed",
+                           on_progress=lambda name, i, n, s: seen.append((name, s)))
+    assert [name for name, s in seen if s is not None] == list(pipeline.NOTEBOOKS)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and not (run_dir / pipeline.MARKER).exists()
+    assert manifest["inputs"] == {str(small_data): file_sha256(small_data)}
+    assert set(manifest["seconds"]) == set(pipeline.NOTEBOOKS)
+    assert manifest["packages"]["pandas"] and manifest["seed"] == 20261122
+    assert manifest["parameters"]["name"] == "t"
+    for relative, digest in manifest["outputs"].items():
+        assert file_sha256(run_dir / relative) == digest
+    for name in pipeline.NOTEBOOKS:
+        assert f"notebooks/{name}.ipynb" in manifest["outputs"]
+        assert (run_dir / "notebooks" / f"{name}.html").is_file()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["data.rows_read"] == 3
+    index = (run_dir / "index.html").read_text()
+    assert "complete" in index and "01_clean.html" in index
+
+
+def test_failing_notebook_stops_run_and_marks_folder(tmp_path: Path) -> None:
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("therapist_id,client_id,session\n")
+    params = write_params(tmp_path, header_only)
+    with pytest.raises(AllianceRunError, match=r"notebook 01_clean failed in cell \d+.*"
+                                               r"AllianceDataError.*no data rows"):
+        pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed")
+    run_dir = tmp_path / "run"
+    assert (run_dir / pipeline.MARKER).is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and "01_clean" in manifest["error"]
+    assert "did NOT finish" in (run_dir / "index.html").read_text()
+    assert not (run_dir / "notebooks" / "02_describe.ipynb").exists()
+
+
+def test_cli_run_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("therapist_id,client_id,session\n")
+    params = write_params(tmp_path, header_only)
+    assert main(["run", str(params), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "01_clean failed" in err and "Traceback" not in err
+
+
+def test_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path: Path, small_data: Path) -> None:
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "thesis.docx").write_text("keep me")
+    with pytest.raises(AllianceRunError, match="not a previous run folder"):
+        pipeline.run(write_params(tmp_path, small_data), out=precious)
+    assert (precious / "thesis.docx").read_text() == "keep me"

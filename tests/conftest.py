@@ -20,3 +20,12 @@ def write_params(folder: Path, data: Path, name: str = "t", extra: str = "") -> 
     path = folder / f"{name}.yaml"
     path.write_text(f"name: {name}\ndata:\n  path: {data}\n{extra}", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def small_study(tmp_path: Path) -> Path:
+    """A small simulated study (6 therapists x 5 clients, with the planted faults) as CSV."""
+    from alliance_analysis.simulate import SimulationDesign, simulate, write
+
+    design = SimulationDesign(therapists=6, clients_per_therapist=5, max_sessions=10)
+    return write(simulate(design, seed=3), tmp_path / "study")["sessions"]

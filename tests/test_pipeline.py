@@ -16,22 +16,15 @@ from conftest import write_params
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def small_data(tmp_path: Path) -> Path:
-    path = tmp_path / "sessions.csv"
-    path.write_text("therapist_id,client_id,session,day\nT1,C1,1,0\nT1,C1,2,7\nT1,C2,1,0\n")
-    return path
-
-
-def test_run_writes_complete_run_folder(tmp_path: Path, small_data: Path) -> None:
-    params = write_params(tmp_path, small_data)
+def test_run_writes_complete_run_folder(tmp_path: Path, small_study: Path) -> None:
+    params = write_params(tmp_path, small_study)
     seen: list[tuple[str, float | None]] = []
     run_dir = pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed",
                            on_progress=lambda name, i, n, s: seen.append((name, s)))
     assert [name for name, s in seen if s is not None] == list(pipeline.NOTEBOOKS)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and not (run_dir / pipeline.MARKER).exists()
-    assert manifest["inputs"] == {str(small_data): file_sha256(small_data)}
+    assert manifest["inputs"] == {str(small_study): file_sha256(small_study)}
     assert set(manifest["seconds"]) == set(pipeline.NOTEBOOKS)
     assert manifest["packages"]["pandas"] and manifest["seed"] == 20261122
     assert manifest["parameters"]["name"] == "t"
@@ -41,7 +34,10 @@ def test_run_writes_complete_run_folder(tmp_path: Path, small_data: Path) -> Non
         assert f"notebooks/{name}.ipynb" in manifest["outputs"]
         assert (run_dir / "notebooks" / f"{name}.html").is_file()
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["data.rows_read"] == 3
+    rows = len((small_study).read_text().splitlines()) - 1
+    assert results["clean.rows_input"] == rows
+    assert results["clean.rows_kept"] + results["clean.rows_excluded"] == rows
+    assert (tmp_path / "processed" / "sessions.parquet").is_file()
     index = (run_dir / "index.html").read_text()
     assert "complete" in index and "01_clean.html" in index
 
@@ -70,10 +66,10 @@ def test_cli_run_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "01_clean failed" in err and "Traceback" not in err
 
 
-def test_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path: Path, small_data: Path) -> None:
+def test_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path: Path, small_study: Path) -> None:
     precious = tmp_path / "mine"
     precious.mkdir()
     (precious / "thesis.docx").write_text("keep me")
     with pytest.raises(AllianceRunError, match="not a previous run folder"):
-        pipeline.run(write_params(tmp_path, small_data), out=precious)
+        pipeline.run(write_params(tmp_path, small_study), out=precious)
     assert (precious / "thesis.docx").read_text() == "keep me"

@@ -140,9 +140,22 @@ with warnings.catch_warnings():
                     f"prorate_min_items must be within 1..{self.n_items}; "
                     f"got {self.prorate_min_items}"
                 )
-            lows = [low for low, _ in self.bands]
+            if self.item_min >= self.item_max:
+                return problems  # the total range is undefined; range checks would mislead
+            low, high = self.total_range()
+            lows = [bound for bound, _ in self.bands]
             if lows != sorted(set(lows)):
                 problems.append(f"band lower bounds must be strictly ascending; got {lows}")
+            outside = [bound for bound in lows if not low <= bound <= high]
+            if outside:
+                problems.append(f"band lower bounds {outside} are outside the total range "
+                                f"{low:g}..{high:g}")
+            if self.cutoff is not None and not low <= self.cutoff <= high:
+                problems.append(f"cutoff {self.cutoff:g} is outside the total range "
+                                f"{low:g}..{high:g}")
+            if self.rci is not None and not 0 < self.rci <= high - low:
+                problems.append(f"rci {self.rci:g} must be above 0 and at most the width of "
+                                f"the total range ({high - low:g})")
             return problems
 
         def items(self) -> list[str]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from alliance_analysis.errors import AllianceDataError
-from alliance_analysis.params import DataSource
+from alliance_analysis.instruments import Instrument
+from alliance_analysis.params import DataSource, RunParams
 
 #: Extensions understood by ``format: auto``.
 EXTENSIONS = {
@@ -250,3 +252,102 @@ def read_source(source: DataSource) -> RawData:
     """Read the data file described by a run's ``data:`` parameters (see :func:`read`)."""
     return read(source.path, format=source.format, sheet=source.sheet,
                 delimiter=source.delimiter, encoding=source.encoding)
+
+
+#: Canonical identifier columns every session table must have.
+REQUIRED = ("client_id", "therapist_id", "session")
+
+
+@dataclass(frozen=True)
+class MappedData:
+    """A raw table with its columns renamed to the canonical names.
+
+    Attributes
+    ----------
+    frame
+        ``source_row``, the canonical ID columns, ``day``/``date`` if present, covariates,
+        then each instrument's items ``<key>_1..<key>_<n>``; unmapped columns are left out.
+    source_columns
+        ``{canonical column: column in the researcher's file}``.
+    unused
+        Columns of the file the run does not use.
+    """
+
+    frame: pd.DataFrame
+    source_columns: dict[str, str]
+    unused: tuple[str, ...]
+
+
+def map_columns(raw: RawData, params: RunParams, instruments: Sequence[Instrument]) -> MappedData:
+    """Rename the researcher's columns to the canonical names of DESIGN.md.
+
+    Parameters
+    ----------
+    raw
+        The file as read.
+    params
+        The run parameters: ``columns:`` maps the ID, session, day/date and covariate columns;
+        ``items:`` maps each instrument's items by list or pattern (default ``<key>_<n>``).
+    instruments
+        The instruments of the run.
+
+    Raises
+    ------
+    AllianceDataError
+        A required or explicitly mapped column is missing from the file: the message names the
+        file, the column, the parameter that maps it, and the columns the file has.
+    """
+    columns = params.columns
+    present = [c for c in raw.frame.columns if c != SOURCE_ROW]
+
+    def missing(canonical: str, source: str, key: str) -> AllianceDataError:
+        return AllianceDataError(
+            f"{raw.path}: no column '{source}' for {canonical} (parameter {key}). The file's "
+            f"columns are: {', '.join(present)}. Map the right one in the parameters"
+        )
+
+    mapping: dict[str, str] = {}
+    for canonical in REQUIRED:
+        source = getattr(columns, canonical)
+        if source not in present:
+            raise missing(canonical, source, f"columns.{canonical}")
+        mapping[canonical] = source
+    explicit = columns.model_fields_set
+    for canonical in ("day", "date", *columns.covariates):
+        source = getattr(columns, canonical) if canonical in ("day", "date") else canonical
+        if source is None:
+            continue
+        if source in present:
+            mapping[canonical] = source
+        elif canonical in explicit or (canonical in columns.covariates
+                                       and "covariates" in explicit):
+            key = canonical if canonical in ("day", "date") else "covariates"
+            raise missing(canonical, source, f"columns.{key}")
+    for instrument in instruments:
+        item_map = params.items.get(instrument.key)
+        sources = item_map.source_columns(instrument.n_items) if item_map else instrument.items()
+        if len(sources) != instrument.n_items:
+            raise AllianceDataError(
+                f"parameter items.{instrument.key}.columns lists {len(sources)} columns but "
+                f"{instrument.name} has {instrument.n_items} items. List one column per item"
+            )
+        absent = [s for s in sources if s not in present]
+        if absent:
+            key = f"items.{instrument.key}" if item_map else f"items.{instrument.key} (not set)"
+            raise AllianceDataError(
+                f"{raw.path}: {instrument.name} ({instrument.key}) items not found: "
+                f"{', '.join(absent)} (parameter {key}). The file's columns are: "
+                f"{', '.join(present)}. Map the items with items: {{{instrument.key}: "
+                "{pattern: 'NAME{n}'}} or a list of columns"
+            )
+        mapping.update(zip(instrument.items(), sources, strict=True))
+    duplicated = {s for s in mapping.values() if list(mapping.values()).count(s) > 1}
+    if duplicated:
+        raise AllianceDataError(
+            f"{raw.path}: column(s) {', '.join(sorted(duplicated))} are mapped to more than "
+            "one canonical column. Check columns: and items: in the parameters"
+        )
+    frame = raw.frame[[SOURCE_ROW, *mapping.values()]].copy()
+    frame.columns = [SOURCE_ROW, *mapping.keys()]
+    unused = tuple(c for c in present if c not in mapping.values())
+    return MappedData(frame=frame, source_columns=mapping, unused=unused)

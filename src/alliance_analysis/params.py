@@ -22,7 +22,7 @@ key, the value given and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -76,6 +76,8 @@ class Columns(_Strict):
     therapist_id: str = Field("therapist_id", description="therapist identifier column")
     session: str = Field("session", description="session number column (1, 2, ...)")
     day: str | None = Field("day", description="days since the client's first session, if any")
+    date: str | None = Field(
+        None, description="calendar date of each session; turned into `day` and then dropped")
     covariates: tuple[str, ...] = Field(
         ("age_band", "gender", "arm"), description="client-level covariates to keep"
     )
@@ -84,6 +86,77 @@ class Columns(_Strict):
     @classmethod
     def _list_to_tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
+
+
+class ItemMapping(_Strict):
+    """Where one instrument's items are in the researcher's file.
+
+    Give either ``columns`` (the source column of item 1, 2, ... in order) or ``pattern``
+    (a name with ``{n}`` standing for the item number, e.g. ``"WAI{n}"`` or ``"phq_{n:02d}"``).
+    """
+
+    columns: tuple[str, ...] | None = None
+    pattern: str | None = None
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_has_n(cls, value: str | None) -> str | None:
+        if value is not None and "{n" not in value:
+            raise ValueError("must contain {n} where the item number goes, e.g. 'WAI{n}'")
+        return value
+
+    def source_columns(self, n_items: int) -> list[str]:
+        """The source column of each item 1..n_items."""
+        if self.columns is not None:
+            return list(self.columns)
+        if self.pattern is not None:
+            return [self.pattern.format(n=n) for n in range(1, n_items + 1)]
+        return []
+
+
+class PrivacyOptions(_Strict):
+    """The anonymisation gate (see :mod:`alliance_analysis.privacy`)."""
+
+    drop: tuple[str, ...] = Field((), description="identifier columns to drop on reading")
+    allow: dict[str, str] = Field(
+        {}, description="column: reason it is not a direct identifier (recorded in the manifest)")
+    key_file: Path | None = Field(
+        None, description="secret key of the pseudonym hash; default <processed>/pseudonym.key")
+    min_cell_size: int = Field(5, ge=1, description="smallest count shown in reported tables")
+
+    @field_validator("drop", mode="before")
+    @classmethod
+    def _drop_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _resolve_key(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a file path (text)")
+        base = (info.context or {}).get("base_dir", Path.cwd())
+        return (Path(base) / Path(value).expanduser()).resolve()
+
+
+class CleaningOptions(_Strict):
+    """The cleaning rules that have choices (see :mod:`alliance_analysis.cleaning`)."""
+
+    duplicates: Literal["keep_first", "keep_last", "exclude_both"] = Field(
+        "keep_first", description="conflicting rows of the same client and session "
+        "(identical rows always keep one)")
+    multiple_therapists: Literal["flag", "split"] = Field(
+        "flag", description="a client seen by more than one therapist: flag it, or split the "
+        "client into one client per therapist")
+    date_order: Literal["flag", "exclude"] = Field(
+        "flag", description="sessions whose day goes backwards: flag them, or exclude them")
+    min_sessions: int = Field(1, ge=1, description="clients with fewer kept sessions are excluded")
 
 
 class RunParams(_Strict):
@@ -115,6 +188,12 @@ class RunParams(_Strict):
     instruments: tuple[str, ...] = Field(("wai", "wai_t", "phq9", "gad7"))
     alliance: str = Field("wai", description="the alliance instrument")
     symptoms: str = Field("phq9", description="the symptom instrument (outcome)")
+    items: dict[str, ItemMapping] = Field(
+        {}, description="instrument: where its items are, when not named <key>_<n>")
+    custom_instruments: dict[str, dict[str, Any]] = Field(
+        {}, description="instrument definitions beyond the shipped ones (see instruments.py)")
+    privacy: PrivacyOptions = PrivacyOptions()
+    cleaning: CleaningOptions = CleaningOptions()
     seed: int = Field(DEFAULT_SEED, ge=0)
     output: Path | None = Field(None, description="output folder, relative to this file")
 
@@ -162,7 +241,11 @@ def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
         section: type[BaseModel] = model
         for part in loc[:-1]:
+            if part not in section.model_fields:  # a key of a dict-valued field, e.g. items.wai
+                continue
             annotation = section.model_fields[part].annotation
+            if get_origin(annotation) is dict:
+                annotation = get_args(annotation)[1]
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 section = annotation
         allowed = ", ".join(section.model_fields)

@@ -76,12 +76,14 @@ class RunFolder:
         write_json(self.results_file, stored)
         return plain
 
-    def write_table(self, name: str, table: pd.DataFrame) -> Path:
-        """Write ``tables/<name>.csv`` and ``tables/<name>.md``; returns the CSV path."""
+    def write_table(self, name: str, table: pd.DataFrame, markdown: bool = True) -> Path:
+        """Write ``tables/<name>.csv`` (and ``tables/<name>.md`` unless ``markdown=False``,
+        for long listings such as the ledgers); returns the CSV path."""
         folder = self.path / "tables"
         folder.mkdir(exist_ok=True)
         csv_path = folder / f"{name}.csv"
         table.to_csv(csv_path, index=False, lineterminator="\n")
-        (folder / f"{name}.md").write_text(table.to_markdown(index=False) + "\n",
-                                           encoding="utf-8")
+        if markdown:
+            (folder / f"{name}.md").write_text(table.to_markdown(index=False) + "\n",
+                                               encoding="utf-8")
         return csv_path

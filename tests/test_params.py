@@ -105,3 +105,40 @@ def test_cli_prints_params_error_without_traceback(tmp_path: Path, data_file: Pa
 
 def test_cli_validate_accepts_demo(root: Path) -> None:
     assert main(["validate", str(root / "params" / "demo.yaml")]) == 0
+
+
+def test_unknown_instrument_lists_known_ones(tmp_path: Path, data_file: Path) -> None:
+    params = write_params(tmp_path, data_file, extra="instruments: [wai, phq8]\n")
+    with pytest.raises(AllianceParamsError, match=r"Unknown instrument 'phq8'.*gad7.*phq9"):
+        load_params(params)
+
+
+def test_researcher_defines_an_instrument_in_the_parameters(tmp_path: Path,
+                                                           data_file: Path) -> None:
+    extra = """instruments: [wai, hsci]
+symptoms: hsci
+custom_instruments:
+  hsci:
+    name: Hopkins Symptom Checklist, 10-item version
+    construct: symptoms
+    rater: client
+    n_items: 10
+    item_min: 1
+    item_max: 4
+    scoring: mean
+    reverse: []
+    source: "Derogatis et al. (1974). Behavioral Science, 19, 1-15."
+"""
+    params = load_params(write_params(tmp_path, data_file, extra=extra))
+    hsci = params.instrument_definitions()[1]
+    assert hsci.items()[-1] == "hsci_10" and hsci.total_range() == (1.0, 4.0)
+
+
+def test_invalid_custom_instrument_is_a_params_error(tmp_path: Path, data_file: Path) -> None:
+    extra = """instruments: [wai, phq9, odd]
+custom_instruments:
+  odd: {name: Odd, construct: symptoms, rater: client, n_items: 3, item_min: 4, item_max: 1,
+        scoring: sum, source: none}
+"""
+    with pytest.raises(AllianceParamsError, match=r"instruments: .*odd"):
+        load_params(write_params(tmp_path, data_file, extra=extra))

@@ -9,7 +9,7 @@ import pytest
 
 from alliance_analysis import pipeline
 from alliance_analysis.cli import main
-from alliance_analysis.errors import AllianceRunError
+from alliance_analysis.errors import AllianceDataError, AllianceRunError
 from alliance_analysis.io import file_sha256
 from conftest import write_params
 
@@ -46,8 +46,8 @@ def test_failing_notebook_stops_run_and_marks_folder(tmp_path: Path) -> None:
     header_only = tmp_path / "empty.csv"
     header_only.write_text("therapist_id,client_id,session\n")
     params = write_params(tmp_path, header_only)
-    with pytest.raises(AllianceRunError, match=r"notebook 01_clean failed in cell \d+.*"
-                                               r"AllianceDataError.*no data rows"):
+    with pytest.raises(AllianceDataError, match=r"notebook 01_clean failed in cell \d+.*"
+                                                r"AllianceDataError.*no data rows"):
         pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed")
     run_dir = tmp_path / "run"
     assert (run_dir / pipeline.MARKER).is_file()
@@ -57,13 +57,13 @@ def test_failing_notebook_stops_run_and_marks_folder(tmp_path: Path) -> None:
     assert not (run_dir / "notebooks" / "02_describe.ipynb").exists()
 
 
-def test_cli_run_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_data_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     header_only = tmp_path / "empty.csv"
     header_only.write_text("therapist_id,client_id,session\n")
     params = write_params(tmp_path, header_only)
-    assert main(["run", str(params), "--out", str(tmp_path / "run")]) == 1
+    assert main(["run", str(params), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "01_clean failed" in err and "Traceback" not in err
+    assert "01_clean failed" in err and "no data rows" in err and "Traceback" not in err
 
 
 def test_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path: Path, small_study: Path) -> None:
@@ -73,3 +73,23 @@ def test_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path: Path, small_study
     with pytest.raises(AllianceRunError, match="not a previous run folder"):
         pipeline.run(write_params(tmp_path, small_study), out=precious)
     assert (precious / "thesis.docx").read_text() == "keep me"
+
+
+def test_other_notebook_failure_is_a_run_error(tmp_path: Path, small_study: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    broken = new_notebook(cells=[new_code_cell("params_file = run_dir = processed_dir = ''",
+                                               metadata={"tags": ["parameters"]}),
+                                 new_code_cell("1 / 0")])
+    broken.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+    nbformat.write(broken, folder / "01_clean.ipynb")
+    monkeypatch.setattr(pipeline, "notebooks_dir", lambda: folder)
+    params = write_params(tmp_path, small_study)
+    with pytest.raises(AllianceRunError, match=r"01_clean failed in cell 3.*ZeroDivisionError"):
+        pipeline.run(params, out=tmp_path / "run", notebooks=("01_clean",))
+    assert main(["run", str(params), "--out", str(tmp_path / "run2")]) == 1

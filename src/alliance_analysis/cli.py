@@ -58,8 +58,9 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         design = simulate.SimulationDesign(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            (f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise AllianceParamsError(f"invalid simulation design: {problems}") from None
     written = simulate.write(simulate.simulate(design, seed=args.seed), args.out)
     for path in written.values():

@@ -397,7 +397,7 @@ def get_instrument(
     known = ", ".join(sorted(set(INSTRUMENTS) | set(custom)))
     raise AllianceParamsError(
         f"Unknown instrument {key!r}. Known instruments: {known}. "
-        f"Define a new one under 'instruments:' in the parameters file."
+        f"Define a new one under 'custom_instruments:' in the parameters file."
     )
 
 

@@ -25,9 +25,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from alliance_analysis.errors import AllianceParamsError
+from alliance_analysis.instruments import Instrument, get_instrument
+from alliance_analysis.multilevel import MultilevelOptions
+from alliance_analysis.sem import SemOptions
 
 #: File formats the readers understand; ``auto`` chooses from the file extension.
 DATA_FORMATS = ("auto", "csv", "xlsx", "sav", "dta", "parquet")
@@ -194,6 +198,8 @@ class RunParams(_Strict):
         {}, description="instrument definitions beyond the shipped ones (see instruments.py)")
     privacy: PrivacyOptions = PrivacyOptions()
     cleaning: CleaningOptions = CleaningOptions()
+    multilevel: MultilevelOptions = MultilevelOptions()
+    sem: SemOptions = SemOptions()
     seed: int = Field(DEFAULT_SEED, ge=0)
     output: Path | None = Field(None, description="output folder, relative to this file")
 
@@ -219,6 +225,20 @@ class RunParams(_Strict):
         if listed is not None and value not in listed:
             raise ValueError(f"must be one of the listed instruments {list(listed)}")
         return value
+
+    @model_validator(mode="after")
+    def _known_instruments(self) -> RunParams:
+        """Every listed instrument is shipped or defined under ``custom_instruments``."""
+        for key in self.instruments:
+            try:
+                get_instrument(key, self.custom_instruments)
+            except AllianceParamsError as exc:
+                raise ValueError(f"instruments: {exc}") from None
+        return self
+
+    def instrument_definitions(self) -> list[Instrument]:
+        """The run's instruments, in the order listed."""
+        return [get_instrument(key, self.custom_instruments) for key in self.instruments]
 
     def output_dir(self) -> Path:
         """The run folder: ``output`` if set, else ``reports/<name>`` under the cwd."""

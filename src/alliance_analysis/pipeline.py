@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 
 from alliance_analysis import report
-from alliance_analysis.errors import AllianceRunError
+from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
+                                      AllianceRunError)
 from alliance_analysis.io import file_sha256
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
 from alliance_analysis.runfolder import write_json
@@ -46,6 +47,9 @@ RECORDED_PACKAGES: tuple[str, ...] = (
 )
 
 MARKER = "INCOMPLETE"
+
+#: Errors raised inside a notebook that are the user's to fix, by exception name.
+USER_ERRORS = {"AllianceDataError": AllianceDataError, "AllianceParamsError": AllianceParamsError}
 
 
 def project_root() -> Path:
@@ -120,11 +124,13 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
             cwd=str(source.parent), progress_bar=False, log_output=False,
         )
     except PapermillExecutionError as exc:
-        raise AllianceRunError(
-            f"notebook {name} failed in cell {exc.cell_index + 1} (execution count "
-            f"{exc.exec_count}): {exc.ename}: {exc.evalue}. The executed notebook, with the "
-            f"full traceback, is {executed}"
-        ) from None
+        where = (f"notebook {name} failed in cell {exc.cell_index + 1} (execution count "
+                 f"{exc.exec_count})")
+        # The researcher's own mistakes keep their type (exit status 2); anything else is a
+        # failure of the run.
+        kind = USER_ERRORS.get(exc.ename, AllianceRunError)
+        raise kind(f"{where}: {exc.ename}: {exc.evalue}. The executed notebook, with the full "
+                   f"traceback, is {executed}") from None
     finally:
         if executed.exists():
             _render_html(executed)
@@ -170,8 +176,11 @@ def run(params_file: str | Path, out: str | Path | None = None,
     ------
     AllianceParamsError
         The parameters file is invalid (nothing is written).
+    AllianceDataError
+        The data cannot be used (raised inside ``01_clean``); the run folder is left marked
+        ``INCOMPLETE``.
     AllianceRunError
-        A notebook failed; the run folder is left marked ``INCOMPLETE``.
+        A notebook failed for another reason; the run folder is left marked ``INCOMPLETE``.
     """
     params_path = Path(params_file).resolve()
     params: RunParams = load_params(params_path)
@@ -188,6 +197,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
         "parameters": params.to_plain(),
         "seed": params.seed,
         "inputs": {str(params.data.path): file_sha256(params.data.path)},
+        "privacy": {"dropped": list(params.privacy.drop), "allowed": dict(params.privacy.allow)},
         "packages": package_versions(),
         "git": git_commit(project_root()),
         "started": _now(),
@@ -203,7 +213,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
             manifest["seconds"][name] = round(time.perf_counter() - start, 2)
             if on_progress:
                 on_progress(name, index, len(notebooks), manifest["seconds"][name])
-    except AllianceRunError as exc:
+    except AllianceError as exc:
         manifest.update(status="incomplete", error=str(exc))
         raise
     else:
@@ -212,6 +222,11 @@ def run(params_file: str | Path, out: str | Path | None = None,
     finally:
         manifest["finished"] = _now()
         manifest["outputs"] = _output_hashes(run_dir)
+        manifest["processed"] = {
+            "folder": str(processed_dir),
+            "files": {path.name: file_sha256(path) for path in sorted(processed_dir.glob("*"))
+                      if path.is_file() and path.suffix in (".parquet", ".csv")},
+        } if processed_dir.is_dir() else None
         write_json(run_dir / "manifest.json", manifest)
         report.write_index(run_dir, manifest)
     return run_dir

@@ -15,7 +15,8 @@ import pandas as pd
 
 from alliance_analysis import io
 from alliance_analysis.cleaning import CleanResult, clean
-from alliance_analysis.instruments import Instrument, get_instrument
+from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.instruments import Instrument
 from alliance_analysis.params import RunParams
 from alliance_analysis.privacy import (GateResult, dates_to_days, gate, load_or_create_key,
                                        pseudonymise)
@@ -153,7 +154,7 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
         For any problem with the data; nothing is written in that case.
     """
     processed_dir = Path(processed_dir)
-    instruments = [get_instrument(key, params.custom_instruments) for key in params.instruments]
+    instruments = params.instrument_definitions()
     raw = io.read_source(params.data)
     columns = params.columns
     skip = [columns.client_id, columns.therapist_id, *([columns.date] if columns.date else [])]
@@ -184,3 +185,20 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
     return Prepared(sessions=sessions, ledger_rows=ledger_rows, ledger_cells=ledger_cells,
                     codebook=book, instruments=tuple(instruments), clean=result, gate=gated, input_sha256=raw.sha256,
                     files=files)
+
+
+def load_processed(processed_dir: str | Path) -> pd.DataFrame:
+    """Read the processed session table written by :func:`prepare`.
+
+    Raises
+    ------
+    AllianceDataError
+        When the clean stage has not been run for this folder.
+    """
+    path = Path(processed_dir) / "sessions.parquet"
+    if not path.is_file():
+        raise AllianceDataError(
+            f"{path}: no processed session table. Run notebooks/01_clean (or `alliance run`) "
+            "first"
+        )
+    return pd.read_parquet(path)

@@ -99,7 +99,7 @@ _NAME_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("a national, insurance or health-record number", (
         r"ssn", r"social_?security" + _NUMBER + "?", r"national_?insurance" + _NUMBER + "?",
-        r"ni" + _NUMBER, r"nino", r"nhs" + r"(?:_?(?:no|nr|num|number|id))?", r"chi" + _NUMBER,
+        r"ni" + _NUMBER, r"nino", r"nhs(?:_?(?:no|nr|num|number|id))?", r"chi" + _NUMBER,
         r"passport" + _NUMBER + "?", r"(?:medical|health|patient|case)_?records?" + _NUMBER + "?",
         r"mrn", r"record" + _NUMBER, r"hospital" + _NUMBER, r"insurance" + _NUMBER,
         r"(?:sozial)?versicherten?_?(?:nummer|nr)", r"(?:sozial)?versicherungs_?(?:nummer|nr)",
@@ -442,9 +442,9 @@ def gate(frame: pd.DataFrame, options: PrivacyOptions, skip: Collection[str],
     ----------
     .. [1] Information Commissioner's Office (2012). *Anonymisation: managing data protection
        risk code of practice*. Wilmslow: ICO.
-    .. [2] Wilson, G., Bryan, J., Cranston, K., Kitzes, J., Nederbragt, L., & Teal, T. K.
-       (2017). Good enough practices in scientific computing. *PLOS Computational Biology*,
-       13(6), e1005510 ("keep sensitive data out of version control").
+    .. [2] U.S. Department of Health and Human Services (2012). *Guidance regarding methods
+       for de-identification of protected health information in accordance with the HIPAA
+       Privacy Rule*, 45 CFR 164.514(b)(2).
     """
     present = [str(column) for column in frame.columns if column != SOURCE_ROW]
     for key, listed in (("drop", options.drop), ("allow", list(options.allow))):

@@ -1,0 +1,75 @@
+"""The result object every model function returns (DESIGN.md, "Result conventions").
+
+A model function takes the canonical session table and plain arguments and returns a
+:class:`ModelResult`: tidy ``params`` (one row per term: ``term, estimate, se, ci_low, ci_high,
+p``, plus ``std_estimate`` where meaningful), a ``fit`` mapping (``n_obs, n_clients,
+n_therapists, loglik, aic, bic, converged, warnings``; for SEM also ``chi2, df, cfi, tli,
+rmsea, srmr``), and the ``spec`` actually fitted (formula or model syntax). Report, notebooks
+and ``results.json`` all read these same tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+#: Columns every ``params`` table starts with, in this order.
+PARAM_COLUMNS = ("term", "estimate", "se", "ci_low", "ci_high", "p")
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """A fitted model's tidy estimates, fit statistics and specification.
+
+    Attributes
+    ----------
+    name
+        Stable name of the model (used for table file names and ``results.json`` keys).
+    params
+        One row per term; columns start with :data:`PARAM_COLUMNS`; one scalar per cell.
+    fit
+        Fit statistics and diagnostics; ``converged`` (bool) and ``warnings`` (list of text)
+        are always present.
+    spec
+        The formula or model syntax actually fitted.
+    extra
+        Further tidy tables of the model by name (e.g. ``variance_components``, ``icc``).
+    """
+
+    name: str
+    params: pd.DataFrame
+    fit: Mapping[str, Any]
+    spec: str
+    extra: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in PARAM_COLUMNS if c not in self.params.columns]
+        if missing:
+            raise ValueError(f"{self.name}: params table lacks columns {missing}")
+        for key in ("converged", "warnings"):
+            if key not in self.fit:
+                raise ValueError(f"{self.name}: fit lacks '{key}'")
+
+    def to_table(self) -> pd.DataFrame:
+        """The params table with the model name and its convergence flag on every row."""
+        table = self.params.copy()
+        table.insert(0, "model", self.name)
+        table["converged"] = bool(self.fit["converged"])
+        return table
+
+    def fit_table(self) -> pd.DataFrame:
+        """The fit statistics as a one-row table (warnings joined by '; ')."""
+        row = {key: ("; ".join(value) if key == "warnings" else value)
+               for key, value in self.fit.items()}
+        return pd.DataFrame([{"model": self.name, **row}])
+
+    def to_markdown(self, digits: int = 3) -> str:
+        """The params table as Markdown, with a note when the fit is flagged."""
+        text = self.params.to_markdown(index=False, floatfmt=f".{digits}f")
+        notes = list(self.fit["warnings"])
+        if not self.fit["converged"]:
+            notes.insert(0, "The fit did NOT converge: do not interpret these estimates.")
+        return text + ("\n\n" + "\n".join(f"Note. {n}" for n in notes) if notes else "")

@@ -1,0 +1,48 @@
+"""The `alliance` command: simulate writes the documented files; errors exit 2 without traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alliance_analysis.cli import main
+
+
+def test_simulate_with_design_options(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), "--seed", "5", "--therapists", "3",
+                 "--clients-per-therapist", "4", "--max-sessions", "8"]) == 0
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["seed"] == 5 and truth["design"]["therapists"] == 3
+    assert truth["design"]["max_sessions"] == 8
+    assert (out / "sessions.csv").read_text().startswith("therapist_id,client_id,session")
+
+
+def test_simulate_default_reproduces_the_demo_bytes(tmp_path: Path, root: Path) -> None:
+    assert main(["simulate", "--out", str(tmp_path)]) == 0
+    for name in ("sessions.csv", "truth.json"):
+        assert (tmp_path / name).read_bytes() == (root / "data" / "demo" / name).read_bytes()
+
+
+def test_simulate_bad_design_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--out", str(tmp_path), "--min-sessions", "9",
+                 "--max-sessions", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid simulation design" in err and "Traceback" not in err
+
+
+def test_console_script_is_installed(root: Path) -> None:
+    done = subprocess.run([str(Path(sys.executable).parent / "alliance"), "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "run" in done.stdout and "simulate" in done.stdout and "validate" in done.stdout
+
+
+def test_make_help_lists_every_target(root: Path) -> None:
+    done = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
+                          check=True)
+    targets = {line.split()[1] for line in done.stdout.splitlines() if line.strip()}
+    assert {"report", "test", "lab", "help"} <= targets

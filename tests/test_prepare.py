@@ -1,0 +1,87 @@
+"""The clean stage on the demo data: every planted fault is caught and logged, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alliance_analysis.params import load_params
+from alliance_analysis.prepare import load_processed, prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("processed")
+    return prepare(load_params(ROOT / "params" / "demo.yaml"), folder), folder
+
+
+def test_every_planted_fault_is_in_the_ledger(demo) -> None:
+    prepared, _ = demo
+    faults = json.loads((ROOT / "data" / "demo" / "truth.json").read_text())["faults"]
+    rows = prepared.ledger_rows.set_index("source_row")
+    cells = prepared.ledger_cells
+    expected_rule = {"non_integer_session": "session_not_integer",
+                     "duplicate_row": "duplicate_identical"}
+    for fault in faults:
+        if fault["kind"] == "out_of_range_item":
+            hit = cells[(cells.source_row == fault["row"]) & (cells.column == fault["column"])]
+            assert hit[["old_value", "new_value", "rule"]].values.tolist() == [
+                [str(fault["value"]), None, "item_out_of_range"]]
+        else:
+            assert rows.loc[fault["row"], "status"] == "excluded"
+            assert rows.loc[fault["row"], "rule"] == expected_rule[fault["kind"]]
+    assert prepared.headline()["clean.rows_excluded"] == 2
+
+
+def test_rows_add_up_and_ids_are_pseudonymised(demo) -> None:
+    prepared, folder = demo
+    raw_rows = len((ROOT / "data" / "demo" / "sessions.csv").read_text().splitlines()) - 1
+    headline = prepared.headline()
+    assert headline["clean.rows_input"] == raw_rows
+    assert headline["clean.rows_kept"] + headline["clean.rows_excluded"] == raw_rows
+    assert prepared.sessions["client_id"].str.match(r"^C-[0-9a-f]{10}$").all()
+    assert prepared.sessions["therapist_id"].str.match(r"^T-[0-9a-f]{10}$").all()
+    raw = pd.read_csv(ROOT / "data" / "demo" / "sessions.csv", dtype=str)
+    assert not set(raw["client_id"]) & set(prepared.ledger_rows["client_id"].dropna())
+    assert (folder / "pseudonym.key").is_file()
+
+
+def test_every_prorated_score_has_a_ledger_entry(demo) -> None:
+    prepared, _ = demo
+    sessions = prepared.sessions
+    prorated = prepared.ledger_cells[prepared.ledger_cells.rule == "prorated"]
+    for key, n_items in (("phq9", 9), ("wai", 12)):
+        partial = sessions[(sessions[f"{key}_n_items"] < n_items)
+                           & sessions[f"{key}_total"].notna()]
+        logged = prorated[prorated.column == f"{key}_total"]
+        assert set(partial["source_row"]) == set(logged["source_row"])
+
+
+def test_codebook_describes_every_column(demo) -> None:
+    prepared, _ = demo
+    used = prepared.codebook[prepared.codebook.status == "used"]
+    assert list(used["column"]) == list(prepared.sessions.columns)
+    assert used["meaning"].str.len().gt(0).all()
+
+
+def test_processed_files_written_and_reloadable(demo) -> None:
+    prepared, folder = demo
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "codebook.csv", "ledger_cells.csv", "ledger_rows.csv", "pseudonym.key",
+        "sessions.parquet"]
+    pd.testing.assert_frame_equal(load_processed(folder), prepared.sessions)
+
+
+def test_same_key_same_bytes(demo, tmp_path: Path) -> None:
+    _, folder = demo
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "pseudonym.key").write_bytes((folder / "pseudonym.key").read_bytes())
+    prepare(load_params(ROOT / "params" / "demo.yaml"), again)
+    for name in ("sessions.parquet", "ledger_rows.csv", "ledger_cells.csv", "codebook.csv"):
+        assert (again / name).read_bytes() == (folder / name).read_bytes(), name

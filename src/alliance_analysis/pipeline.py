@@ -122,6 +122,9 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
         papermill.execute_notebook(
             str(source), str(executed), parameters=parameters, kernel_name="python3",
             cwd=str(source.parent), progress_bar=False, log_output=False,
+            # ipykernel warns at every start that its loopback TCP sockets are unencrypted;
+            # the kernel is local and short-lived, so its own log stays at errors only.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as exc:
         where = (f"notebook {name} failed in cell {exc.cell_index + 1} (execution count "

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from alliance_analysis.errors import AllianceDataError, AllianceParamsError, AllianceRunError
 
-_console = Console(stderr=True, highlight=False)
+_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ class DataSource(_Strict):
     )
     sheet: str | int | None = Field(None, description="Excel sheet name or 0-based index")
     delimiter: str | None = Field(None, description="CSV delimiter; None detects , ; or tab")
-    encoding: str | None = Field(None, description="CSV encoding; None detects UTF-8 or Latin-1")
+    encoding: str | None = Field(None, description="CSV encoding; None detects UTF-8, UTF-16, Windows-1252 or Latin-1")
 
     @field_validator("path", mode="before")
     @classmethod

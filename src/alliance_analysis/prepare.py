@@ -87,8 +87,8 @@ class Prepared:
         """Write the summary, the ledgers and the codebook to the run's ``tables/``."""
         run.write_table("cleaning_summary", self.summary())
         run.write_table("codebook", self.codebook)
-        run.write_table("ledger_rows", self.ledger_rows, markdown=False)
-        run.write_table("ledger_cells", self.ledger_cells, markdown=False)
+        run.write_table("ledger_rows", self.ledger_rows, formatted=False)
+        run.write_table("ledger_cells", self.ledger_cells, formatted=False)
 
 
 def _pseudonymise_ids(result: CleanResult, key: bytes) -> tuple[pd.DataFrame, pd.DataFrame,
@@ -178,13 +178,13 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
     ledger_cells = ledger_cells.reset_index(drop=True)
     sessions = session_schema(instruments).validate(scored.sessions)
     book = codebook(sessions, instruments, mapped.source_columns, mapped.unused,
-                    raw.value_labels, derived)
+                    raw.value_labels, derived, raw.column_labels)
     files = _write_atomically({"sessions.parquet": sessions, "ledger_rows.csv": ledger_rows,
                                "ledger_cells.csv": ledger_cells, "codebook.csv": book},
                               processed_dir)
     return Prepared(sessions=sessions, ledger_rows=ledger_rows, ledger_cells=ledger_cells,
-                    codebook=book, instruments=tuple(instruments), clean=result, gate=gated, input_sha256=raw.sha256,
-                    files=files)
+                    codebook=book, instruments=tuple(instruments), clean=result,
+                    gate=gated, input_sha256=raw.sha256, files=files)
 
 
 def load_processed(processed_dir: str | Path) -> pd.DataFrame:

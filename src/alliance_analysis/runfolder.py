@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 
 def _plain(value: Any) -> Any:
@@ -76,14 +77,26 @@ class RunFolder:
         write_json(self.results_file, stored)
         return plain
 
-    def write_table(self, name: str, table: pd.DataFrame, markdown: bool = True) -> Path:
-        """Write ``tables/<name>.csv`` (and ``tables/<name>.md`` unless ``markdown=False``,
-        for long listings such as the ledgers); returns the CSV path."""
+    def write_figure(self, name: str, fig: Figure) -> list[Path]:
+        """Save ``figures/<name>.png`` (300 dpi) and ``.svg``; see :func:`plots.save`."""
+        from alliance_analysis.plots import save
+
+        return save(fig, self.path / "figures", name)
+
+    def write_table(self, name: str, table: pd.DataFrame, caption: str = "", note: str = "",
+                    formatted: bool = True) -> Path:
+        """Write ``tables/<name>.csv`` (tidy, full precision) and, unless ``formatted=False``
+        (long listings such as the ledgers), the APA-formatted ``.md``, ``.tex`` and ``.html``
+        with ``caption`` above and ``note`` below (:func:`report.write_apa_table`).
+
+        Returns the CSV path.
+        """
+        from alliance_analysis.report import write_apa_table
+
         folder = self.path / "tables"
         folder.mkdir(exist_ok=True)
         csv_path = folder / f"{name}.csv"
         table.to_csv(csv_path, index=False, lineterminator="\n")
-        if markdown:
-            (folder / f"{name}.md").write_text(table.to_markdown(index=False) + "\n",
-                                               encoding="utf-8")
+        if formatted:
+            write_apa_table(folder, name, table, caption=caption, note=note)
         return csv_path

@@ -86,7 +86,8 @@ def _meaning(column: str, instruments: Sequence[Instrument]) -> str:
 def codebook(sessions: pd.DataFrame, instruments: Sequence[Instrument],
              source_columns: Mapping[str, str], unused: Sequence[str] = (),
              value_labels: Mapping[str, Mapping[object, str]] | None = None,
-             derived: Mapping[str, str] | None = None) -> pd.DataFrame:
+             derived: Mapping[str, str] | None = None,
+             column_labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Describe every column of the processed table, and every input column left out.
 
     Parameters
@@ -103,26 +104,31 @@ def codebook(sessions: pd.DataFrame, instruments: Sequence[Instrument],
         SPSS/Stata value labels by input column.
     derived
         ``{column: how it was derived}`` for columns with no single source column.
+    column_labels
+        SPSS/Stata variable labels by input column.
 
     Returns
     -------
     pandas.DataFrame
-        ``column, type, meaning, source_column, value_labels, status`` (status ``used`` or
-        ``not used``); value labels as JSON text.
+        ``column, type, meaning, source_column, source_label, value_labels, status`` (status
+        ``used`` or ``not used``); value labels as JSON text.
     """
     labels = value_labels or {}
     derived = derived or {}
+    variable_labels = column_labels or {}
     rows = []
     for column in sessions.columns:
         source = source_columns.get(column, derived.get(column, "computed"))
         rows.append({
             "column": column, "type": str(sessions[column].dtype),
             "meaning": _meaning(column, instruments), "source_column": source,
+            "source_label": variable_labels.get(source, ""),
             "value_labels": json.dumps({str(k): v for k, v in labels.get(source, {}).items()},
                                        ensure_ascii=False) if source in labels else "",
             "status": "used",
         })
     for column in unused:
         rows.append({"column": "", "type": "", "meaning": "input column not used by this run",
-                     "source_column": column, "value_labels": "", "status": "not used"})
+                     "source_column": column, "source_label": variable_labels.get(column, ""),
+                     "value_labels": "", "status": "not used"})
     return pd.DataFrame(rows)

@@ -1,0 +1,196 @@
+"""Every figure of the workbench, each a function returning a matplotlib Figure.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (not through pyplot), so
+nothing global changes and a notebook shows each figure once. One seaborn theme and the
+colour-blind-safe ``colorblind`` palette are applied inside each function (no global rcParams
+are touched). :func:`save` writes PNG (300 dpi) and SVG with fixed metadata, so the same
+figure gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import ParamSpec
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from alliance_analysis.describe import trajectory_summary
+from alliance_analysis.instruments import Instrument
+from alliance_analysis.results import ModelResult
+
+PALETTE = sns.color_palette("colorblind")
+_RC = {"svg.hashsalt": "alliance-analysis", "svg.fonttype": "path", "figure.dpi": 100}
+
+P = ParamSpec("P")
+
+
+@contextmanager
+def theme() -> Iterator[None]:
+    """The workbench's seaborn theme, applied only inside the ``with`` block."""
+    with mpl.rc_context(_RC), sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        yield
+
+
+def themed(function: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Build the figure of ``function`` inside :func:`theme`."""
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with theme():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
+    """Write ``<name>.png`` (300 dpi) and ``<name>.svg`` with fixed metadata; return the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    png, svg = folder / f"{name}.png", folder / f"{name}.svg"
+    with mpl.rc_context(_RC):
+        fig.savefig(png, dpi=300, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    return [png, svg]
+
+
+def axis_label(instrument: Instrument, subscale: str | None = None) -> str:
+    """An axis label naming the instrument's short name, the score and its possible range."""
+    low, high = instrument.total_range()
+    short = instrument.name.split("(")[-1].split(")")[0] if "(" in instrument.name \
+        else instrument.key.upper()
+    what = "total" if subscale is None else subscale
+    kind = "mean item score" if instrument.scoring == "mean" else "sum score"
+    return f"{short} {what} ({kind}, {low:g}-{high:g})"
+
+
+@themed
+def trajectories(sessions: pd.DataFrame, instrument: Instrument, n_clients: int = 40,
+                 seed: int = 0, ci_level: float = 0.95) -> Figure:
+    """Individual trajectories of a score with the mean and its confidence band.
+
+    Parameters
+    ----------
+    sessions
+        The scored session table.
+    instrument
+        Whose total to plot.
+    n_clients
+        How many clients' own trajectories to draw (a seeded random sample), in grey.
+    seed
+        Seed of the sample.
+    ci_level
+        Level of the band around the session means.
+    """
+    score = instrument.score_column()
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    clients = sessions["client_id"].drop_duplicates().sort_values().to_numpy()
+    shown = np.random.default_rng(seed).choice(clients, min(n_clients, len(clients)),
+                                               replace=False)
+    for client in sorted(shown):
+        one = sessions[sessions["client_id"] == client].dropna(subset=[score])
+        ax.plot(one["session"], one[score], color="0.7", linewidth=0.7, alpha=0.8)
+    summary = trajectory_summary(sessions, score, ci_level)
+    ax.fill_between(summary["session"], summary["ci_low"], summary["ci_high"],
+                    color=PALETTE[0], alpha=0.3, linewidth=0,
+                    label=f"{ci_level:.0%} CI of the mean")
+    ax.plot(summary["session"], summary["mean"], color=PALETTE[0], linewidth=2.2,
+            label="mean of clients attending")
+    low, high = instrument.total_range()
+    ax.set(xlabel="session", ylabel=axis_label(instrument), ylim=(low, high))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="best", frameon=True, fontsize="small",
+              title=f"grey: {len(shown)} clients", title_fontsize="small")
+    return fig
+
+
+@themed
+def alliance_by_therapist(sessions: pd.DataFrame, instrument: Instrument) -> Figure:
+    """Mean alliance at each session for every therapist, beside the grand mean."""
+    score = instrument.score_column()
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    means = sessions.groupby(["therapist_id", "session"])[score].mean().reset_index()
+    for _, one in means.groupby("therapist_id"):
+        ax.plot(one["session"], one[score], color=PALETTE[7], linewidth=0.8, alpha=0.6)
+    grand = sessions.groupby("session")[score].mean()
+    ax.plot(grand.index, grand.to_numpy(), color=PALETTE[1], linewidth=2.5,
+            label="all clients")
+    ax.plot([], [], color=PALETTE[7], linewidth=0.8, label="one therapist's clients")
+    ax.set(xlabel="session", ylabel=axis_label(instrument))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+@themed
+def score_distributions(sessions: pd.DataFrame, instruments: Sequence[Instrument],
+                        session: int = 1) -> Figure:
+    """Histograms of each instrument's total at one session (default: the first)."""
+    fig = Figure(figsize=(3.2 * len(instruments), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(instruments), squeeze=False)[0]
+    at = sessions[sessions["session"] == session]
+    for ax, instrument, colour in zip(axes, instruments, PALETTE, strict=False):
+        values = at[instrument.score_column()].dropna()
+        low, high = instrument.total_range()
+        if instrument.scoring == "sum":  # one bar per possible total
+            sns.histplot(values, ax=ax, color=colour, discrete=True)
+        else:
+            sns.histplot(values, ax=ax, color=colour, binrange=(low, high), bins=16)
+        ax.set(xlabel=axis_label(instrument), ylabel="clients", xlim=(low - 0.5, high + 0.5)
+               if instrument.scoring == "sum" else (low, high))
+        ax.xaxis.label.set_size("small")
+    fig.suptitle(f"Scores at session {session}", fontsize="medium")
+    return fig
+
+
+@themed
+def attendance(table: pd.DataFrame) -> Figure:
+    """Clients attending each session (bars) and clients ending there (line)."""
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(table["session"], table["clients"], color=PALETTE[0], label="clients attending")
+    ax.plot(table["session"], table["last_session"], color=PALETTE[3], marker="o",
+            markersize=3, label="last session of ... clients")
+    ax.set(xlabel="session", ylabel="clients")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+@themed
+def coefficients(result: ModelResult, exclude: Sequence[str] = ("Intercept",)) -> Figure:
+    """Coefficient plot of a model: each estimate with its confidence interval."""
+    table = result.params[~result.params["term"].isin(exclude)].iloc[::-1]
+    fig = Figure(figsize=(6.5, 0.45 * len(table) + 1.4), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(table))
+    ax.errorbar(table["estimate"], y, xerr=[table["estimate"] - table["ci_low"],
+                                            table["ci_high"] - table["estimate"]],
+                fmt="o", color=PALETTE[0], ecolor=PALETTE[0], capsize=3)
+    ax.axvline(0, color="0.3", linewidth=0.8, linestyle="--")
+    ax.set_yticks(y, table["term"])
+    ax.set(xlabel="estimate with confidence interval", title=result.name)
+    if not result.fit["converged"]:
+        ax.set_title(f"{result.name} (did NOT converge)", color=PALETTE[3])
+    return fig
+
+
+def describe_figures(sessions: pd.DataFrame, alliance: Instrument, symptoms: Instrument,
+                     instruments: Sequence[Instrument], attendance_table: pd.DataFrame,
+                     seed: int) -> dict[str, Figure]:
+    """The figures of ``02_describe`` by stable name."""
+    return {
+        f"trajectories_{symptoms.key}": trajectories(sessions, symptoms, seed=seed),
+        f"trajectories_{alliance.key}": trajectories(sessions, alliance, seed=seed),
+        f"{alliance.key}_by_therapist": alliance_by_therapist(sessions, alliance),
+        "score_distributions": score_distributions(sessions, instruments),
+        "attendance": attendance(attendance_table),
+    }
+

@@ -1,0 +1,80 @@
+"""Descriptive tables and figures: counts add up, small cells are hidden, figures are stable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alliance_analysis import describe, plots
+from alliance_analysis.instruments import get_instrument
+from alliance_analysis.results import ModelResult
+
+
+@pytest.fixture
+def sessions() -> pd.DataFrame:
+    rows = []
+    for c in range(12):
+        for s in range(1, 3 + c % 4):
+            rows.append({"client_id": f"C{c:02d}", "therapist_id": f"T{c % 3}", "session": s,
+                         "phq9_total": 20.0 - s - c % 5, "wai_total": 3.0 + 0.1 * s,
+                         "wai_goal": 3.0 + 0.1 * s, "wai_task": 3.1 + 0.05 * s + c % 2 * 0.1,
+                         "wai_bond": 3.2 + 0.02 * c, "gender": "female" if c < 9 else "male",
+                         "arm": "A" if c % 2 else "B"})
+    frame = pd.DataFrame(rows)
+    frame.loc[3, "phq9_total"] = float("nan")
+    return frame
+
+
+def test_sample_table_counts(sessions: pd.DataFrame) -> None:
+    table = describe.sample_table(sessions).set_index("quantity")["value"]
+    assert table["therapists"] == "3" and table["clients"] == "12"
+    assert table["sessions"] == str(len(sessions))
+    assert table["sessions per client, median (range)"] == "3.5 (2-5)"
+
+
+def test_client_characteristics_suppress_small_cells(sessions: pd.DataFrame) -> None:
+    table = describe.client_characteristics(sessions, ["gender", "arm", "absent"], 5)
+    gender = table[table.characteristic == "gender"].set_index("level")
+    assert gender.loc["male", "n"] == "<5" and gender.loc["male", "percent"] == ""
+    assert gender.loc["female", "n"] == "[c]"  # else 12 - 9 would reveal the small cell
+    arm = table[table.characteristic == "arm"].set_index("level")
+    assert arm.loc["A", "n"] == 6 and arm.loc["A", "percent"] == 50.0
+    assert "absent" not in set(table.characteristic)
+
+
+def test_attendance_and_missingness(sessions: pd.DataFrame) -> None:
+    attendance = describe.attendance(sessions).set_index("session")
+    assert attendance.loc[1, "clients"] == 12 and attendance["last_session"].sum() == 12
+    assert attendance.loc[2, "last_session"] == 3  # clients 0, 4, 8 end at session 2
+    missing = describe.missingness(sessions, [get_instrument("phq9")]).set_index("session")
+    assert missing.loc[2, "phq9_missing_percent"] == round(100 / 12, 1)
+
+
+def test_trajectory_summary_ci(sessions: pd.DataFrame) -> None:
+    table = describe.trajectory_summary(sessions, "phq9_total").set_index("session")
+    one = sessions.loc[sessions.session == 1, "phq9_total"]
+    assert table.loc[1, "mean"] == pytest.approx(one.mean())
+    assert table.loc[1, "ci_low"] < one.mean() < table.loc[1, "ci_high"]
+
+
+def test_figures_are_byte_identical(sessions: pd.DataFrame, tmp_path: Path) -> None:
+    phq9, wai = get_instrument("phq9"), get_instrument("wai")
+    digests = []
+    for attempt in ("a", "b"):
+        figures = plots.describe_figures(sessions, wai, phq9, [wai, phq9],
+                                         describe.attendance(sessions), seed=1)
+        for name, fig in figures.items():
+            plots.save(fig, tmp_path / attempt, name)
+        digests.append({p.name: p.read_bytes() for p in sorted((tmp_path / attempt).iterdir())})
+    assert digests[0] == digests[1] and len(digests[0]) == 10
+
+
+def test_coefficient_plot_flags_non_convergence() -> None:
+    params = pd.DataFrame({"term": ["Intercept", "x"], "estimate": [1.0, 0.5], "se": [0.1, 0.1],
+                           "ci_low": [0.8, 0.3], "ci_high": [1.2, 0.7], "p": [0.01, 0.02]})
+    result = ModelResult("m", params, {"converged": False, "warnings": ["w"]}, "y ~ x")
+    fig = plots.coefficients(result)
+    assert "did NOT converge" in fig.axes[0].get_title()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x"]

@@ -29,6 +29,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       field_validator, model_validator)
 
 from alliance_analysis.errors import AllianceParamsError
+from alliance_analysis.change import ChangeOptions
 from alliance_analysis.instruments import Instrument, get_instrument
 from alliance_analysis.multilevel import MultilevelOptions
 from alliance_analysis.sem import SemOptions
@@ -200,6 +201,7 @@ class RunParams(_Strict):
     cleaning: CleaningOptions = CleaningOptions()
     multilevel: MultilevelOptions = MultilevelOptions()
     sem: SemOptions = SemOptions()
+    change: ChangeOptions = ChangeOptions()
     seed: int = Field(DEFAULT_SEED, ge=0)
     output: Path | None = Field(None, description="output folder, relative to this file")
 

@@ -157,7 +157,7 @@ def attendance(table: pd.DataFrame) -> Figure:
     ax = fig.add_subplot()
     ax.bar(table["session"], table["clients"], color=PALETTE[0], label="clients attending")
     ax.plot(table["session"], table["last_session"], color=PALETTE[3], marker="o",
-            markersize=3, label="last session of ... clients")
+            markersize=3, label="clients whose last session this was")
     ax.set(xlabel="session", ylabel="clients")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper right", fontsize="small")

@@ -1,7 +1,8 @@
-"""The run's ``index.html``: the page a reviewer opens first.
+"""Tables in APA style, and the run's ``index.html``: the page a reviewer opens first.
 
-It is self-contained and readable offline: run summary (status, data SHA-256, parameters,
-package versions, dates), then links to every executed notebook, table and figure of the run.
+The page is self-contained and readable offline: run summary (status, data SHA-256,
+parameters, package versions, dates) and the run's warnings at the top, then each section's
+figures and tables, and links to every executed notebook.
 """
 
 from __future__ import annotations
@@ -15,28 +16,114 @@ import numpy as np
 import pandas as pd
 
 _STYLE = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 60rem;
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 64rem;
        margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
-th, td { border-bottom: 1px solid #ddd; padding: .25rem .75rem; text-align: left;
+h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; margin-top: 2.5rem;
+     border-bottom: 2px solid #0173b2; padding-bottom: .2rem; }
+h3 { font-size: 1.05rem; margin-top: 1.5rem; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .85rem; }
+th, td { border-bottom: 1px solid #ddd; padding: .2rem .6rem; text-align: left;
          vertical-align: top; }
+table.apa td { text-align: right; } table.apa td:first-child { text-align: left; }
+figure { margin: 1rem 0; } figcaption { font-weight: 600; margin-bottom: .3rem; }
+p.note { font-size: .85rem; margin-top: .2rem; }
+.scroll { overflow-x: auto; }
 code { font-size: .85rem; word-break: break-all; }
-.status { padding: .5rem 1rem; border-radius: .3rem; margin: 1rem 0; }
+.status { padding: .6rem 1rem; border-radius: .3rem; margin: 1rem 0; }
 .complete { background: #e6f4ea; } .incomplete, .running { background: #fde8e8; }
-img { max-width: 100%; }
+.warnings { background: #fff4e5; border-left: 4px solid #de8f05; padding: .4rem 1rem; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+nav a { margin-right: 1rem; }
 """
+
+#: The report's sections: (notebook, title, prefixes of the tables and figures it shows).
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("01_clean", "Data, anonymisation and cleaning", ("cleaning", "codebook")),
+    ("02_describe", "Description", ("describe", "reliability", "attendance", "score",
+                                    "trajectories")),
+    ("03_multilevel", "Multilevel models", ("multilevel",)),
+    ("04_sem", "Structural equation models", ("sem",)),
+    ("05_change", "Change and process markers", ("change",)),
+)
+
+#: Tables longer than this are linked rather than shown in the page.
+MAX_EMBEDDED_ROWS = 40
 
 
 def _rows(pairs: list[tuple[str, str]]) -> str:
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in pairs)
 
 
-def _links(run_dir: Path, pattern: str) -> list[Path]:
-    return sorted(path.relative_to(run_dir) for path in run_dir.glob(pattern))
+def _section_of(name: str) -> str:
+    for notebook, _, prefixes in SECTIONS:
+        if name.startswith(prefixes):
+            return notebook
+    return "02_describe" if "_by_therapist" in name else "01_clean"
 
 
-def write_index(run_dir: Path, manifest: dict[str, Any]) -> Path:
+def run_warnings(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Everything a reader must see first: failure, excluded rows, unconverged or singular fits.
+
+    Model tables are found by their columns: any table with ``converged`` false, ``singular``
+    true or a non-empty ``warnings`` cell contributes a line naming the table and model.
+    """
+    found: list[str] = []
+    if manifest.get("status") != "complete":
+        found.append(f"The run did not finish: {manifest.get('error', 'interrupted')}")
+    results = run_dir / "results.json"
+    values = json.loads(results.read_text()) if results.exists() else {}
+    if values.get("clean.rows_excluded"):
+        found.append(f"{values['clean.rows_excluded']} of {values.get('clean.rows_input')} "
+                     "input rows were excluded by cleaning (see tables/ledger_rows.csv).")
+    for path in sorted((run_dir / "tables").glob("*.csv")):
+        table = pd.read_csv(path, nrows=500)
+        label = table["model"].astype(str) if "model" in table else pd.Series(
+            [path.stem] * len(table))
+        if "converged" in table:
+            for model in sorted(set(label[table["converged"].astype(str) == "False"])):
+                found.append(f"{path.stem}: model {model} did NOT converge.")
+        if "singular" in table:
+            for model in sorted(set(label[table["singular"].astype(str) == "True"])):
+                found.append(f"{path.stem}: model {model} is singular (a variance at zero or "
+                             "a correlation at +/-1).")
+        if "warnings" in table:
+            for model, text in zip(label, table["warnings"], strict=True):
+                if isinstance(text, str) and text.strip():
+                    found.append(f"{path.stem}: {model}: {text}")
+    return list(dict.fromkeys(found))
+
+
+def _table_block(run_dir: Path, csv: Path) -> str:
+    fragment = csv.with_suffix(".html")
+    rows = sum(1 for _ in csv.open(encoding="utf-8")) - 1
+    link = f"<a href='{html.escape(csv.relative_to(run_dir).as_posix())}'>{csv.name}</a>"
+    if fragment.exists() and rows <= MAX_EMBEDDED_ROWS:
+        return f"<div class='scroll'>{fragment.read_text(encoding='utf-8')}</div><p>{link}</p>"
+    return f"<p>Table <strong>{html.escape(csv.stem)}</strong> ({rows} rows): {link}</p>"
+
+
+def _section(run_dir: Path, notebook: str, title: str, seconds: Any) -> str:
+    parts = [f"<h2 id='{notebook}'>{html.escape(title)}</h2>"]
+    executed = run_dir / "notebooks" / f"{notebook}.html"
+    if executed.exists():
+        parts.append(f"<p>Executed notebook: <a href='notebooks/{notebook}.html'>{notebook}"
+                     f"</a> (<a href='notebooks/{notebook}.ipynb'>.ipynb</a>, "
+                     f"{seconds if seconds is not None else '?'} s)</p>")
+    else:
+        parts.append("<p>This notebook did not run.</p>")
+    for png in sorted((run_dir / "figures").glob("*.png")):
+        if _section_of(png.stem) == notebook:
+            parts.append(f"<figure><figcaption>{html.escape(png.stem)}</figcaption>"
+                         f"<img src='figures/{html.escape(png.name)}' alt='{html.escape(png.stem)}'"
+                         f" width='720'><p><a href='figures/{html.escape(png.stem)}.svg'>SVG</a>"
+                         "</p></figure>")
+    for csv in sorted((run_dir / "tables").glob("*.csv")):
+        if _section_of(csv.stem) == notebook:
+            parts.append(_table_block(run_dir, csv))
+    return "\n".join(parts)
+
+
+def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "") -> Path:
     """Write ``index.html`` for a run folder from its manifest and files.
 
     Parameters
@@ -45,18 +132,21 @@ def write_index(run_dir: Path, manifest: dict[str, Any]) -> Path:
         The run folder.
     manifest
         The run's manifest (as written to ``manifest.json``).
+    methods
+        The methods paragraph (plain text) to show, if any.
 
     Returns
     -------
     Path
-        The page written.
+        The page written: the run summary and its warnings first, then one section per
+        notebook with its figures and tables (long tables linked), the methods paragraph,
+        provenance links, parameters and software versions. Only relative links are used,
+        so the folder can be moved or zipped and read offline.
     """
     status = manifest.get("status", "unknown")
-    banner = {
-        "complete": "The run finished: every notebook ran.",
-        "incomplete": "The run did NOT finish: " + manifest.get("error", ""),
-        "running": "The run was interrupted before it finished.",
-    }.get(status, status)
+    banner = {"complete": "The run finished: every notebook ran.",
+              "incomplete": "The run did NOT finish.",
+              "running": "The run was interrupted before it finished."}.get(status, status)
     summary = [
         ("Run", html.escape(str(manifest.get("run", "")))),
         ("Parameters file", f"<code>{html.escape(str(manifest.get('parameters_file')))}</code>"),
@@ -71,20 +161,19 @@ def write_index(run_dir: Path, manifest: dict[str, Any]) -> Path:
     if git:
         summary.append(("Git commit", html.escape(
             git["commit"] + (" (with uncommitted changes)" if git["dirty"] else ""))))
+    warnings_found = run_warnings(run_dir, manifest)
+    warning_block = ("<div class='warnings'><strong>Read these first:</strong><ul>"
+                     + "".join(f"<li>{html.escape(w)}</li>" for w in warnings_found)
+                     + "</ul></div>") if warnings_found else \
+        "<p>No warnings: no rows excluded, every model converged.</p>"
     seconds = manifest.get("seconds", {})
-    notebooks = "".join(
-        f"<tr><td>{html.escape(nb.stem)}</td><td><a href='{html.escape(nb.as_posix())}'>"
-        f"HTML</a></td><td><a href='{html.escape(nb.with_suffix('.ipynb').as_posix())}'>"
-        f"notebook</a></td><td>{seconds.get(nb.stem, '')} s</td></tr>"
-        for nb in _links(run_dir, "notebooks/*.html")
-    )
-    tables = "".join(f"<li><a href='{html.escape(p.as_posix())}'>{html.escape(p.name)}</a></li>"
-                     for p in _links(run_dir, "tables/*.csv"))
-    figures = "".join(f"<figure><img src='{html.escape(p.as_posix())}' alt='{html.escape(p.stem)}'>"
-                      f"<figcaption>{html.escape(p.stem)}</figcaption></figure>"
-                      for p in _links(run_dir, "figures/*.png"))
+    sections = "\n".join(_section(run_dir, nb, title, seconds.get(nb))
+                         for nb, title, _ in SECTIONS)
+    nav = "".join(f"<a href='#{nb}'>{html.escape(title)}</a>" for nb, title, _ in SECTIONS)
     versions = _rows([(k, html.escape(v)) for k, v in manifest.get("packages", {}).items()])
     params = html.escape(json.dumps(manifest.get("parameters", {}), indent=2, sort_keys=True))
+    methods_block = (f"<h2 id='methods'>Methods</h2><p>{html.escape(methods)}</p>"
+                     if methods else "")
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>alliance-analysis: {html.escape(str(manifest.get('run')))}</title>
@@ -92,21 +181,19 @@ def write_index(run_dir: Path, manifest: dict[str, Any]) -> Path:
 <body>
 <h1>alliance-analysis run: {html.escape(str(manifest.get('run')))}</h1>
 <p class="status {html.escape(status)}"><strong>{html.escape(status)}</strong>: {html.escape(banner)}</p>
+{warning_block}
+<nav>{nav}<a href="#provenance">Provenance</a></nav>
 <h2>Run summary</h2>
 <table>{_rows(summary)}</table>
-<h2>Notebooks</h2>
-<table><tr><th>notebook</th><th></th><th></th><th>time</th></tr>{notebooks}</table>
-<h2>Tables</h2>
-<ul>{tables or '<li>none yet</li>'}</ul>
-<h2>Figures</h2>
-{figures or '<p>none yet</p>'}
-<h2>Results and provenance</h2>
+{sections}
+{methods_block}
+<h2 id="provenance">Results and provenance</h2>
 <ul><li><a href="results.json">results.json</a>: headline numbers by stable key</li>
 <li><a href="manifest.json">manifest.json</a>: parameters, input and output SHA-256, versions</li>
 <li><a href="params.yaml">params.yaml</a>: the validated parameters of this run</li></ul>
-<h2>Parameters</h2>
+<h3>Parameters</h3>
 <pre>{params}</pre>
-<h2>Software</h2>
+<h3>Software</h3>
 <table>{versions}</table>
 </body>
 </html>

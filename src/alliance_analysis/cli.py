@@ -4,6 +4,7 @@
 
     alliance run PARAMS [--out DIR] [--processed DIR]   run the pipeline, write reports/<name>/
     alliance validate PARAMS                             check a parameters file, run nothing
+    alliance verify RUN_DIR [--data FILE]                rerun a run, compare every number
     alliance simulate --out DIR [--seed N] [--therapists T ...]
                                                          write a simulated dataset + truth.json
 
@@ -39,6 +40,26 @@ def _run(args: argparse.Namespace) -> int:
                            on_progress=progress)
     _console.print(escape(f"Run complete: {run_dir / 'index.html'}"))
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from alliance_analysis import pipeline
+
+    _console.print(escape(f"Rerunning {args.run_dir} from its manifest ..."))
+    table = pipeline.verify(args.run_dir, data=args.data, rtol=args.rtol, atol=args.atol)
+    differing = table[table["status"].str.startswith("DIFFERS")]
+    shown = Table(title=f"verify {args.run_dir} (rtol {args.rtol:g}, atol {args.atol:g})")
+    for column in table.columns:
+        shown.add_column(column)
+    for row in (differing if len(differing) and not args.all else table).itertuples(index=False):
+        shown.add_row(*(escape(str(v)) for v in row))
+    _console.print(shown)
+    counts = table["status"].str.split(" ").str[0].value_counts().to_dict()
+    _console.print(escape(f"{counts.get('match', 0)} matched, {len(differing)} differing, "
+                          f"{counts.get('skipped', 0)} skipped"))
+    return 1 if len(differing) else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -83,6 +104,7 @@ def _add_design_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``alliance`` command."""
     from alliance_analysis.params import DEFAULT_SEED
+    from alliance_analysis.pipeline import ATOL, RTOL
 
     parser = argparse.ArgumentParser(
         prog="alliance", description="Therapeutic-alliance research workbench")
@@ -94,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processed", default=None,
                      help="folder for the processed table (default data/processed/<name>)")
     run.set_defaults(handler=_run)
+
+    verify = commands.add_parser(
+        "verify", help="rerun a run folder from its manifest and compare every number")
+    verify.add_argument("run_dir", help="a run folder, e.g. reports/demo")
+    verify.add_argument("--data", default=None,
+                        help="the data file, if not at the path in the manifest")
+    verify.add_argument("--rtol", type=float, default=RTOL, help="relative tolerance")
+    verify.add_argument("--atol", type=float, default=ATOL, help="absolute tolerance")
+    verify.add_argument("--all", action="store_true", help="list matched items too")
+    verify.set_defaults(handler=_verify)
 
     validate = commands.add_parser("validate", help="check a parameters file")
     validate.add_argument("params", help="YAML parameters file")

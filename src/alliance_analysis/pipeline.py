@@ -17,6 +17,7 @@ cell and the error; the partial run folder keeps an ``INCOMPLETE`` file and its 
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
@@ -204,6 +205,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
         "packages": package_versions(),
         "git": git_commit(project_root()),
         "started": _now(),
+        "notebooks": list(notebooks),
         "seconds": {},
     }
     parameters = notebook_parameters(params_path, run_dir, processed_dir)
@@ -233,3 +235,146 @@ def run(params_file: str | Path, out: str | Path | None = None,
         write_json(run_dir / "manifest.json", manifest)
         report.write_index(run_dir, manifest)
     return run_dir
+
+
+#: Default tolerance of :func:`verify`: |rerun - reported| <= ATOL + RTOL * |reported|.
+RTOL, ATOL = 1e-6, 1e-9
+
+#: Table columns that hold pseudonyms: they depend on the secret key, not on the analysis.
+PSEUDONYM_COLUMNS = ("client_id", "therapist_id")
+
+
+def _close(reported: Any, rerun: Any, rtol: float, atol: float) -> bool:
+    if isinstance(reported, bool) or isinstance(rerun, bool):
+        return reported == rerun
+    if isinstance(reported, (int, float)) and isinstance(rerun, (int, float)):
+        return abs(rerun - reported) <= atol + rtol * abs(reported)
+    return reported == rerun
+
+
+def _compare_results(original: dict, rerun: dict, rtol: float, atol: float) -> list[dict]:
+    rows = []
+    for key in sorted(set(original) | set(rerun)):
+        a, b = original.get(key, "(absent)"), rerun.get(key, "(absent)")
+        rows.append({"where": "results.json", "item": key, "reported": a, "rerun": b,
+                     "status": "match" if _close(a, b, rtol, atol) else "DIFFERS"})
+    return rows
+
+
+def _compare_table(name: str, original: Path, rerun: Path, rtol: float, atol: float,
+                   same_key: bool) -> list[dict]:
+    import numpy as np
+    import pandas as pd
+
+    if not rerun.exists() or not original.exists():
+        return [{"where": name, "item": "(file)", "reported": original.exists(),
+                 "rerun": rerun.exists(), "status": "DIFFERS"}]
+    a, b = pd.read_csv(original), pd.read_csv(rerun)
+    if list(a.columns) != list(b.columns) or a.shape != b.shape:
+        return [{"where": name, "item": "(shape)", "reported": f"{a.shape} {list(a.columns)}",
+                 "rerun": f"{b.shape} {list(b.columns)}", "status": "DIFFERS"}]
+    rows = []
+    for column in a.columns:
+        if column in PSEUDONYM_COLUMNS and not same_key:
+            rows.append({"where": name, "item": column, "reported": "", "rerun": "",
+                         "status": "skipped (pseudonyms need the original key)"})
+            continue
+        x, y = a[column], b[column]
+        if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
+            bad = ~np.isclose(y.to_numpy(float), x.to_numpy(float), rtol=rtol, atol=atol,
+                              equal_nan=True)
+        else:
+            bad = ~((x.astype(str) == y.astype(str)) | (x.isna() & y.isna())).to_numpy()
+        bad_rows = np.flatnonzero(bad)
+        rows.append({"where": name, "item": column,
+                     "reported": "" if not len(bad_rows) else x.iloc[bad_rows[0]],
+                     "rerun": "" if not len(bad_rows) else y.iloc[bad_rows[0]],
+                     "status": "match" if not len(bad_rows) else
+                     f"DIFFERS in {len(bad_rows)} row(s), first row {bad_rows[0] + 1}"})
+    return rows
+
+
+def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RTOL,
+           atol: float = ATOL, workdir: str | Path | None = None) -> "pd.DataFrame":
+    """Rerun a run from its manifest and compare every reported number.
+
+    Parameters
+    ----------
+    run_dir
+        A run folder written by :func:`run` (holds ``manifest.json``).
+    data
+        The data file, if not at the path recorded in the manifest (e.g. on another machine).
+    rtol, atol
+        Tolerance: a number matches when ``|rerun - reported| <= atol + rtol * |reported|``.
+    workdir
+        Where to rerun (default: a temporary folder, removed afterwards).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per compared item: ``where`` (``results.json`` or a table), ``item`` (a key or
+        a column), ``reported``, ``rerun`` and ``status`` (``match``, ``DIFFERS ...`` or
+        ``skipped ...``).
+
+    Raises
+    ------
+    AllianceDataError
+        The data file's SHA-256 differs from the manifest's: the numbers cannot come from it.
+    AllianceRunError
+        The folder holds no complete run.
+
+    Notes
+    -----
+    Client and therapist pseudonyms depend on the secret key of the original run. When that
+    key is still at its recorded place it is reused and the pseudonym columns are compared
+    too; otherwise they are skipped (every number is still compared).
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from alliance_analysis.params import parse_params
+
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise AllianceRunError(f"{run_dir}: no manifest.json, so this is not a run folder")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("status") != "complete":
+        raise AllianceRunError(f"{run_dir}: the run is marked {manifest.get('status')!r}, "
+                               "not complete; there is nothing finished to verify")
+    (recorded_path, recorded_hash), = manifest["inputs"].items()
+    data_path = Path(data or recorded_path).resolve()
+    if not data_path.is_file():
+        raise AllianceDataError(f"{data_path}: data file not found. Give it with --data")
+    actual = file_sha256(data_path)
+    if actual != recorded_hash:
+        raise AllianceDataError(
+            f"{data_path}: SHA-256 {actual} differs from the manifest's {recorded_hash}: this "
+            "is not the file the run used, so its numbers cannot be verified against it"
+        )
+    raw = dict(manifest["parameters"])
+    raw["data"] = {**raw["data"], "path": str(data_path)}
+    raw["output"] = None
+    with tempfile.TemporaryDirectory(dir=workdir) as temporary:
+        folder = Path(temporary)
+        processed = folder / "processed"
+        privacy = dict(raw.get("privacy") or {})
+        key = Path(privacy.get("key_file") or Path(
+            (manifest.get("processed") or {}).get("folder", "")) / "pseudonym.key")
+        same_key = key.is_file()
+        privacy["key_file"] = str(key) if same_key else None  # else a new key in `processed`
+        raw["privacy"] = privacy
+        params_file = folder / "params.yaml"
+        parse_params(raw, base_dir=folder)  # the recorded parameters must still be valid
+        params_file.write_text(yaml.safe_dump(raw, sort_keys=True), encoding="utf-8")
+        rerun = run(params_file, out=folder / "run", processed=processed,
+                    notebooks=manifest.get("notebooks", NOTEBOOKS))
+        rows = _compare_results(json.loads((run_dir / "results.json").read_text()),
+                                json.loads((rerun / "results.json").read_text()), rtol, atol)
+        names = sorted({p.name for p in (run_dir / "tables").glob("*.csv")}
+                       | {p.name for p in (rerun / "tables").glob("*.csv")})
+        for name in names:
+            rows += _compare_table(f"tables/{name}", run_dir / "tables" / name,
+                                   rerun / "tables" / name, rtol, atol, same_key)
+    return pd.DataFrame(rows, columns=["where", "item", "reported", "rerun", "status"])

@@ -179,6 +179,12 @@ with warnings.catch_warnings():
                 return float(self.n_items * self.item_min), float(self.n_items * self.item_max)
             return float(self.item_min), float(self.item_max)
 
+        def abbreviation(self) -> str:
+            """The instrument's short name: the first parenthesised part of `name` (e.g.
+            ``"PHQ-9"``), else the key in capitals."""
+            match = re.search(r"\(([^()]+)\)", self.name)
+            return match.group(1) if match else self.key.upper()
+
         def score_column(self, subscale: str | None = None) -> str:
             """Name of a score column: ``<key>_total``, or ``<key>_<subscale>`` for a subscale."""
             if subscale is None:

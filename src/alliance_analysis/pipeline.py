@@ -34,6 +34,7 @@ from alliance_analysis import report
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                       AllianceRunError)
 from alliance_analysis.io import file_sha256
+from alliance_analysis.methods import methods_paragraph
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
 from alliance_analysis.runfolder import write_json
 
@@ -232,8 +233,11 @@ def run(params_file: str | Path, out: str | Path | None = None,
             "files": {path.name: file_sha256(path) for path in sorted(processed_dir.glob("*"))
                       if path.is_file() and path.suffix in (".parquet", ".csv")},
         } if processed_dir.is_dir() else None
+        methods = methods_paragraph(params, manifest["packages"])
+        (run_dir / "methods.md").write_text(methods + "\n", encoding="utf-8")
+        manifest["outputs"]["methods.md"] = file_sha256(run_dir / "methods.md")
         write_json(run_dir / "manifest.json", manifest)
-        report.write_index(run_dir, manifest)
+        report.write_index(run_dir, manifest, methods=methods)
     return run_dir
 
 

@@ -62,8 +62,7 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
 def axis_label(instrument: Instrument, subscale: str | None = None) -> str:
     """An axis label naming the instrument's short name, the score and its possible range."""
     low, high = instrument.total_range()
-    short = instrument.name.split("(")[-1].split(")")[0] if "(" in instrument.name \
-        else instrument.key.upper()
+    short = instrument.abbreviation()
     what = "total" if subscale is None else subscale
     kind = "mean item score" if instrument.scoring == "mean" else "sum score"
     return f"{short} {what} ({kind}, {low:g}-{high:g})"

@@ -172,8 +172,13 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "") -> P
     nav = "".join(f"<a href='#{nb}'>{html.escape(title)}</a>" for nb, title, _ in SECTIONS)
     versions = _rows([(k, html.escape(v)) for k, v in manifest.get("packages", {}).items()])
     params = html.escape(json.dumps(manifest.get("parameters", {}), indent=2, sort_keys=True))
-    methods_block = (f"<h2 id='methods'>Methods</h2><p>{html.escape(methods)}</p>"
-                     if methods else "")
+    methods_block = ""
+    if methods:
+        paragraph, _, references = methods.partition("\n\nReferences\n")
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in references.splitlines() if r)
+        methods_block = (f"<h2 id='methods'>Methods</h2><p>{html.escape(paragraph)}</p>"
+                         f"<h3>References</h3><ul>{items}</ul>"
+                         "<p>Also in <a href='methods.md'>methods.md</a>, ready to paste.</p>")
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>alliance-analysis: {html.escape(str(manifest.get('run')))}</title>
@@ -182,7 +187,7 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "") -> P
 <h1>alliance-analysis run: {html.escape(str(manifest.get('run')))}</h1>
 <p class="status {html.escape(status)}"><strong>{html.escape(status)}</strong>: {html.escape(banner)}</p>
 {warning_block}
-<nav>{nav}<a href="#provenance">Provenance</a></nav>
+<nav>{nav}<a href="#methods">Methods</a><a href="#provenance">Provenance</a></nav>
 <h2>Run summary</h2>
 <table>{_rows(summary)}</table>
 {sections}

@@ -7,19 +7,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install report test lab clean
+LOCK := requirements.lock
+
+.PHONY: help install report test lab clean lock
 
 help: ## list the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The exact versions the test suite passed with (requirements.lock), then the workbench itself.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the workbench (only when pyproject.toml changed)
+install: $(STAMP) ## create .venv and install the locked versions (only when they changed)
+
+lock: ## re-resolve the newest allowed versions in a scratch venv, run the tests, write requirements.lock
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	.venv-lock/bin/python -m pytest -q
+	( echo "# Exact versions with which the test suite passed (Python 3.11, Linux x86_64)."; \
+	  echo "# Written by \`make lock\` on $$(date -u +%Y-%m-%d); installed by make install/report/test."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable ) > $(LOCK)
+	rm -rf .venv-lock
 
 report: $(STAMP) ## run the whole pipeline on the demo data, writing reports/demo/
 	$(BIN)/alliance run params/demo.yaml

@@ -32,3 +32,29 @@ def test_environment_yml_mirrors_pyproject(root: Path) -> None:
     assert {CONDA_NAMES.get(k, k): v for k, v in declared.items()} == mirrored
     python = [e for e in env["dependencies"] if isinstance(e, str) and e.startswith("python=")]
     assert python == ["python=3.11"] and project["requires-python"].startswith(">=3.11")
+
+
+def test_lock_satisfies_pyproject_and_environment(root: Path) -> None:
+    from packaging.requirements import Requirement
+
+    locked = {}
+    for line in (root / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            locked[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in locked, f"{name} is declared but not locked"
+        assert requirement.specifier.contains(locked[name]), (name, locked[name])
+
+
+def test_manifest_reports_lock_differences(tmp_path: Path) -> None:
+    from alliance_analysis.pipeline import lock_differences
+
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("# header\nnumpy==0.0.1\n")
+    differences = lock_differences(lock)
+    assert differences is not None and differences["numpy"]["locked"] == "0.0.1"
+    assert lock_differences(tmp_path / "absent.lock") is None

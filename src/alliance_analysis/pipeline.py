@@ -81,6 +81,30 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def lock_differences(lock_file: Path) -> dict[str, dict[str, str]] | None:
+    """Packages whose installed version differs from ``requirements.lock`` (None: no lock).
+
+    Returns
+    -------
+    dict or None
+        ``{package: {"locked": ..., "installed": ...}}``; empty when everything matches.
+    """
+    if not lock_file.is_file():
+        return None
+    differences = {}
+    for line in lock_file.read_text(encoding="utf-8").splitlines():
+        name, sep, locked = line.strip().partition("==")
+        if not sep or line.startswith("#"):
+            continue
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = "not installed"
+        if installed != locked:
+            differences[name] = {"locked": locked, "installed": installed}
+    return differences
+
+
 def git_commit(folder: Path) -> dict[str, Any] | None:
     """The git commit of ``folder`` and whether the work tree had changes, if it is a repo."""
     def git(*args: str) -> str:
@@ -204,6 +228,8 @@ def run(params_file: str | Path, out: str | Path | None = None,
         "inputs": {str(params.data.path): file_sha256(params.data.path)},
         "privacy": {"dropped": list(params.privacy.drop), "allowed": dict(params.privacy.allow)},
         "packages": package_versions(),
+        "lock": {"file": "requirements.lock",
+                 "differences": lock_differences(project_root() / "requirements.lock")},
         "git": git_commit(project_root()),
         "started": _now(),
         "notebooks": list(notebooks),

@@ -70,6 +70,14 @@ def run_warnings(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
     found: list[str] = []
     if manifest.get("status") != "complete":
         found.append(f"The run did not finish: {manifest.get('error', 'interrupted')}")
+    differences = (manifest.get("lock") or {}).get("differences")
+    if differences:
+        listed = ", ".join(f"{name} {v['installed']} (locked {v['locked']})"
+                           for name, v in sorted(differences.items()))
+        found.append("Installed versions differ from requirements.lock, with which the tests "
+                     f"passed: {listed}. Run `make install` to restore them.")
+    elif differences is None and "lock" in manifest:
+        found.append("No requirements.lock was found: the package versions are not pinned.")
     results = run_dir / "results.json"
     values = json.loads(results.read_text()) if results.exists() else {}
     if values.get("clean.rows_excluded"):

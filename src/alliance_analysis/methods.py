@@ -75,9 +75,11 @@ def _multilevel_sentences(params: RunParams) -> list[str]:
     estimator = "restricted maximum likelihood (REML)" if options.reml else "maximum likelihood"
     return [
         f"Multilevel (mixed-effects) models for {levels} were fitted by {estimator} with "
-        f"statsmodels (Seabold & Perktold, 2010), trying the optimizers "
-        f"{', '.join(options.optimizers)} in turn and keeping the converged fit with the "
-        "highest log-likelihood; models were checked against lme4 (Bates et al., 2015).",
+        f"statsmodels (Seabold & Perktold, 2010), starting with the optimizer "
+        f"{options.optimizers[0]} and continuing with {', '.join(options.optimizers[1:])} "
+        "(from the best converged estimate) until a fit passed lme4's convergence checks "
+        "(scaled gradient) and was not singular; the estimators were checked against lme4 "
+        "(Bates et al., 2015).",
         f"Time was coded as {options.time.replace('_', ' ')} from session "
         f"{options.time_origin}" + (", with a random client slope." if options.client_slope
                                     else "."),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,16 @@ def _section_of(name: str) -> str:
     return "02_describe" if "_by_therapist" in name else "01_clean"
 
 
+#: Per-attempt optimizer messages kept in the fit tables but not repeated at the top of the page.
+_OPTIMIZER_CHATTER = re.compile(r"^((lbfgs|bfgs|cg|powell|nm|newton)\b.*:|optimizer )")
+
+
 def run_warnings(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
     """Everything a reader must see first: failure, excluded rows, unconverged or singular fits.
 
     Model tables are found by their columns: any table with ``converged`` false, ``singular``
-    true or a non-empty ``warnings`` cell contributes a line naming the table and model.
+    true or a non-empty ``warnings`` cell contributes lines naming the table and model (the
+    per-attempt messages of the optimizers stay in the tables and notebooks).
     """
     found: list[str] = []
     if manifest.get("status") != "complete":
@@ -87,17 +93,24 @@ def run_warnings(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
         table = pd.read_csv(path, nrows=500)
         label = table["model"].astype(str) if "model" in table else pd.Series(
             [path.stem] * len(table))
-        if "converged" in table:
-            for model in sorted(set(label[table["converged"].astype(str) == "False"])):
-                found.append(f"{path.stem}: model {model} did NOT converge.")
-        if "singular" in table:
-            for model in sorted(set(label[table["singular"].astype(str) == "True"])):
-                found.append(f"{path.stem}: model {model} is singular (a variance at zero or "
-                             "a correlation at +/-1).")
+        flagged: dict[str, list[str]] = {}
         if "warnings" in table:
             for model, text in zip(label, table["warnings"], strict=True):
-                if isinstance(text, str) and text.strip():
-                    found.append(f"{path.stem}: {model}: {text}")
+                if isinstance(text, str):
+                    kept = [w.strip() for w in text.split(";") if w.strip()
+                            and not _OPTIMIZER_CHATTER.match(w.strip())]
+                    flagged.setdefault(model, []).extend(kept)
+        if "converged" in table:
+            for model in sorted(set(label[table["converged"].astype(str) == "False"])):
+                flagged.setdefault(model, []).insert(0, "did NOT converge")
+        if "singular" in table:
+            for model in sorted(set(label[table["singular"].astype(str) == "True"])):
+                if not any("SINGULAR" in w for w in flagged.get(model, [])):
+                    flagged.setdefault(model, []).append(
+                        "singular fit (a variance at zero or a correlation at +/-1)")
+        for model, items in flagged.items():
+            if items:
+                found.append(f"{path.stem}: {model}: {'; '.join(dict.fromkeys(items))}")
     return list(dict.fromkeys(found))
 
 

@@ -202,3 +202,16 @@ def test_a_failed_optimizer_is_followed_by_the_next_and_recorded() -> None:
     assert list(attempts["optimizer"]) == ["nm", "lbfgs"]
     assert result.fit["converged"] and result.fit["optimizer"] == "lbfgs"
     assert any("used after nm" in w for w in result.fit["warnings"])
+
+
+def test_group_intercepts_are_lme4_conditional_modes() -> None:
+    """Client random intercepts (BLUPs) of sleepstudy equal lme4's ranef(), tolerance 1e-3
+    relative (plus 1e-3 absolute for modes near zero): they inherit the variance components'
+    optimizer tolerance."""
+    result = growth_model(sleepstudy(), "reaction", MultilevelOptions(**TWO_LEVEL))
+    modes = LME4["sleepstudy"]["fits"]["REML"]["conditional_modes"]["Subject"]["(Intercept)"]
+    table = result.extra["group_intercepts"].set_index("group")
+    assert set(table.index) == set(modes) and (table["level"] == "client_id").all()
+    for subject, value in modes.items():
+        assert table.loc[subject, "estimate"] == pytest.approx(value, rel=1e-3, abs=1e-3)
+    assert (table["ci_low"] < table["estimate"]).all() and (table["se"] > 0).all()

@@ -3,7 +3,8 @@
 The events clinicians read session-by-session data through, each following its paper, with
 every threshold a parameter of :class:`ChangeOptions` (``change:`` in the run parameters):
 
-- reliable and clinically significant change (Jacobson & Truax, 1991): :func:`reliable_change`;
+- reliable and clinically significant change (Jacobson & Truax, 1991): :func:`reliable_change`
+  (:mod:`alliance_analysis.reliable_change`);
 - sudden gains (Tang & DeRubeis, 1999): :mod:`alliance_analysis.sudden_gains`;
 - alliance ruptures and repairs (Stiles et al., 2004): :mod:`alliance_analysis.ruptures`;
 - early alliance and dropout: :mod:`alliance_analysis.dropout`.
@@ -19,20 +20,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alliance_analysis import dropout as dropout_mod
+from alliance_analysis import reliable_change as rc_mod
 from alliance_analysis import ruptures as ruptures_mod
 from alliance_analysis import sudden_gains as gains_mod
-from alliance_analysis.errors import AllianceDataError, AllianceParamsError
+from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import Instrument
+from alliance_analysis.reliable_change import CATEGORIES, ReliableChange, ReliableChangeCriteria
 from alliance_analysis.results import ModelResult
 from alliance_analysis.runfolder import RunFolder
-
-#: Change categories of :func:`reliable_change`, best first.
-CATEGORIES = ("recovered", "reliably improved", "unchanged", "reliably deteriorated")
 
 
 class ChangeOptions(BaseModel):
@@ -43,6 +42,36 @@ class ChangeOptions(BaseModel):
     reliable-change threshold as the absolute criterion, ruptures at 1 and 2 client SDs below
     the client's own mean alliance, repair within 3 sessions, dropout as fewer than 8 sessions
     without reliable improvement.
+
+    Notes
+    -----
+    Where the defaults come from:
+
+    - *Sudden gains, criterion 1.* Tang & DeRubeis (1999) used 7 points on the BDI. For other
+      measures studies commonly set it at the measure's reliable change index, so that a
+      sudden gain is at least a reliable change (the R package suddengains computes it so,
+      ``define_crit1_cutoff``). None here takes the instrument's published reliable-change
+      threshold: 6 points on the PHQ-9 and 4 on the GAD-7 (the IAPT thresholds of
+      :mod:`alliance_analysis.instruments`); set ``sudden_gain_min`` to use another value.
+    - *Criteria 2 and 3* (25%; 2.776, 3.182, 4.303) are Tang & DeRubeis's and Lutz et al.'s
+      (2013) values; reversal at 50% of the gain follows Tang & DeRubeis.
+    - *Ruptures* at 1 and 2 SD: the two thresholds of the session-report literature (Stiles
+      et al. 2004 and later studies; Gumz et al. 2012 recommend reporting both).
+    - *Repair within 3 sessions* and *dropout before session 8* are project choices, not
+      taken from a paper: set them to the design of the study (e.g. the planned minimum dose).
+
+    References
+    ----------
+    .. [1] Jacobson, N. S., & Truax, P. (1991). Journal of Consulting and Clinical Psychology,
+       59(1), 12-19.
+    .. [2] Tang, T. Z., & DeRubeis, R. J. (1999). Journal of Consulting and Clinical
+       Psychology, 67(6), 894-904.
+    .. [3] Lutz, W., et al. (2013). Psychotherapy Research, 23(1), 14-24.
+    .. [4] Stiles, W. B., et al. (2004). Journal of Counseling Psychology, 51(1), 81-92.
+    .. [5] Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). BMC Medical Research
+       Methodology, 12, 10.
+    .. [6] Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R
+       package to identify sudden gains in longitudinal data. PLOS ONE, 15(3), e0230276.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,267 +154,18 @@ class ChangeOptions(BaseModel):
                 and self.post_session <= self.pre_session):
             problems.append(f"post_session ({self.post_session}) must come after pre_session "
                             f"({self.pre_session})")
+        if self.dropout == "sessions" and self.early_sessions >= self.dropout_sessions:
+            problems.append(f"early_sessions ({self.early_sessions}) must be below "
+                            f"dropout_sessions ({self.dropout_sessions}): early alliance must be "
+                            "measured before the dropout it predicts")
+        if any(k <= 0 for k in self.rupture_sd) or any(c <= 0
+                                                       for c in self.sudden_gain_critical):
+            problems.append("rupture_sd and sudden_gain_critical must be positive numbers")
         if self.dropout == "column" and self.dropout_column is None:
             problems.append("dropout 'column' needs dropout_column (the 0/1 column's name)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-
-@dataclass(frozen=True)
-class ReliableChangeCriteria:
-    """The reliable-change threshold and clinical cut-off actually applied.
-
-    Attributes
-    ----------
-    method
-        ``"published"`` or ``"jacobson_truax"``.
-    threshold
-        Points of change needed: a change of at least this (``published``), or of more than
-        this (``jacobson_truax``: :math:`z \\cdot S_{diff}`), is reliable.
-    cutoff
-        Clinical cut-off: scores at or above it are in the clinical range.
-    cutoff_rule
-        ``"published"``, ``"a"``, ``"b"`` or ``"c"``.
-    z
-        Critical value of the Jacobson-Truax index (NaN for ``published``).
-    s_pre, reliability, se_measurement, s_diff
-        The Jacobson-Truax quantities (NaN for ``published``).
-    """
-
-    method: str
-    threshold: float
-    cutoff: float
-    cutoff_rule: str
-    z: float = np.nan
-    s_pre: float = np.nan
-    reliability: float = np.nan
-    se_measurement: float = np.nan
-    s_diff: float = np.nan
-
-
-def _require_symptom_measure(instrument: Instrument) -> None:
-    if instrument.construct not in ("symptoms", "outcome"):
-        raise AllianceParamsError(
-            f"reliable change and sudden gains are computed on a symptom or outcome measure "
-            f"(lower = better); {instrument.key!r} is an {instrument.construct} measure. Set "
-            "`symptoms:` in the parameters to the outcome instrument")
-
-
-def jacobson_truax_cutoffs(clinical_mean: float, clinical_sd: float,
-                           functional_mean: float | None = None,
-                           functional_sd: float | None = None) -> dict[str, float]:
-    """Jacobson & Truax's cut-offs a, b and c for a measure on which lower is better.
-
-    Returns
-    -------
-    dict
-        ``{"a": ..., "b": ..., "c": ...}``; b and c are NaN without functional norms.
-
-    Notes
-    -----
-    With clinical (dysfunctional) norms :math:`M_1, s_1` and functional norms
-    :math:`M_0, s_0`, for a symptom measure (functional scores are lower):
-
-    - a = :math:`M_1 - 2 s_1`, two SDs beyond the clinical mean towards health;
-    - b = :math:`M_0 + 2 s_0`, within two SDs of the functional mean;
-    - c = :math:`(s_0 M_1 + s_1 M_0) / (s_0 + s_1)`, where the two distributions meet
-      (the point equally far, in SD units, from both means).
-
-    References
-    ----------
-    .. [1] Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach
-       to defining meaningful change in psychotherapy research. Journal of Consulting and
-       Clinical Psychology, 59(1), 12-19. https://doi.org/10.1037/0022-006X.59.1.12
-
-    Examples
-    --------
-    >>> jacobson_truax_cutoffs(20.0, 5.0, 5.0, 4.0)
-    {'a': 10.0, 'b': 13.0, 'c': 11.666666666666666}
-    """
-    a = clinical_mean - 2 * clinical_sd
-    if functional_mean is None or functional_sd is None:
-        return {"a": a, "b": np.nan, "c": np.nan}
-    b = functional_mean + 2 * functional_sd
-    c = (functional_sd * clinical_mean + clinical_sd * functional_mean) / (
-        functional_sd + clinical_sd)
-    return {"a": a, "b": b, "c": c}
-
-
-def reliable_change_criteria(pre_scores: pd.Series, instrument: Instrument,
-                             options: ChangeOptions) -> ReliableChangeCriteria:
-    """The threshold and cut-off of reliable and clinically significant change.
-
-    Parameters
-    ----------
-    pre_scores
-        The clients' pre scores: their SD is :math:`s_{pre}` (and their mean and SD the
-        clinical norms) when the options do not give them.
-    instrument
-        The symptom measure; its published ``rci``, ``cutoff`` and ``reliability`` are used
-        where the options ask for them.
-    options
-        ``reliable_change``, ``reliability``, ``sd_pre``, ``rc_z``, ``cutoff`` and the norms.
-
-    Raises
-    ------
-    AllianceParamsError
-        When a threshold or norm the options ask for is not available.
-
-    Notes
-    -----
-    Jacobson & Truax (1991): :math:`SE = s_{pre}\\sqrt{1 - r_{xx}}`,
-    :math:`S_{diff} = \\sqrt{2 SE^2}`, :math:`RC = (x_{post} - x_{pre}) / S_{diff}`, reliable
-    when :math:`|RC| >` `rc_z` (1.96), i.e. when the change exceeds
-    :math:`1.96 \\cdot S_{diff}` points.
-    """
-    _require_symptom_measure(instrument)
-    if options.reliable_change == "published":
-        if instrument.rci is None:
-            raise AllianceParamsError(
-                f"change.reliable_change 'published': instrument {instrument.key!r} has no "
-                "published reliable-change threshold (rci). Use reliable_change: "
-                "jacobson_truax with a reliability, or give rci in custom_instruments")
-        method: dict[str, Any] = {"method": "published", "threshold": float(instrument.rci)}
-    else:
-        reliability = options.reliability or instrument.reliability
-        if reliability is None:
-            raise AllianceParamsError(
-                f"change.reliable_change 'jacobson_truax' needs a reliability: set "
-                f"change.reliability (e.g. the test-retest or alpha of {instrument.key!r} in "
-                "a comparable sample)")
-        s_pre = options.sd_pre or float(pre_scores.dropna().std(ddof=1))
-        if not np.isfinite(s_pre) or s_pre <= 0:
-            raise AllianceDataError(f"the SD of the pre scores is {s_pre}: fewer than two "
-                                    "clients have a pre score. Give change.sd_pre from norms")
-        se = s_pre * np.sqrt(1 - reliability)
-        s_diff = float(np.sqrt(2 * se**2))
-        method = {"method": "jacobson_truax", "threshold": options.rc_z * s_diff,
-                  "z": options.rc_z, "s_pre": s_pre, "reliability": reliability,
-                  "se_measurement": float(se), "s_diff": s_diff}
-    return ReliableChangeCriteria(**method, cutoff=_cutoff(pre_scores, instrument, options),
-                                  cutoff_rule=options.cutoff)
-
-
-def _cutoff(pre_scores: pd.Series, instrument: Instrument, options: ChangeOptions) -> float:
-    if options.cutoff == "published":
-        if instrument.cutoff is None:
-            raise AllianceParamsError(
-                f"change.cutoff 'published': instrument {instrument.key!r} has no published "
-                "clinical cut-off. Use cutoff a, b or c with norms")
-        return float(instrument.cutoff)
-    scores = pre_scores.dropna()
-    clinical_mean = (options.clinical_mean if options.clinical_mean is not None
-                     else float(scores.mean()))
-    clinical_sd = options.clinical_sd or float(scores.std(ddof=1))
-    cutoffs = jacobson_truax_cutoffs(clinical_mean, clinical_sd, options.functional_mean,
-                                     options.functional_sd)
-    return float(cutoffs[options.cutoff])
-
-
-def pre_post_scores(sessions: pd.DataFrame, score: str, pre_session: int | None = None,
-                    post_session: int | None = None) -> pd.DataFrame:
-    """Each client's pre and post score.
-
-    Parameters
-    ----------
-    sessions
-        The canonical session table.
-    score
-        The score column.
-    pre_session, post_session
-        Sessions to compare; None takes each client's first scored session (pre) and last
-        scored session after it (post).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``client_id, pre_session, post_session, pre, post, change`` (post - pre) for every
-        client; scores are missing where the client has no score at that session (or only
-        one scored session).
-    """
-    series_by_client = gains_mod.scored_series(sessions, score)
-    rows = []
-    for client in sorted(sessions["client_id"].astype(str).unique()):
-        series = series_by_client.get(client, pd.Series(dtype=float))
-        pre_s = pre_session if pre_session is not None else (
-            int(series.index[0]) if len(series) else None)
-        later = series[series.index > (pre_s or 0)]
-        post_s = post_session if post_session is not None else (
-            int(later.index[-1]) if len(later) else None)
-        rows.append({"client_id": client, "pre_session": pre_s, "post_session": post_s,
-                     "pre": series.get(pre_s, np.nan), "post": series.get(post_s, np.nan)})
-    table = pd.DataFrame(rows, columns=["client_id", "pre_session", "post_session", "pre",
-                                        "post"])
-    table = table.astype({"pre_session": "Int64", "post_session": "Int64", "pre": float,
-                          "post": float})
-    return table.assign(change=table["post"] - table["pre"])
-
-
-def classify_change(pre_post: pd.DataFrame, criteria: ReliableChangeCriteria) -> pd.DataFrame:
-    """Classify each client's change as recovered, reliably improved, unchanged or
-    reliably deteriorated.
-
-    Parameters
-    ----------
-    pre_post
-        Output of :func:`pre_post_scores`.
-    criteria
-        Output of :func:`reliable_change_criteria`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        `pre_post` plus ``rc`` (Jacobson-Truax index; NaN for the published method),
-        ``reliable_improvement``, ``reliable_deterioration``, ``clinical_pre``,
-        ``clinical_post`` (boolean, missing without scores) and ``category`` (one of
-        :data:`CATEGORIES`, missing when the client lacks a pre or post score).
-
-    Notes
-    -----
-    Lower scores are better. Reliable improvement: ``pre - post >= threshold`` (published
-    method; e.g. PHQ-9 6 points) or :math:`RC < -z` (Jacobson-Truax); reliable deterioration
-    the mirror image. A score is in the clinical range when at or above the cut-off.
-    *Recovered*: reliable improvement *and* moving from the clinical range at pre to the
-    non-clinical range at post (Jacobson & Truax's "recovered"; IAPT's "reliable recovery").
-    Clients who start below the cut-off cannot recover: a reliable improvement makes them
-    *reliably improved*, and ``clinical_pre`` False marks them, so that recovery rates can be
-    computed among clients who started in the clinical range (see :func:`change_summary`).
-    Crossing the cut-off without reliable change is *unchanged*.
-    """
-    pre, post = pre_post["pre"], pre_post["post"]
-    assessable = pre.notna() & post.notna()
-    if criteria.method == "published":
-        rc = pd.Series(np.nan, index=pre_post.index)
-        improved = (pre - post) >= criteria.threshold
-        deteriorated = (post - pre) >= criteria.threshold
-    else:
-        rc = (post - pre) / criteria.s_diff
-        improved, deteriorated = rc < -criteria.z, rc > criteria.z
-    clinical_pre = (pre >= criteria.cutoff).astype("boolean").where(pre.notna())
-    clinical_post = (post >= criteria.cutoff).astype("boolean").where(post.notna())
-    recovered = improved & clinical_pre.fillna(False) & ~clinical_post.fillna(True)
-    category = np.select([recovered, improved, deteriorated],
-                         ["recovered", "reliably improved", "reliably deteriorated"],
-                         default="unchanged")
-    return pre_post.assign(
-        rc=rc,
-        reliable_improvement=improved.astype("boolean").where(assessable),
-        reliable_deterioration=deteriorated.astype("boolean").where(assessable),
-        clinical_pre=clinical_pre, clinical_post=clinical_post,
-        category=pd.Series(category, index=pre_post.index, dtype="str").where(assessable))
-
-
-@dataclass(frozen=True)
-class ReliableChange:
-    """Per-client reliable and clinically significant change, and the criteria used."""
-
-    table: pd.DataFrame
-    criteria: ReliableChangeCriteria
-
-    def summary(self) -> pd.DataFrame:
-        """Counts per category; see :func:`change_summary`."""
-        return change_summary(self.table)
 
 
 def reliable_change(sessions: pd.DataFrame, instrument: Instrument,
@@ -404,8 +184,8 @@ def reliable_change(sessions: pd.DataFrame, instrument: Instrument,
     Returns
     -------
     ReliableChange
-        ``table`` (see :func:`classify_change`) and ``criteria``
-        (:class:`ReliableChangeCriteria`).
+        ``table`` (see :func:`alliance_analysis.reliable_change.classify_change`) and
+        ``criteria`` (:class:`~alliance_analysis.reliable_change.ReliableChangeCriteria`).
 
     Notes
     -----
@@ -414,8 +194,8 @@ def reliable_change(sessions: pd.DataFrame, instrument: Instrument,
     or, with ``reliable_change: published``, a change of at least the instrument's published
     threshold (PHQ-9: 6 points; GAD-7: 4). Cut-off: the published caseness threshold
     (PHQ-9: 10; GAD-7: 8) or Jacobson & Truax's a, b or c
-    (:func:`jacobson_truax_cutoffs`). Pre and post are each client's first and last scored
-    sessions unless ``pre_session``/``post_session`` are set.
+    (:func:`alliance_analysis.reliable_change.jacobson_truax_cutoffs`). Pre and post are each
+    client's first and last scored sessions unless ``pre_session``/``post_session`` are set.
 
     References
     ----------
@@ -426,38 +206,321 @@ def reliable_change(sessions: pd.DataFrame, instrument: Instrument,
        of depression and anxiety disorders: The IAPT experience. International Review of
        Psychiatry, 23(4), 318-327 (the published PHQ-9 and GAD-7 thresholds).
     """
-    _require_symptom_measure(instrument)
-    pre_post = pre_post_scores(sessions, instrument.score_column(), options.pre_session,
-                               options.post_session)
-    criteria = reliable_change_criteria(pre_post["pre"], instrument, options)
-    return ReliableChange(classify_change(pre_post, criteria), criteria)
+    rc_mod.require_symptom_measure(instrument)
+    pre_post = rc_mod.pre_post_scores(sessions, instrument.score_column(),
+                                      options.pre_session, options.post_session)
+    criteria = rc_mod.reliable_change_criteria(
+        pre_post["pre"], instrument, method=options.reliable_change,
+        reliability=options.reliability, sd_pre=options.sd_pre, z=options.rc_z,
+        cutoff=options.cutoff, clinical_mean=options.clinical_mean,
+        clinical_sd=options.clinical_sd, functional_mean=options.functional_mean,
+        functional_sd=options.functional_sd)
+    return ReliableChange(rc_mod.classify_change(pre_post, criteria), criteria)
 
 
-def change_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Counts and percentages of clients per change category.
+def sudden_gain_threshold(instrument: Instrument, options: ChangeOptions) -> float:
+    """Criterion 1 of sudden gains in points: ``sudden_gain_min``, else the instrument's
+    published reliable-change threshold.
+
+    Raises
+    ------
+    AllianceParamsError
+        When neither is available.
+    """
+    if options.sudden_gain_min is not None:
+        return float(options.sudden_gain_min)
+    if instrument.rci is None:
+        raise AllianceParamsError(
+            f"change.sudden_gain_min is not set and instrument {instrument.key!r} has no "
+            "published reliable-change threshold to use instead: set sudden_gain_min (points)")
+    return float(instrument.rci)
+
+
+def _sessions_text(options: ChangeOptions) -> str:
+    pre = (f"session {options.pre_session}" if options.pre_session is not None
+           else "each client's first scored session")
+    post = (f"session {options.post_session}" if options.post_session is not None
+            else "their last scored session")
+    return f"from {pre} to {post}"
+
+
+def _rc_caption(symptoms: Instrument, options: ChangeOptions,
+                criteria: ReliableChangeCriteria) -> str:
+    if criteria.method == "published":
+        reliable = (f"a change of at least {criteria.threshold:g} points (the instrument's "
+                    "published reliable-change threshold)")
+    else:
+        reliable = (f"|RC| > {criteria.z:g}, RC = (post - pre) / S_diff, S_diff = "
+                    f"sqrt(2) x s_pre x sqrt(1 - r_xx) = {criteria.s_diff:.2f} (s_pre = "
+                    f"{criteria.s_pre:.2f}, r_xx = {criteria.reliability:.2f}), i.e. more than "
+                    f"{criteria.threshold:.2f} points")
+    rules = {"published": "the instrument's published caseness threshold",
+             "a": "Jacobson-Truax a: 2 SD below the clinical mean",
+             "b": "Jacobson-Truax b: 2 SD above the functional mean",
+             "c": "Jacobson-Truax c: between the clinical and functional distributions"}
+    return (f"Reliable and clinically significant change on the {symptoms.name} "
+            f"{_sessions_text(options)} (Jacobson & Truax, 1991). Reliable change: {reliable}. "
+            f"Clinical range: {round(criteria.cutoff, 2):g} or above "
+            f"({rules[criteria.cutoff_rule]}). "
+            "Recovered: reliable improvement from the clinical to the non-clinical range; "
+            "clients who started below the cut-off can be reliably improved but not "
+            "recovered. Lower scores are better.")
+
+
+def _gains_caption(symptoms: Instrument, options: ChangeOptions) -> str:
+    cv = options.sudden_gain_critical
+    return (f"Sudden gains on the {symptoms.name} (Tang & DeRubeis, 1999): between sessions n "
+            f"and n+1 the score falls by at least {sudden_gain_threshold(symptoms, options):g} "
+            f"points (criterion 1) and by at least {options.sudden_gain_relative:.0%} of the "
+            "score at session n (criterion 2), and the mean of sessions n-2..n exceeds the "
+            f"mean of sessions n+1..n+3 by more than {cv[0]:g} times their pooled SD "
+            f"({cv[1]:g} when one and {cv[2]:g} when two of the four outer scores are missing; "
+            "at least two scores on each side; Lutz et al., 2013) (criterion 3). Reversal: a "
+            f"later score gives back at least {options.sudden_gain_reversal:.0%} of the gain.")
+
+
+def _ruptures_caption(alliance: Instrument, options: ChangeOptions) -> str:
+    rules = [f"more than {k:g} SD below the client's own mean ({ruptures_mod.criterion_label(k)})"
+             for k in options.rupture_sd]
+    if options.rupture_drop is not None:
+        rules.append(f"at least {options.rupture_drop:g} points below the previous scored "
+                     "session (drop)")
+    return (f"Alliance ruptures on the {alliance.name}: a session whose alliance is "
+            + "; or ".join(rules) + ", each criterion counted separately; consecutive "
+            "sessions meeting a criterion are one rupture. Repair: alliance back at or above "
+            "its level in the session before the rupture within "
+            f"{options.repair_within} sessions of its start (the V-shaped rupture-repair "
+            "pattern; Stiles et al., 2004). Clients with fewer than "
+            f"{options.rupture_min_scores} alliance scores are not assessed.")
+
+
+def _dropout_caption(alliance: Instrument, options: ChangeOptions) -> str:
+    if options.dropout == "sessions":
+        rule = (f"last attended session before session {options.dropout_sessions} without "
+                "reliable improvement")
+    else:
+        rule = f"the data's column {options.dropout_column!r} (1 = dropped out)"
+    return (f"Dropout: {rule}. Early alliance: mean {alliance.name} over sessions "
+            f"1-{options.early_sessions}; early change: least-squares slope over the same "
+            "sessions (points per session, at least two scores). The model includes clients "
+            f"who attended at least {options.early_sessions} sessions.")
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A table's title and the criteria it applies (APA: title above, note below)."""
+
+    title: str
+    note: str
+
+    def __str__(self) -> str:
+        return f"{self.title}. {self.note}"
+
+
+def change_captions(options: ChangeOptions, symptoms: Instrument, alliance: Instrument,
+                    criteria: ReliableChangeCriteria) -> dict[str, Caption]:
+    """The caption of every change table and model, stating the criteria it applies.
+
+    Parameters
+    ----------
+    options
+        The change options.
+    symptoms, alliance
+        The symptom and alliance instruments.
+    criteria
+        The reliable-change criteria actually applied (the Jacobson-Truax threshold depends
+        on the sample's SD unless given).
 
     Returns
     -------
-    pandas.DataFrame
-        ``category, n, percent, n_clinical_pre, percent_clinical_pre``: one row per category
-        of :data:`CATEGORIES` (percent of clients with a pre and post score; the
-        ``_clinical_pre`` columns among clients who started in the clinical range, the usual
-        denominator of recovery rates), then ``not assessable`` (no pre or no post score).
+    dict
+        Name -> :class:`Caption` for every table of :class:`ChangeReport` and every model
+        (``rupture_outcome_<criterion>``, ``dropout_early_alliance``).
     """
-    assessed = table[table["category"].notna()]
-    clinical = assessed[assessed["clinical_pre"].fillna(False).astype(bool)]
-    rows = [{"category": category,
-             "n": int((assessed["category"] == category).sum()),
-             "percent": _percent(int((assessed["category"] == category).sum()), len(assessed)),
-             "n_clinical_pre": int((clinical["category"] == category).sum()),
-             "percent_clinical_pre": _percent(int((clinical["category"] == category).sum()),
-                                              len(clinical))}
-            for category in CATEGORIES]
-    rows.append({"category": "not assessable", "n": len(table) - len(assessed),
-                 "percent": np.nan, "n_clinical_pre": pd.NA, "percent_clinical_pre": np.nan})
-    summary = pd.DataFrame(rows)
-    return summary.astype({"n_clinical_pre": "Int64"})
+    rc = _rc_caption(symptoms, options, criteria)
+    gains = _gains_caption(symptoms, options)
+    ruptures = _ruptures_caption(alliance, options)
+    dropout = _dropout_caption(alliance, options)
+    captions = {
+        "change_reliable": Caption("Reliable and clinically significant change per client", rc),
+        "change_reliable_summary": Caption("Reliable and clinically significant change", rc),
+        "change_sudden_gains": Caption("Sudden gains", gains),
+        "change_sudden_gains_clients": Caption("Sudden gains per client", gains),
+        "change_ruptures": Caption("Alliance ruptures and repairs", ruptures),
+        "change_rupture_counts": Caption("Alliance ruptures per client and criterion",
+                                         ruptures),
+        "change_ruptures_summary": Caption("Alliance ruptures and repairs by criterion",
+                                           ruptures),
+        "change_dropout": Caption("Dropout and early alliance per client", dropout),
+        "dropout_early_alliance": Caption(
+            "Logistic regression of dropout on early alliance level and change",
+            dropout + " Estimates are log odds; odds ratios per point of early alliance and "
+            "per point per session of early change."),
+    }
+    for label in ruptures_mod.criteria_labels(options.rupture_sd, options.rupture_drop):
+        captions[f"rupture_outcome_{label}"] = Caption(
+            f"Symptom change and resolved ruptures ({label})",
+            f"OLS of symptom change (post - pre; negative = improvement) on any repaired "
+            f"rupture under criterion {label} (1 = at least one), controlling the pre score. "
+            + ruptures)
+    return captions
 
 
-def _percent(part: int, whole: int) -> float:
-    return round(100 * part / whole, 1) if whole else np.nan
+@dataclass(frozen=True)
+class ChangeReport:
+    """Every change and process marker of a run.
+
+    Attributes
+    ----------
+    tables
+        Tidy tables by name (keys of :func:`change_captions`).
+    captions
+        Table or model name -> :class:`Caption` stating its criteria.
+    models
+        ``rupture_outcome_<criterion>`` and ``dropout_early_alliance`` model results.
+    criteria
+        The reliable-change criteria applied.
+    """
+
+    tables: Mapping[str, pd.DataFrame]
+    captions: Mapping[str, Caption]
+    models: Mapping[str, ModelResult]
+    criteria: ReliableChangeCriteria
+
+    def models_table(self) -> pd.DataFrame:
+        """Every model's estimates in one table (``ModelResult.to_table`` rows, stacked)."""
+        return pd.concat([model.to_table() for model in self.models.values()],
+                         ignore_index=True)
+
+    def headline(self) -> dict[str, Any]:
+        """Headline numbers for ``results.json``, keyed ``change.*``."""
+        summary = self.tables["change_reliable_summary"].set_index("category")
+        values: dict[str, Any] = {
+            "change.rci.threshold": self.criteria.threshold,
+            "change.rci.cutoff": self.criteria.cutoff,
+            "change.rci.n_assessed": int(summary.loc[list(CATEGORIES), "n"].sum()),
+            "change.rci.n_clinical_pre": int(summary.loc[list(CATEGORIES),
+                                                         "n_clinical_pre"].sum()),
+        }
+        for category in CATEGORIES:
+            key = category.replace("reliably ", "reliably_")
+            values[f"change.rci.{key}.n"] = int(summary.loc[category, "n"])
+            values[f"change.rci.{key}.percent"] = summary.loc[category, "percent"]
+        gains = self.tables["change_sudden_gains"]
+        values.update({"change.sudden_gains.n": len(gains),
+                       "change.sudden_gains.n_clients": int(gains["client_id"].nunique()),
+                       "change.sudden_gains.n_reversals": int(gains["reversal"].sum())})
+        for row in self.tables["change_ruptures_summary"].itertuples():
+            values.update({f"change.ruptures.{row.criterion}.n": row.n_ruptures,
+                           f"change.ruptures.{row.criterion}.n_clients": row.n_clients,
+                           f"change.ruptures.{row.criterion}.n_repaired": row.n_repaired})
+        dropout = self.tables["change_dropout"]
+        n_dropout = int(dropout["dropout"].sum())
+        values.update({"change.dropout.n": n_dropout,
+                       "change.dropout.percent": round(100 * n_dropout / len(dropout), 1)})
+        for model in self.models.values():
+            values[f"change.{model.name}.converged"] = bool(model.fit["converged"])
+            for row in model.params.itertuples():
+                if row.term != "(Intercept)":
+                    values[f"change.{model.name}.{row.term}.estimate"] = row.estimate
+        return values
+
+
+def analyse_change(sessions: pd.DataFrame, options: ChangeOptions, symptoms: Instrument,
+                   alliance: Instrument) -> ChangeReport:
+    """Reliable change, sudden gains, ruptures and repairs, and dropout, in one call.
+
+    Parameters
+    ----------
+    sessions
+        The canonical session table (``load_processed``).
+    options
+        ``params.change``.
+    symptoms
+        The symptom instrument (lower = better), e.g. PHQ-9.
+    alliance
+        The alliance instrument (higher = better), e.g. WAI-SR.
+
+    Returns
+    -------
+    ChangeReport
+        Tables ``change_reliable`` (:func:`reliable_change`), ``change_reliable_summary``
+        (:func:`change_summary`), ``change_sudden_gains``
+        (:func:`alliance_analysis.sudden_gains.sudden_gains`),
+        ``change_sudden_gains_clients`` (:func:`~alliance_analysis.sudden_gains.gains_by_client`),
+        ``change_ruptures`` (:func:`alliance_analysis.ruptures.ruptures`),
+        ``change_rupture_counts`` and ``change_ruptures_summary``, and ``change_dropout``
+        (dropout and early alliance per client); models ``rupture_outcome_<criterion>`` and
+        ``dropout_early_alliance``; captions for every table.
+    """
+    symptom_col, alliance_col = symptoms.score_column(), alliance.score_column()
+    n_therapists = int(sessions["therapist_id"].nunique())
+    clients = sorted(sessions["client_id"].astype(str).unique())
+    change = reliable_change(sessions, symptoms, options)
+    gains = gains_mod.sudden_gains(
+        sessions, symptom_col, sudden_gain_threshold(symptoms, options),
+        options.sudden_gain_relative, options.sudden_gain_critical, options.sudden_gain_reversal)
+    labels = ruptures_mod.criteria_labels(options.rupture_sd, options.rupture_drop)
+    events = ruptures_mod.ruptures(sessions, alliance_col, options.rupture_sd,
+                                   options.rupture_drop, options.repair_within,
+                                   options.rupture_min_scores)
+    counts = ruptures_mod.rupture_counts(events, sessions, alliance_col, labels,
+                                         options.rupture_min_scores)
+    dropout = _dropout_table(sessions, change.table, alliance_col, options)
+    models = {f"rupture_outcome_{label}": ruptures_mod.rupture_outcome(
+        counts, change.table, label, options.ci_level, n_therapists) for label in labels}
+    models["dropout_early_alliance"] = dropout_mod.dropout_model(
+        dropout, options.early_sessions, options.ci_level, n_therapists)
+    tables = {"change_reliable": change.table, "change_reliable_summary": change.summary(),
+              "change_sudden_gains": gains,
+              "change_sudden_gains_clients": gains_mod.gains_by_client(gains, clients),
+              "change_ruptures": events, "change_rupture_counts": counts,
+              "change_ruptures_summary": ruptures_mod.rupture_summary(counts, events),
+              "change_dropout": dropout}
+    return ChangeReport(tables=tables,
+                        captions=change_captions(options, symptoms, alliance, change.criteria),
+                        models=models, criteria=change.criteria)
+
+
+def _dropout_table(sessions: pd.DataFrame, change: pd.DataFrame, alliance_col: str,
+                   options: ChangeOptions) -> pd.DataFrame:
+    """Dropout status and early alliance per client."""
+    if options.dropout == "sessions":
+        improved = change.set_index("client_id")["reliable_improvement"]
+        status = dropout_mod.dropout_by_sessions(sessions, improved, options.dropout_sessions)
+    else:
+        status = dropout_mod.dropout_from_column(sessions, str(options.dropout_column))
+    early = dropout_mod.early_alliance(sessions, alliance_col, options.early_sessions)
+    return status.merge(early, on="client_id", how="left")
+
+
+def report_change(run: RunFolder, report: ChangeReport) -> dict[str, Any]:
+    """Write a :class:`ChangeReport` to the run folder and record its headline numbers.
+
+    Every table goes to ``tables/<name>.csv`` with its :class:`Caption` (title above, criteria
+    as the note) in the APA-formatted ``.md``/``.tex``/``.html``; per-client and per-event
+    listings are CSV only, their captions listed in ``tables/change_captions``. Each model
+    gives ``tables/change_model_<name>`` (estimates) and ``tables/change_fit_<name>`` (fit
+    statistics and warnings). :meth:`ChangeReport.headline` goes to ``results.json``.
+
+    Returns
+    -------
+    dict
+        The headline numbers as stored.
+    """
+    listings = {"change_reliable", "change_sudden_gains", "change_sudden_gains_clients",
+                "change_ruptures", "change_rupture_counts", "change_dropout"}
+    for name, table in report.tables.items():
+        caption = report.captions[name]
+        run.write_table(name, table, caption=caption.title, note=caption.note,
+                        formatted=name not in listings)
+    run.write_table("change_captions", pd.DataFrame(
+        {"table": list(report.captions),
+         "title": [c.title for c in report.captions.values()],
+         "criteria": [c.note for c in report.captions.values()]}), formatted=False)
+    for name, model in report.models.items():
+        caption = report.captions[name]
+        run.write_table(f"change_model_{name}", model.to_table(), caption=caption.title,
+                        note=f"{caption.note} Model: {model.spec}.")
+        run.write_table(f"change_fit_{name}", model.fit_table(), formatted=False)
+    return run.record(report.headline())

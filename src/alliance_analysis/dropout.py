@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from alliance_analysis.client_models import fit_logit
+from alliance_analysis.client_series import scored_series
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.results import ModelResult
-from alliance_analysis.sudden_gains import scored_series
 
 #: Predictors of :func:`dropout_model`.
 PREDICTORS = ("early_alliance", "early_slope")

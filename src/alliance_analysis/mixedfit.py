@@ -237,9 +237,44 @@ def fit_mixed(name: str, frame: pd.DataFrame, outcome: str, predictors: Sequence
         name=name, params=_fixed_effects(fitted, ci_level),
         fit=_fit_stats(fitted, data, reml, build_warnings), spec=spec,
         extra={"variance_components": variance_components(fitted),
+               "group_intercepts": group_intercepts(fitted, ci_level),
                "optimizer_attempts": _attempts_table(attempts, chosen)})
     _warn_user(result)
     return result, fitted
+
+
+def group_intercepts(fitted: MixedFit, ci_level: float) -> pd.DataFrame:
+    """Each top-level group's random intercept (conditional mode) with its interval.
+
+    The groups are the model's top level: therapists in three-level models, clients in
+    two-level ones. The interval is the conditional mode +/- z times the square root of its
+    conditional variance (lme4's ``condVar``), the interval drawn in caterpillar plots.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``level, group, estimate, se, ci_low, ci_high``, sorted by estimate; empty when the
+        random part has no intercept at the top level.
+
+    References
+    ----------
+    .. [1] Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear
+       mixed-effects models using lme4. *Journal of Statistical Software, 67*(1), 1-48.
+    """
+    columns = ["level", "group", "estimate", "se", "ci_low", "ci_high"]
+    names = list(fitted.model.data.exog_re_names or [])
+    if not names or names[0] not in ("Group", "Intercept", fitted.random.groups):
+        return pd.DataFrame(columns=columns)
+    z = stats.norm.ppf(0.5 + ci_level / 2)
+    rows = []
+    covariances = fitted.result.random_effects_cov
+    for group, effects in fitted.result.random_effects.items():
+        se = float(np.sqrt(max(covariances[group].iloc[0, 0], 0.0)))
+        estimate = float(effects.iloc[0])
+        rows.append({"level": fitted.random.groups, "group": str(group), "estimate": estimate,
+                     "se": se, "ci_low": estimate - z * se, "ci_high": estimate + z * se})
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["estimate", "group"]).reset_index(drop=True)
 
 
 def _complete_rows(frame: pd.DataFrame, formula: str, random: RandomPart,

@@ -306,3 +306,45 @@ _READERS: Mapping[str, Callable[[ModelResult, _Words], str]] = {
     "early_alliance_slope": _early_slope, "dropout": _dropout,
     "rater_agreement": _agreement, "rater_within_between": _rater_within_between,
 }
+
+
+def write_figures(run: RunFolder, results: Mapping[str, ModelResult],
+                  params: RunParams) -> dict[str, Any]:
+    """Draw and save the multilevel figures; return them by stable name.
+
+    ``multilevel_within_between`` (the two alliance effects side by side), a caterpillar
+    plot of the therapists' random intercepts for the symptom growth model and for the
+    alliance growth model (``multilevel_therapists_<key>``) when the model has a therapist
+    level, and a coefficient plot of every model (``multilevel_coefficients_<name>``).
+
+    Parameters
+    ----------
+    run
+        The run folder.
+    results
+        The fitted models by name (``growth``, ``within_between``, ``alliance_growth``, ...).
+    params
+        The run parameters (for the instruments).
+    """
+    from alliance_analysis import plots
+
+    alliance = get_instrument(params.alliance, params.custom_instruments)
+    symptoms = get_instrument(params.symptoms, params.custom_instruments)
+    figures: dict[str, Any] = {}
+    if "within_between" in results:
+        figures["multilevel_within_between"] = plots.within_between(
+            results["within_between"], alliance, symptoms)
+    for name, instrument in (("growth", symptoms), ("alliance_growth", alliance)):
+        result = results.get(name)
+        intercepts = result.extra.get("group_intercepts") if result is not None else None
+        if intercepts is not None and len(intercepts) and \
+                intercepts["level"].iloc[0] == "therapist_id":
+            figures[f"multilevel_therapists_{instrument.key}"] = plots.caterpillar(
+                intercepts, f"{instrument.abbreviation()} total",
+                f"Therapists' random intercepts ({name} model)")
+    for name, result in results.items():
+        figures[f"multilevel_coefficients_{name}"] = plots.coefficients(
+            result, exclude=("(Intercept)", "Intercept"))
+    for name, figure in figures.items():
+        run.write_figure(name, figure)
+    return figures

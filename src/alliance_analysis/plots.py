@@ -193,3 +193,55 @@ def describe_figures(sessions: pd.DataFrame, alliance: Instrument, symptoms: Ins
         "attendance": attendance(attendance_table),
     }
 
+
+
+@themed
+def caterpillar(intercepts: pd.DataFrame, ylabel: str, title: str = "") -> Figure:
+    """Caterpillar plot: each group's random intercept with its interval, sorted.
+
+    Parameters
+    ----------
+    intercepts
+        ``group, estimate, ci_low, ci_high`` (e.g. ``extra["group_intercepts"]`` of a model).
+    ylabel
+        What the intercepts measure (the outcome's name and unit).
+    title
+        Figure title.
+    """
+    table = intercepts.sort_values("estimate").reset_index(drop=True)
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(1, len(table) + 1)
+    ax.errorbar(x, table["estimate"], yerr=[table["estimate"] - table["ci_low"],
+                                            table["ci_high"] - table["estimate"]],
+                fmt="o", markersize=3, color=PALETTE[0], ecolor=PALETTE[0], elinewidth=0.8)
+    ax.axhline(0, color="0.3", linewidth=0.8, linestyle="--")
+    level = str(table["level"].iloc[0]) if "level" in table and len(table) else "group"
+    ax.set(xlabel=f"{level.replace('_id', '')}s, ranked by estimate",
+           ylabel=f"deviation from the average {ylabel}", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+@themed
+def within_between(result: ModelResult, alliance: Instrument, symptoms: Instrument) -> Figure:
+    """The within-client and between-client alliance effects side by side, with intervals."""
+    terms = {f"{alliance.key}_within_lag1": "within client\n(last session's deviation\n"
+                                             "from own mean)",
+             f"{alliance.key}_between": "between clients\n(client's mean alliance)"}
+    table = result.params.set_index("term").loc[[t for t in terms if t in
+                                                 set(result.params["term"])]]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(table))
+    ax.errorbar(table["estimate"], y, xerr=[table["estimate"] - table["ci_low"],
+                                            table["ci_high"] - table["estimate"]],
+                fmt="o", markersize=7, color=PALETTE[2], ecolor=PALETTE[2], capsize=4)
+    ax.axvline(0, color="0.3", linewidth=0.8, linestyle="--")
+    ax.set_yticks(y, [terms[t] for t in table.index], fontsize="small")
+    ax.set_ylim(-0.6, len(table) - 0.4)
+    ax.set_xlabel(f"change in {symptoms.abbreviation()} per point of {alliance.abbreviation()}"
+                  " (95% CI)")
+    if not result.fit["converged"]:
+        ax.set_title("did NOT converge", color=PALETTE[3])
+    return fig

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from alliance_analysis.client_models import fit_ols
+from alliance_analysis.client_series import at_least, less_than, scored_series
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.results import ModelResult
-from alliance_analysis.sudden_gains import scored_series
 
 #: Columns of :func:`ruptures`.
 RUPTURE_COLUMNS = ("client_id", "criterion", "rupture_session", "end_session", "n_sessions",
@@ -74,7 +74,7 @@ def _episodes(series: pd.Series, flagged: np.ndarray, repair_within: int) -> lis
         if first > 0:
             level = float(values[first - 1])
             window = series[(series.index > start) & (series.index <= start + repair_within)]
-            back = window[window >= level]
+            back = window[at_least(window, level)]
             row.update(pre_rupture_session=int(sessions[first - 1]), pre_rupture_level=level,
                        repaired=bool(len(back)),
                        repair_session=int(back.index[0]) if len(back) else None)
@@ -129,13 +129,18 @@ def ruptures(sessions: pd.DataFrame, alliance: str, sd_multiples: Sequence[float
     :math:`a_{i,t^-} - a_{it} \\ge d`, :math:`t^-` the previous scored session. Runs of
     consecutive scored rupture sessions are one rupture. The rupture is repaired when some
     session s with :math:`t_0 < s \\le t_0 + w` has :math:`a_{is} \\ge a_{i,t_0^-}`, the
-    level before the rupture began (the V shape).
+    level before the rupture began (the V shape). Comparisons allow
+    :data:`alliance_analysis.client_series.EPS` (1e-9) for float rounding of item means.
 
     This is a session-report operationalisation of the V-shaped rupture-repair sequence
     (Stiles et al., 2004); studies differ in the SD multiple (1 or 2 SD), in whether the SD
     is the client's or the sample's, and in the level a repair must regain (Gumz et al.,
     2012, compare them). Ruptures identified from questionnaire dips are not the same as
-    ruptures coded from session recordings (Eubanks, Muran & Safran, 2018).
+    ruptures coded from session recordings (Eubanks, Muran & Safran, 2018). The client's mean
+    is taken over the whole treatment: when alliance grows over sessions, as it usually does,
+    early sessions fall below that mean without any rupture, so read early "ruptures" (and
+    the 1 SD criterion, which a normal session-to-session scatter alone meets in about one
+    session in six) with care.
 
     References
     ----------
@@ -156,10 +161,10 @@ def ruptures(sessions: pd.DataFrame, alliance: str, sd_multiples: Sequence[float
             continue
         values = series.to_numpy()
         mean, sd = float(values.mean()), float(values.std(ddof=1))
-        rules = {label: (values < mean - k * sd, mean - k * sd)
+        rules = {label: (less_than(values, mean - k * sd), mean - k * sd)
                  for label, k in zip(labels, sd_multiples)}
         if drop is not None:
-            falls = np.concatenate([[False], values[:-1] - values[1:] >= drop])
+            falls = np.concatenate([[False], at_least(values[:-1] - values[1:], drop)])
             rules["drop"] = (falls, np.nan)
         for label, (flagged, threshold) in rules.items():
             for episode in _episodes(series, flagged, repair_within):
@@ -207,11 +212,11 @@ def rupture_counts(events: pd.DataFrame, sessions: pd.DataFrame, alliance: str,
     n_scores = n_scores.rename(index=str).reindex(clients, fill_value=0)
     tables = []
     for label in labels:
-        mine = events[events["criterion"] == label].groupby("client_id")
+        mine = events[events["criterion"] == label]
         table = pd.DataFrame({"criterion": label, "n_scores": n_scores.astype(int),
                               "assessed": n_scores >= min_scores}, index=clients)
-        counts = mine.size().reindex(clients, fill_value=0)
-        repaired = mine["repaired"].apply(lambda r: int(r.fillna(False).sum()))
+        counts = mine.groupby("client_id").size().reindex(clients, fill_value=0)
+        repaired = mine["repaired"].fillna(False).astype(int).groupby(mine["client_id"]).sum()
         repaired = repaired.reindex(clients, fill_value=0)
         table["n_ruptures"] = counts.where(table["assessed"]).astype("Int64")
         table["n_repaired"] = repaired.where(table["assessed"]).astype("Int64")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.client_series import at_least, more_than, scored_series
 
 #: Critical values of criterion 3 for df = 4, 3, 2: two-tailed t at alpha .05 (Tang &
 #: DeRubeis 1999 with all six neighbouring scores; Lutz et al. 2013 with one or two missing).
@@ -108,7 +108,8 @@ def check_interval(pre_values: Sequence[float], post_values: Sequence[float], mi
     Criterion 3 compares the mean difference with the pooled SD itself, not with its standard
     error (there is no :math:`\\sqrt{1/n_1 + 1/n_2}` factor): this is the criterion as
     published and as implemented in the reference R package suddengains
-    (``check_interval``, ``identify_sg``), not a two-sample t-test.
+    (``check_interval``, ``identify_sg``), not a two-sample t-test. Every comparison allows
+    :data:`alliance_analysis.client_series.EPS` (1e-9) for float rounding of prorated totals.
 
     References
     ----------
@@ -136,8 +137,9 @@ def check_interval(pre_values: Sequence[float], post_values: Sequence[float], mi
     if np.isnan(pre[-1]) or np.isnan(post[0]):
         raise ValueError("the scores at sessions n and n+1 are required; "
                          f"got {pre[-1]} and {post[0]}")
-    gain = float(pre[-1] - post[0])
-    relative_gain = gain / pre[-1] if pre[-1] != 0 else np.nan
+    pregain = float(pre[-1])
+    gain = pregain - float(post[0])
+    relative_gain = gain / pregain if pregain != 0 else np.nan
     pre, post = pre[~np.isnan(pre)], post[~np.isnan(post)]
     n_pre, n_post = len(pre), len(post)
     criterion3: bool | None = None
@@ -148,40 +150,20 @@ def check_interval(pre_values: Sequence[float], post_values: Sequence[float], mi
         mean_pre, mean_post = float(pre.mean()), float(post.mean())
         pooled_sd = float(np.sqrt(((n_pre - 1) * pre.var(ddof=1)
                                    + (n_post - 1) * post.var(ddof=1)) / df))
-        criterion3 = bool(mean_pre - mean_post > critical * pooled_sd)
+        criterion3 = bool(more_than(mean_pre - mean_post, critical * pooled_sd))
     return IntervalCheck(gain=gain, relative_gain=float(relative_gain),
-                         criterion1=bool(gain >= min_gain),
-                         criterion2=bool(gain >= relative * pre_values[-1]),
+                         criterion1=bool(at_least(gain, min_gain)),
+                         criterion2=bool(at_least(gain, relative * pregain)),
                          criterion3=criterion3, mean_pre=mean_pre, mean_post=mean_post,
                          pooled_sd=pooled_sd, n_pre=n_pre, n_post=n_post,
                          critical_value=critical)
-
-
-def scored_series(sessions: pd.DataFrame, score: str) -> dict[str, pd.Series]:
-    """Each client's non-missing scores indexed by session number, in session order.
-
-    Raises
-    ------
-    AllianceDataError
-        When ``client_id``, ``session`` or `score` is not a column of `sessions`.
-    """
-    missing = [c for c in ("client_id", "session", score) if c not in sessions.columns]
-    if missing:
-        raise AllianceDataError(f"the session table lacks column(s) {missing}; its columns are "
-                                f"{list(sessions.columns)}. Run the clean stage (01_clean) "
-                                "with this instrument listed under `instruments:`")
-    scored = sessions.loc[sessions[score].notna(), ["client_id", "session", score]]
-    scored = scored.assign(session=scored["session"].astype(int)).sort_values(
-        ["client_id", "session"], kind="stable")
-    return {str(client): group.set_index("session")[score].astype(float)
-            for client, group in scored.groupby("client_id", sort=True)}
 
 
 def _reversal(series: pd.Series, postgain_session: int, postgain: float, gain: float,
               reversal: float) -> int | None:
     """First session after n+1 whose score gives back at least `reversal` of the gain."""
     later = series[series.index > postgain_session]
-    hit = later[later >= postgain + reversal * gain]
+    hit = later[at_least(later, postgain + reversal * gain)]
     return int(hit.index[0]) if len(hit) else None
 
 

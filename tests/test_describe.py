@@ -78,3 +78,24 @@ def test_coefficient_plot_flags_non_convergence() -> None:
     fig = plots.coefficients(result)
     assert "did NOT converge" in fig.axes[0].get_title()
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x"]
+
+
+def test_change_and_model_figures() -> None:
+    phq9 = get_instrument("phq9")
+    table = pd.DataFrame({"pre": [15.0, 12.0, 8.0], "post": [5.0, 12.0, 16.0],
+                          "category": ["recovered", "unchanged", "reliably deteriorated"]})
+    fig = plots.reliable_change(table, phq9, threshold=6, cutoff=10)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "recovered (1)" in labels and "clinical cut-off (10)" in labels
+    intercepts = pd.DataFrame({"level": "therapist_id", "group": ["a", "b"],
+                               "estimate": [0.5, -0.5], "ci_low": [0.0, -1.0],
+                               "ci_high": [1.0, 0.0]})
+    assert "therapists" in plots.caterpillar(intercepts, "PHQ-9").axes[0].get_xlabel()
+
+
+def test_example_trajectories_mark_events(sessions: pd.DataFrame) -> None:
+    events = pd.DataFrame({"client_id": ["C01", "C02"], "postgain_session": [2, 3]})
+    fig = plots.example_trajectories(sessions, "phq9_total", events, "postgain_session",
+                                     "PHQ-9", "gains")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["C01", "C02"]

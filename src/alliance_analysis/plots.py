@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 import matplotlib as mpl
 import numpy as np
@@ -245,3 +245,119 @@ def within_between(result: ModelResult, alliance: Instrument, symptoms: Instrume
     if not result.fit["converged"]:
         ax.set_title("did NOT converge", color=PALETTE[3])
     return fig
+
+
+#: Colours of the reliable-change categories (colour-blind-safe palette).
+CATEGORY_COLOURS = {"recovered": PALETTE[2], "reliably improved": PALETTE[0],
+                    "unchanged": PALETTE[7], "reliably deteriorated": PALETTE[3]}
+
+
+@themed
+def reliable_change(table: pd.DataFrame, instrument: Instrument, threshold: float,
+                    cutoff: float | None) -> Figure:
+    """Pre-post scatter with the no-change line, the reliable-change band and the cut-off.
+
+    Parameters
+    ----------
+    table
+        Per-client ``pre, post, category`` (``change_reliable`` of the change report).
+    instrument
+        The symptom measure (for the axis labels and range).
+    threshold
+        Points of change that are reliable: the band is ``pre +/- threshold``.
+    cutoff
+        Clinical cut-off drawn on both axes (None: not drawn).
+
+    References
+    ----------
+    .. [1] Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach
+       to defining meaningful change in psychotherapy research. *Journal of Consulting and
+       Clinical Psychology, 59*(1), 12-19.
+    """
+    low, high = instrument.total_range()
+    fig = Figure(figsize=(6.2, 5.6), layout="constrained")
+    ax = fig.add_subplot()
+    line = np.array([low, high])
+    ax.fill_between(line, line - threshold, line + threshold, color="0.85",
+                    label=f"no reliable change (+/-{threshold:g})")
+    ax.plot(line, line, color="0.4", linewidth=0.8)
+    if cutoff is not None:
+        ax.axhline(cutoff, color="0.3", linestyle="--", linewidth=0.8)
+        ax.axvline(cutoff, color="0.3", linestyle="--", linewidth=0.8,
+                   label=f"clinical cut-off ({cutoff:g})")
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, (2, len(table)))
+    for category, colour in CATEGORY_COLOURS.items():
+        rows = (table["category"] == category).to_numpy()
+        if rows.any():
+            ax.scatter(table.loc[rows, "pre"] + jitter[0, rows],
+                       table.loc[rows, "post"] + jitter[1, rows], s=12, color=colour,
+                       alpha=0.8, label=f"{category} ({rows.sum()})")
+    ax.set(xlim=(low, high), ylim=(low, high), xlabel=f"first: {axis_label(instrument)}",
+           ylabel=f"last: {axis_label(instrument)}")
+    ax.legend(loc="upper left", fontsize="x-small", frameon=True)
+    return fig
+
+
+@themed
+def example_trajectories(sessions: pd.DataFrame, score: str, events: pd.DataFrame,
+                         event_session: str, ylabel: str, title: str,
+                         n_examples: int = 4) -> Figure:
+    """A few clients' trajectories with their events marked (sudden gains, ruptures).
+
+    Parameters
+    ----------
+    sessions
+        The scored session table.
+    score
+        The score to draw.
+    events
+        One row per event with ``client_id`` and the column ``event_session``.
+    event_session
+        Column of ``events`` holding the session the event is marked at.
+    ylabel, title
+        Axis label and figure title.
+    n_examples
+        How many clients to draw: the first ones in client order that have an event.
+    """
+    clients = sorted(events["client_id"].drop_duplicates())[:n_examples]
+    fig = Figure(figsize=(7.5, 2.2 * max(1, (len(clients) + 1) // 2) + 0.6),
+                 layout="constrained")
+    axes = fig.subplots(max(1, (len(clients) + 1) // 2), 2, squeeze=False, sharey=True)
+    for ax, client in zip(axes.flat, clients, strict=False):
+        one = sessions[sessions["client_id"] == client].dropna(subset=[score])
+        ax.plot(one["session"], one[score], marker="o", markersize=3, color=PALETTE[0])
+        marks = events.loc[events["client_id"] == client, event_session].dropna()
+        ax.scatter(marks, one.set_index("session").reindex(marks.astype(int))[score],
+                   s=60, facecolors="none", edgecolors=PALETTE[3], linewidths=1.5)
+        ax.set_title(client, fontsize="small")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes.flat[len(clients):]:
+        ax.set_visible(False)
+    fig.supxlabel("session", fontsize="small")
+    fig.supylabel(ylabel, fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    return fig
+
+
+def change_figures(report: Any, sessions: pd.DataFrame, symptoms: Instrument,
+                   alliance: Instrument) -> dict[str, Figure]:
+    """The figures of ``05_change`` by stable name, from a change report.
+
+    ``change_reliable`` (pre-post scatter), ``change_sudden_gains`` and
+    ``change_ruptures_<criterion>`` (example trajectories; only when such events exist).
+    """
+    tables = report.tables
+    figures = {"change_reliable": reliable_change(
+        tables["change_reliable"], symptoms, report.criteria.threshold, report.criteria.cutoff)}
+    gains = tables["change_sudden_gains"]
+    if len(gains):
+        figures["change_sudden_gains"] = example_trajectories(
+            sessions, symptoms.score_column(), gains, "postgain_session",
+            axis_label(symptoms), "Sudden gains (circled: the first post-gain session)")
+    ruptures = tables["change_ruptures"]
+    for criterion in sorted(ruptures["criterion"].unique()):
+        events = ruptures[ruptures["criterion"] == criterion]
+        figures[f"change_ruptures_{criterion}"] = example_trajectories(
+            sessions, alliance.score_column(), events, "rupture_session", axis_label(alliance),
+            f"Alliance ruptures, criterion {criterion} (circled: rupture sessions)")
+    return figures

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 LOCK := requirements.lock
 
-.PHONY: help install report test lab clean lock
+.PHONY: help install report test lab clean lock reproduce
 
 help: ## list the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -40,6 +40,9 @@ report: $(STAMP) ## run the whole pipeline on the demo data, writing reports/dem
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest
+
+reproduce: $(STAMP) ## reproduce published reference results, writing reports/reproduce/
+	$(BIN)/alliance reproduce --out reports/reproduce
 
 lab: $(STAMP) ## open JupyterLab on notebooks/
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -5,6 +5,7 @@
     alliance run PARAMS [--out DIR] [--processed DIR]   run the pipeline, write reports/<name>/
     alliance validate PARAMS                             check a parameters file, run nothing
     alliance verify RUN_DIR [--data FILE]                rerun a run, compare every number
+    alliance reproduce [--out DIR]                       reproduce published reference results
     alliance simulate --out DIR [--seed N] [--therapists T ...]
                                                          write a simulated dataset + truth.json
 
@@ -60,6 +61,19 @@ def _verify(args: argparse.Namespace) -> int:
     _console.print(escape(f"{counts.get('match', 0)} matched, {len(differing)} differing, "
                           f"{counts.get('skipped', 0)} skipped"))
     return 1 if len(differing) else 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from alliance_analysis import pipeline
+
+    def progress(name: str, index: int, total: int, seconds: float | None) -> None:
+        if seconds is not None:
+            _console.print(escape(f"[{index}/{total}] {name} done in {seconds:.1f} s"))
+
+    overview = pipeline.reproduce(args.out, on_progress=progress)
+    _console.print(escape(overview.to_string(index=False)))
+    _console.print(escape(f"Every published value reproduced: {args.out}/index.html"))
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -126,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--atol", type=float, default=ATOL, help="absolute tolerance")
     verify.add_argument("--all", action="store_true", help="list matched items too")
     verify.set_defaults(handler=_verify)
+
+    reproduce = commands.add_parser(
+        "reproduce", help="reproduce published reference results (notebooks/validation)")
+    reproduce.add_argument("--out", default="reports/reproduce", help="output folder")
+    reproduce.set_defaults(handler=_reproduce)
 
     validate = commands.add_parser("validate", help="check a parameters file")
     validate.add_argument("params", help="YAML parameters file")

@@ -50,6 +50,11 @@ RECORDED_PACKAGES: tuple[str, ...] = (
 
 MARKER = "INCOMPLETE"
 
+#: Arguments of every notebook kernel. ipykernel logs a warning at each start (its loopback
+#: TCP sockets are unencrypted) and an error when shut down mid-interrupt; the kernel is local
+#: and short-lived, and a dead kernel still fails the run, so its log keeps critical messages.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
 #: Errors raised inside a notebook that are the user's to fix, by exception name.
 USER_ERRORS = {"AllianceDataError": AllianceDataError, "AllianceParamsError": AllianceParamsError}
 
@@ -148,9 +153,7 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
         papermill.execute_notebook(
             str(source), str(executed), parameters=parameters, kernel_name="python3",
             cwd=str(source.parent), progress_bar=False, log_output=False,
-            # ipykernel warns at every start that its loopback TCP sockets are unencrypted;
-            # the kernel is local and short-lived, so its own log stays at errors only.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except PapermillExecutionError as exc:
         where = (f"notebook {name} failed in cell {exc.cell_index + 1} (execution count "
@@ -408,3 +411,68 @@ def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RT
             rows += _compare_table(f"tables/{name}", run_dir / "tables" / name,
                                    rerun / "tables" / name, rtol, atol, same_key)
     return pd.DataFrame(rows, columns=["where", "item", "reported", "rerun", "status"])
+
+
+def validation_notebooks() -> list[Path]:
+    """The notebooks of ``notebooks/validation/``, in name order."""
+    return sorted((notebooks_dir() / "validation").glob("*.ipynb"))
+
+
+def reproduce(out: str | Path,
+              on_progress: Callable[[str, int, int, float | None], None] | None = None,
+              ) -> "pd.DataFrame":
+    """Run every validation notebook and write ``<out>/index.html`` with the comparisons.
+
+    Each notebook compares the workbench's estimates with published reference values and
+    writes its table to ``<out>/tables/<name>.csv``; executed notebooks and their HTML go to
+    ``<out>/notebooks/``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per reference (:func:`alliance_analysis.validation.summary`).
+
+    Raises
+    ------
+    AllianceRunError
+        When any notebook fails or any comparison is outside its tolerance (after the page
+        is written).
+    """
+    import pandas as pd
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from alliance_analysis import validation
+
+    out = Path(out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "notebooks").mkdir(parents=True)
+    data_dir = project_root() / "data" / "reference"
+    failures: dict[str, str] = {}
+    found = validation_notebooks()
+    for index, source in enumerate(found, start=1):
+        if on_progress:
+            on_progress(source.stem, index, len(found), None)
+        start = time.perf_counter()
+        executed = out / "notebooks" / source.name
+        try:
+            papermill.execute_notebook(
+                str(source), str(executed), kernel_name="python3", cwd=str(source.parent),
+                parameters={"data_dir": str(data_dir), "out_dir": str(out)},
+                progress_bar=False, log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+        except PapermillExecutionError as exc:
+            failures[source.stem] = f"{exc.ename}: {exc.evalue}"
+        finally:
+            if executed.exists():
+                _render_html(executed)
+        if on_progress:
+            on_progress(source.stem, index, len(found), round(time.perf_counter() - start, 2))
+    tables = {path.stem: pd.read_csv(path) for path in sorted((out / "tables").glob("*.csv"))}
+    validation.write_index(out, tables, failures)
+    overview = validation.summary(tables)
+    if failures or int(overview["failed"].sum()):
+        raise AllianceRunError(
+            f"published references not reproduced ({'; '.join(failures) or 'see the table'}): "
+            f"{out / 'index.html'}")
+    return overview

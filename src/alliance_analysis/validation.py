@@ -1,0 +1,211 @@
+"""Reproducing published reference results, side by side (``notebooks/validation/``).
+
+Each function fits the workbench's own estimator to a public dataset and returns a tidy
+comparison: ``quantity, published, reproduced, difference, tolerance, passed``. Tolerances are
+half a unit of the last printed digit of the published value ("match to the decimals
+printed"), unless stated otherwise. ``make reproduce`` runs every validation notebook and fails
+when any comparison fails.
+
+Sources of the published values:
+
+* lme4 ``sleepstudy``: Bates, Mächler, Bolker & Walker (2015), *JSS 67*(1), section 3.
+* ``psych::alpha`` on the ``bfi`` neuroticism items: raw alpha .8140, standardized .8147
+  (psych 2.2.9 printed output; Revelle, 2022).
+* Jacobson & Truax (1991) formulas, on a worked example computed by hand in the docstring of
+  :func:`jacobson_truax_example`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alliance_analysis.errors import AllianceRunError
+
+#: Columns of every comparison table.
+COLUMNS = ("quantity", "published", "reproduced", "difference", "tolerance", "passed")
+
+
+def compare(rows: Sequence[tuple[str, float, float, int | float]]) -> pd.DataFrame:
+    """A comparison table from ``(quantity, published, reproduced, decimals or tolerance)``.
+
+    An ``int`` in the last position is the number of decimals printed in the source (the
+    tolerance is half a unit of that digit); a ``float`` is an absolute tolerance.
+    """
+    table = []
+    for quantity, published, reproduced, precision in rows:
+        tolerance = 0.5 * 10 ** -precision if isinstance(precision, int) else float(precision)
+        difference = float(reproduced) - float(published)
+        table.append({"quantity": quantity, "published": float(published),
+                      "reproduced": float(reproduced), "difference": difference,
+                      "tolerance": tolerance,
+                      "passed": bool(abs(difference) <= tolerance + 1e-12)})
+    return pd.DataFrame(table, columns=list(COLUMNS))
+
+
+def require_all_passed(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Return ``table`` if every comparison passed; raise :class:`AllianceRunError` if not."""
+    failed = table[~table["passed"]]
+    if len(failed):
+        listed = "; ".join(f"{r.quantity}: published {r.published:g}, reproduced "
+                           f"{r.reproduced:g}" for r in failed.itertuples())
+        raise AllianceRunError(f"{name}: {len(failed)} comparison(s) failed: {listed}")
+    return table
+
+
+def _printed_or_relative(value: float, decimals: int, relative: float = 1e-3) -> float:
+    """Half a unit of the last printed digit, or ``relative`` x |value| if that is larger."""
+    return max(0.5 * 10 ** -decimals, relative * abs(value))
+
+
+def sleepstudy(data_dir: str | Path) -> pd.DataFrame:
+    """lme4's ``Reaction ~ Days + (Days | Subject)`` by REML, against Bates et al. (2015).
+
+    The workbench fits it with :func:`alliance_analysis.multilevel.growth_model` (two levels,
+    correlated intercept and slope), with Days 0..9 coded as sessions 1..10 from session 1.
+    Tolerance: the printed decimals; for variance components the printed decimals or 1e-3
+    relative, whichever is larger (the optimizers' own tolerance on variance components:
+    statsmodels stops at 612.082 for the intercept variance, lme4 at 612.0897).
+    """
+    from alliance_analysis.multilevel import MultilevelOptions, growth_model
+
+    data = pd.read_csv(Path(data_dir) / "sleepstudy.csv")
+    sessions = pd.DataFrame({"client_id": data["Subject"].astype(str), "therapist_id": "-",
+                             "session": data["Days"] + 1, "reaction_total": data["Reaction"]})
+    options = MultilevelOptions(therapist_level=False, correlated_slope=True, reml=True)
+    result = growth_model(sessions, "reaction", options)
+    fixed = result.params.set_index("term")
+    vc = result.extra["variance_components"]
+
+    def component(level: str, term: object, term2: object = None) -> pd.Series:
+        rows = vc[(vc["level"] == level)
+                  & (vc["term"].isna() if term is None else vc["term"] == term)
+                  & (vc["term2"].isna() if term2 is None else vc["term2"] == term2)]
+        return rows.iloc[0]
+
+    return compare([
+        ("fixed: (Intercept)", 251.405, fixed.loc["(Intercept)", "estimate"], 3),
+        ("fixed: (Intercept) SE", 6.825, fixed.loc["(Intercept)", "se"], 3),
+        ("fixed: Days", 10.467, fixed.loc["session", "estimate"], 3),
+        ("fixed: Days SE", 1.546, fixed.loc["session", "se"], 3),
+        ("variance: Subject (Intercept)", 612.09, component("client", "(Intercept)")["vcov"],
+         _printed_or_relative(612.09, 2)),
+        ("variance: Subject Days", 35.07, component("client", "session")["vcov"],
+         _printed_or_relative(35.07, 2)),
+        ("correlation: (Intercept), Days", 0.066,
+         component("client", "(Intercept)", "session")["sdcor"], 3),
+        ("variance: Residual", 654.94, component("residual", None)["vcov"],
+         _printed_or_relative(654.94, 2)),
+        ("REML criterion", 1743.628, result.fit["reml_criterion"], 3),
+    ])
+
+
+def bfi_alpha(data_dir: str | Path) -> pd.DataFrame:
+    """``psych::alpha`` on the bfi neuroticism items N1-N5 (pairwise, as psych does)."""
+    from alliance_analysis.scoring import cronbach_alpha
+
+    data = pd.read_csv(Path(data_dir) / "bfi.csv", index_col=0)
+    alpha = cronbach_alpha(data[["N1", "N2", "N3", "N4", "N5"]], missing="pairwise")
+    return compare([("raw alpha", 0.8140, alpha.alpha, 4),
+                    ("standardized alpha", 0.8147, alpha.std_alpha, 4)])
+
+
+def jacobson_truax_example() -> pd.DataFrame:
+    r"""Jacobson & Truax's (1991) formulas on a worked example computed by hand.
+
+    A questionnaire with pre-treatment SD :math:`s_{pre} = 7.5` and test-retest reliability
+    :math:`r_{xx} = .88`; clinical norms mean 30 (SD 7.5), functional norms mean 10 (SD 5); a
+    client goes from 30 to 18 and another from 24 to 20. By hand:
+
+    * :math:`SE = 7.5\sqrt{1 - .88} = 2.598076`, :math:`S_{diff} = \sqrt{2 \cdot SE^2} =
+      3.674235`;
+    * client 1: :math:`RC = (18 - 30) / 3.674235 = -3.265986` (reliable, |RC| > 1.96);
+      client 2: :math:`RC = -4 / 3.674235 = -1.088662` (not reliable);
+    * cut-off c :math:`= (7.5 \cdot 10 + 5 \cdot 30) / (7.5 + 5) = 18`; a :math:`= 30 - 2
+      \cdot 7.5 = 15`; b :math:`= 10 + 2 \cdot 5 = 20`;
+    * client 1 ends at 18, at the cut-off c: clinical range (scores at or above the cut-off
+      are clinical), so *reliably improved*, not recovered.
+    """
+    from alliance_analysis.instruments import Instrument
+    from alliance_analysis.reliable_change import (classify_change, jacobson_truax_cutoffs,
+                                                   reliable_change_criteria)
+
+    instrument = Instrument(key="example", name="Worked example", construct="symptoms",
+                            rater="client", n_items=10, item_min=0, item_max=6,
+                            scoring="sum", source="Jacobson & Truax (1991), hand example")
+    criteria = reliable_change_criteria(
+        pd.Series([30.0, 24.0]), instrument, method="jacobson_truax", reliability=0.88,
+        sd_pre=7.5, cutoff="c", clinical_mean=30, clinical_sd=7.5, functional_mean=10,
+        functional_sd=5)
+    pre_post = pd.DataFrame({"client_id": ["1", "2"], "pre_session": [1, 1],
+                             "post_session": [10, 10], "pre": [30.0, 24.0],
+                             "post": [18.0, 20.0]})
+    classified = classify_change(pre_post, criteria).set_index("client_id")
+    cutoffs = jacobson_truax_cutoffs(30, 7.5, 10, 5)
+    category = {"reliably improved": 1.0}
+    return compare([
+        ("SE of measurement", 2.598076, criteria.se_measurement, 6),
+        ("S_diff", 3.674235, criteria.s_diff, 6),
+        ("RC client 1", -3.265986, classified.loc["1", "rc"], 6),
+        ("RC client 2", -1.088662, classified.loc["2", "rc"], 6),
+        ("cut-off a", 15.0, cutoffs["a"], 6),
+        ("cut-off b", 20.0, cutoffs["b"], 6),
+        ("cut-off c", 18.0, cutoffs["c"], 6),
+        ("client 1 is 'reliably improved' (1 = yes)", 1.0,
+         category.get(str(classified.loc["1", "category"]), 0.0), 0),
+        ("client 2 is 'unchanged' (1 = yes)", 1.0,
+         float(classified.loc["2", "category"] == "unchanged"), 0),
+    ])
+
+
+def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per reference: comparisons, passed, failed, largest |difference| / tolerance."""
+    rows = []
+    for name, table in tables.items():
+        ratio = (table["difference"].abs() / table["tolerance"]).max()
+        rows.append({"reference": name, "comparisons": len(table),
+                     "passed": int(table["passed"].sum()),
+                     "failed": int((~table["passed"]).sum()),
+                     "largest_difference_over_tolerance": float(np.round(ratio, 4))})
+    return pd.DataFrame(rows)
+
+
+def write(out_dir: str | Path, name: str, table: pd.DataFrame) -> Path:
+    """Write one reference's comparison to ``<out_dir>/tables/<name>.csv``."""
+    folder = Path(out_dir) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    table.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def write_index(out_dir: str | Path, tables: dict[str, pd.DataFrame],
+                failures: dict[str, str]) -> Path:
+    """Write ``<out_dir>/index.html``: the summary, then each reference's comparison."""
+    import html
+
+    from alliance_analysis.report import _STYLE
+
+    out_dir = Path(out_dir)
+    overview = summary(tables)
+    ok = not failures and bool(len(overview)) and int(overview["failed"].sum()) == 0
+    banner = ("Every published value was reproduced within its tolerance." if ok else
+              "Some references were NOT reproduced: " + "; ".join(
+                  f"{k}: {v}" for k, v in failures.items()))
+    sections = []
+    for name, table in tables.items():
+        shown = table.assign(passed=table["passed"].map({True: "pass", False: "FAIL"}))
+        sections.append(f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>"
+                        f"<p><a href='notebooks/{html.escape(name)}.html'>notebook</a></p>"
+                        + shown.to_html(index=False, border=0, float_format=lambda v: f"{v:.6g}"))
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>alliance-analysis: reproduced references</title><style>{_STYLE}</style>"
+            f"</head><body><h1>Published reference results, reproduced</h1>"
+            f"<p class='status {'complete' if ok else 'incomplete'}'>{html.escape(banner)}</p>"
+            + overview.to_html(index=False, border=0) + "".join(sections) + "</body></html>\n")
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

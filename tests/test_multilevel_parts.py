@@ -177,16 +177,23 @@ def test_early_alliance_slope_is_a_cross_level_interaction(study) -> None:
 
 
 def test_dropout_model_and_its_limits(study) -> None:
+    from alliance_analysis.change import ChangeOptions, dropout_rule, dropout_status
+    from alliance_analysis.instruments import get_instrument
+
     sessions, _ = study
-    result = dropout_model(sessions, "wai", "phq9", MultilevelOptions())
+    options = ChangeOptions()
+    status = dropout_status(sessions, options, get_instrument("phq9"))
+    result = dropout_model(sessions, "wai", "phq9", MultilevelOptions(), status,
+                           dropout_rule(options))
     assert {"odds_ratio", "or_ci_low", "or_ci_high"} <= set(result.params.columns)
     assert result.fit["n_obs"] == result.fit["n_clients"] and result.fit["converged"]
-    nobody = dropout_model(sessions, "wai", "phq9",
-                           MultilevelOptions(early_sessions=1, dropout_sessions=2))
+    modelled = status[status["last_session"] >= 5]
+    assert result.fit["n_dropouts"] == int(modelled["dropout"].sum())
+    assert "without reliable improvement" in result.spec
+    nobody = dropout_model(sessions, "wai", "phq9", MultilevelOptions(early_sessions=1),
+                           status.assign(dropout=False))
     assert nobody.fit["converged"] is False and nobody.params["estimate"].isna().all()
     assert nobody.fit["warnings"][0].startswith("NOT ESTIMABLE")
-    with pytest.raises(AllianceParamsError, match="early_sessions"):
-        dropout_model(sessions, "wai", "phq9", MultilevelOptions(early_sessions=8))
 
 
 def test_rater_agreement_statistics(study) -> None:

@@ -295,12 +295,7 @@ def _ruptures_caption(alliance: Instrument, options: ChangeOptions) -> str:
 
 
 def _dropout_caption(alliance: Instrument, options: ChangeOptions) -> str:
-    if options.dropout == "sessions":
-        rule = (f"last attended session before session {options.dropout_sessions} without "
-                "reliable improvement")
-    else:
-        rule = f"the data's column {options.dropout_column!r} (1 = dropped out)"
-    return (f"Dropout: {rule}. Early alliance: mean {alliance.name} over sessions "
+    return (f"Dropout: {dropout_rule(options)}. Early alliance: mean {alliance.name} over sessions "
             f"1-{options.early_sessions}; early change: least-squares slope over the same "
             "sessions (points per session, at least two scores). The model includes clients "
             f"who attended at least {options.early_sessions} sessions.")
@@ -482,16 +477,46 @@ def analyse_change(sessions: pd.DataFrame, options: ChangeOptions, symptoms: Ins
                         models=models, criteria=change.criteria)
 
 
+def _status(sessions: pd.DataFrame, change: pd.DataFrame,
+            options: ChangeOptions) -> pd.DataFrame:
+    if options.dropout == "sessions":
+        improved = change.set_index("client_id")["reliable_improvement"]
+        return dropout_mod.dropout_by_sessions(sessions, improved, options.dropout_sessions)
+    return dropout_mod.dropout_from_column(sessions, str(options.dropout_column))
+
+
+def dropout_status(sessions: pd.DataFrame, options: ChangeOptions,
+                   symptoms: Instrument) -> pd.DataFrame:
+    """Each client's dropout status by the run's one definition (``change:`` options).
+
+    ``dropout: sessions``: the last session is below ``dropout_sessions`` and the client did
+    not reliably improve (:func:`alliance_analysis.dropout.dropout_by_sessions`);
+    ``dropout: column``: the data's 0/1 column. Both the change markers and the multilevel
+    dropout model use this, so a run has a single definition of dropout.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``client_id, last_session, dropout`` (and ``reliably_improved`` for ``sessions``).
+    """
+    change = reliable_change(sessions, symptoms, options) if options.dropout == "sessions" \
+        else None
+    return _status(sessions, change.table if change is not None else pd.DataFrame(), options)
+
+
+def dropout_rule(options: ChangeOptions) -> str:
+    """The run's dropout definition in words, for captions and readings."""
+    if options.dropout == "sessions":
+        return (f"last attended session before session {options.dropout_sessions} without "
+                "reliable improvement")
+    return f"the data's column {options.dropout_column!r} (1 = dropped out)"
+
+
 def _dropout_table(sessions: pd.DataFrame, change: pd.DataFrame, alliance_col: str,
                    options: ChangeOptions) -> pd.DataFrame:
     """Dropout status and early alliance per client."""
-    if options.dropout == "sessions":
-        improved = change.set_index("client_id")["reliable_improvement"]
-        status = dropout_mod.dropout_by_sessions(sessions, improved, options.dropout_sessions)
-    else:
-        status = dropout_mod.dropout_from_column(sessions, str(options.dropout_column))
     early = dropout_mod.early_alliance(sessions, alliance_col, options.early_sessions)
-    return status.merge(early, on="client_id", how="left")
+    return _status(sessions, change, options).merge(early, on="client_id", how="left")
 
 
 def report_change(run: RunFolder, report: ChangeReport) -> dict[str, Any]:

@@ -74,12 +74,11 @@ class MultilevelOptions(BaseModel):
           reml: false            # ML, to compare fixed effects by AIC/BIC
           therapist_level: false
           correlated_slope: true # lme4's (1 + session | client)
-          dropout_sessions: 8
 
-    *Premature dropout* (``dropout_sessions``) is a count rule: a client who attended fewer
-    sessions than this dropped out. Services define it differently (fewer sessions than
-    planned, or leaving without agreement); set it to the minimum dose of the treatment
-    studied. ``early_sessions`` must be below it, so that early alliance is measured before
+    *Premature dropout* is defined once per run, under ``change:`` (``dropout``,
+    ``dropout_sessions``, ``dropout_column``; see
+    :func:`alliance_analysis.change.dropout_status`). ``early_sessions`` must be below the
+    dropout session, so that early alliance is measured before
     the dropout it predicts.
     """
 
@@ -112,10 +111,6 @@ class MultilevelOptions(BaseModel):
     early_sessions: int = Field(
         5, ge=1, description="early alliance is the client's mean alliance over sessions "
         "1..early_sessions")
-    dropout_sessions: int = Field(
-        8, ge=2, description="premature dropout: the client attended fewer sessions than "
-        "this (clients still in treatment when the data end also count; set it to the planned "
-        "minimum dose of treatment)")
     therapist_rater: str | None = Field(
         "wai_t", description="the therapist-rated alliance instrument for the client-therapist "
         "perspective models; None skips them")
@@ -451,16 +446,30 @@ def early_alliance_slope(sessions: pd.DataFrame, alliance: str, symptoms: str,
 
 
 def dropout_model(sessions: pd.DataFrame, alliance: str, symptoms: str,
-                  options: MultilevelOptions) -> ModelResult:
+                  options: MultilevelOptions, dropout: pd.DataFrame,
+                  definition: str = "") -> ModelResult:
     """Logistic model of premature dropout on early alliance and baseline severity.
 
-    A client *drops out* when they attended fewer than ``dropout_sessions`` sessions. Only
-    clients who attended at least ``early_sessions`` sessions are modelled, so that their
-    early alliance (mean of sessions ``1..early_sessions``) was measured in full and before
-    they left. ``dropout ~ <alliance>_early + <symptoms>_baseline``, both centred at the mean
-    over the modelled clients, by maximum likelihood (statsmodels GLM, binomial, logit link)
-    with standard errors clustered by therapist (clients of one therapist are not
+    Only clients who attended at least ``early_sessions`` sessions are modelled, so that
+    their early alliance (mean of sessions ``1..early_sessions``) was measured in full and
+    before they left. ``dropout ~ <alliance>_early + <symptoms>_baseline``, both centred at
+    the mean over the modelled clients, by maximum likelihood (statsmodels GLM, binomial,
+    logit link) with standard errors clustered by therapist (clients of one therapist are not
     independent; with fewer than about 30 therapists these SEs are somewhat liberal).
+
+    Parameters
+    ----------
+    sessions
+        The canonical session table.
+    alliance, symptoms
+        Instrument keys.
+    options
+        The multilevel options (``early_sessions``, ``ci_level``).
+    dropout
+        Each client's status, ``client_id, dropout`` (bool): the run's single definition,
+        :func:`alliance_analysis.change.dropout_status`.
+    definition
+        The definition in words, for the model's note (:func:`alliance_analysis.change.dropout_rule`).
 
     Returns
     -------
@@ -469,32 +478,24 @@ def dropout_model(sessions: pd.DataFrame, alliance: str, symptoms: str,
         ``fit`` adds ``n_dropouts``. When nobody or everybody dropped out the model cannot
         be estimated: the result then has missing estimates and ``converged`` false, with
         the reason in ``warnings``.
-
-    Notes
-    -----
-    Clients still in treatment when the data were extracted count as dropouts if they have
-    fewer than ``dropout_sessions`` sessions so far; exclude them from the data first if
-    the service can tell.
     """
     derive.require_columns(sessions, [score_column(alliance), score_column(symptoms), CLIENT,
                                       THERAPIST, "session"], "dropout_model")
-    if options.early_sessions >= options.dropout_sessions:
-        raise AllianceParamsError(
-            f"multilevel: early_sessions ({options.early_sessions}) must be below "
-            f"dropout_sessions ({options.dropout_sessions}): early alliance must be measured "
-            "before the dropout it predicts")
     ordered = derive.in_session_order(sessions)
     clients = derive.client_table(ordered, symptoms).merge(
         derive.early_mean(ordered, alliance, options.early_sessions), on=CLIENT, how="left")
+    status = dropout.assign(**{CLIENT: dropout["client_id"].astype(str)})[[CLIENT, "dropout"]]
+    clients = clients.assign(**{CLIENT: clients[CLIENT].astype(str)}).merge(
+        status, on=CLIENT, how="left")
     terms = [f"{alliance}_early", f"{symptoms}_baseline"]
-    clients = clients[clients["n_sessions"] >= options.early_sessions].dropna(subset=terms)
-    clients = clients.assign(dropout=(clients["n_sessions"] < options.dropout_sessions)
-                             .astype(float))
+    clients = clients[clients["n_sessions"] >= options.early_sessions].dropna(
+        subset=[*terms, "dropout"])
+    clients = clients.assign(dropout=clients["dropout"].astype(float))
     clients = clients.assign(**{t: clients[t] - clients[t].mean() for t in terms})
     return _fit_logistic(
         "dropout", clients, "dropout", terms, options.ci_level,
-        f"dropout = fewer than {options.dropout_sessions} sessions; clients with at least "
-        f"{options.early_sessions} sessions; predictors centred; SEs clustered by therapist")
+        f"dropout = {definition or 'as given'}; clients with at least {options.early_sessions} "
+        "sessions; predictors centred; SEs clustered by therapist")
 
 
 def _fit_logistic(name: str, data: pd.DataFrame, outcome: str, terms: Sequence[str],

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
+from alliance_analysis.change import dropout_rule
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.results import ModelResult
@@ -126,6 +127,7 @@ class _Words:
         self.alliance, self.symptoms = params.alliance, params.symptoms
         self.rater = params.multilevel.therapist_rater
         self.level = f"{100 * params.multilevel.ci_level:g}%"
+        self.dropout_rule = dropout_rule(params.change)
         self._custom = params.custom_instruments
 
     def label(self, key: str | None) -> str:
@@ -258,8 +260,8 @@ def _dropout(result: ModelResult, w: _Words) -> str:
     fit = result.fit
     share = 100 * fit["n_dropouts"] / max(fit["n_obs"], 1)
     text = (f"Of {fit['n_obs']} clients who attended at least {w.options.early_sessions} "
-            f"sessions, {fit['n_dropouts']} ({share:.0f}%) ended before session "
-            f"{w.options.dropout_sessions}.")
+            f"sessions, {fit['n_dropouts']} ({share:.0f}%) dropped out "
+            f"({w.dropout_rule}).")
     if not fit["converged"]:
         return text
     row = _row(result, f"{w.alliance}_early")

@@ -18,6 +18,8 @@ DATA = ROOT / "data" / "reference"
     pytest.param(lambda: validation.sleepstudy(DATA), id="sleepstudy"),
     pytest.param(lambda: validation.bfi_alpha(DATA), id="bfi_alpha"),
     pytest.param(validation.jacobson_truax_example, id="jacobson_truax"),
+    pytest.param(lambda: validation.holzinger_swineford(DATA), id="holzinger_swineford"),
+    pytest.param(lambda: validation.political_democracy(DATA), id="political_democracy"),
 ])
 def test_reference_reproduced(table) -> None:
     result = table()
@@ -37,7 +39,8 @@ def test_compare_uses_printed_decimals_or_absolute_tolerance() -> None:
 def test_reproduce_writes_index_and_fails_on_a_failed_comparison(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overview = pipeline.reproduce(tmp_path / "ok")
-    assert set(overview["reference"]) >= {"sleepstudy", "bfi_alpha", "jacobson_truax"}
+    assert set(overview["reference"]) == {"sleepstudy", "bfi_alpha", "jacobson_truax",
+                                          "holzinger_swineford", "political_democracy"}
     assert (overview["failed"] == 0).all()
     page = (tmp_path / "ok" / "index.html").read_text()
     assert "Every published value was reproduced" in page

@@ -13,6 +13,8 @@ Sources of the published values:
   (psych 2.2.9 printed output; Revelle, 2022).
 * Jacobson & Truax (1991) formulas, on a worked example computed by hand in the docstring of
   :func:`jacobson_truax_example`.
+* lavaan tutorial (Rosseel, 2012; lavaan.ugent.be/tutorial): the three-factor CFA of
+  HolzingerSwineford1939 and Bollen's (1989) PoliticalDemocracy SEM.
 """
 
 from __future__ import annotations
@@ -159,6 +161,66 @@ def jacobson_truax_example() -> pd.DataFrame:
         ("client 2 is 'unchanged' (1 = yes)", 1.0,
          float(classified.loc["2", "category"] == "unchanged"), 0),
     ])
+
+
+#: The lavaan tutorial's model syntax, verbatim.
+HOLZINGER_SWINEFORD = """
+visual  =~ x1 + x2 + x3
+textual =~ x4 + x5 + x6
+speed   =~ x7 + x8 + x9
+"""
+POLITICAL_DEMOCRACY = """
+ind60 =~ x1 + x2 + x3
+dem60 =~ y1 + y2 + y3 + y4
+dem65 =~ y5 + y6 + y7 + y8
+dem60 ~ ind60
+dem65 ~ ind60 + dem60
+y1 ~~ y5
+y2 ~~ y4 + y6
+y3 ~~ y7
+y4 ~~ y8
+y6 ~~ y8
+"""
+
+
+def _sem_fit_rows(fit: dict, published: dict[str, tuple[float, int]]) -> list:
+    return [(f"fit: {name}", value, fit[name], decimals)
+            for name, (value, decimals) in published.items()]
+
+
+def holzinger_swineford(data_dir: str | Path) -> pd.DataFrame:
+    """The lavaan tutorial's three-factor CFA of HolzingerSwineford1939 (default ML)."""
+    from alliance_analysis.sem import fit_sem
+
+    data = pd.read_csv(Path(data_dir) / "HolzingerSwineford1939.csv")
+    result = fit_sem(HOLZINGER_SWINEFORD, data, "holzinger_swineford", missing="listwise")
+    loadings = result.params.set_index("term")["estimate"]
+    rows = _sem_fit_rows(result.fit, {
+        "chi2": (85.306, 3), "df": (24, 0), "cfi": (0.931, 3), "tli": (0.896, 3),
+        "rmsea": (0.092, 3), "rmsea_ci_low": (0.071, 3), "rmsea_ci_high": (0.114, 3),
+        "srmr": (0.065, 3), "loglik": (-3737.745, 3), "aic": (7517.490, 3),
+        "bic": (7595.339, 3)})
+    for term, value in (("visual =~ x2", 0.554), ("visual =~ x3", 0.729),
+                        ("textual =~ x5", 1.113), ("textual =~ x6", 0.926),
+                        ("speed =~ x8", 1.180), ("speed =~ x9", 1.082)):
+        rows.append((f"loading: {term}", value, loadings[term], 3))
+    return compare(rows)
+
+
+def political_democracy(data_dir: str | Path) -> pd.DataFrame:
+    """Bollen's (1989) political democracy SEM as in the lavaan tutorial (default ML)."""
+    from alliance_analysis.sem import fit_sem
+
+    data = pd.read_csv(Path(data_dir) / "PoliticalDemocracy.csv")
+    result = fit_sem(POLITICAL_DEMOCRACY, data, "political_democracy", missing="listwise")
+    paths = result.params.set_index("term")["estimate"]
+    rows = _sem_fit_rows(result.fit, {
+        "chi2": (38.125, 3), "df": (35, 0), "cfi": (0.995, 3), "rmsea": (0.035, 3),
+        "loglik": (-1547.791, 3), "aic": (3157.582, 3), "bic": (3229.424, 3)})
+    for term, value in (("dem60 ~ ind60", 1.483), ("dem65 ~ ind60", 0.572),
+                        ("dem65 ~ dem60", 0.837)):
+        rows.append((f"regression: {term}", value, paths[term], 3))
+    return compare(rows)
 
 
 def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

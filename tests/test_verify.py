@@ -15,7 +15,7 @@ from conftest import write_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("01_clean", "02_describe")
+STAGES = pipeline.NOTEBOOKS
 
 
 @pytest.fixture(scope="module")

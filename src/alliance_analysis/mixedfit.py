@@ -46,7 +46,6 @@ References
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -131,7 +130,6 @@ class Attempt:
 
     method: str
     result: MixedLMResults | None
-    seconds: float
     warnings: list[str]
     error: str = ""
     start: str = "default"
@@ -315,7 +313,6 @@ def try_optimizers(model: MixedLM, reml: bool, optimizers: Sequence[str],
     attempts: list[Attempt] = []
     best: Attempt | None = None
     for method in optimizers:
-        start = time.perf_counter()
         result, error, gradient = None, "", float("nan")
         begin = best.result.params_object.copy() if best is not None else None
         tolerance = {"gtol": 1e-8} if method in ("bfgs", "cg") else {}
@@ -328,8 +325,7 @@ def try_optimizers(model: MixedLM, reml: bool, optimizers: Sequence[str],
                 error = f"{method}: {type(exc).__name__}: {exc}"
             if result is not None and result.converged:
                 gradient = scaled_gradient(model, result)
-        attempt = Attempt(method, result, time.perf_counter() - start,
-                          _messages(caught, method), error,
+        attempt = Attempt(method, result, _messages(caught, method), error,
                           start=best.method if best is not None else "default")
         if attempt.optimizer_converged:
             attempt.max_gradient = gradient
@@ -518,7 +514,7 @@ def _attempts_table(attempts: Sequence[Attempt], chosen: Attempt) -> pd.DataFram
     return pd.DataFrame([{
         "optimizer": a.method, "start": a.start, "optimizer_converged": a.optimizer_converged,
         "max_scaled_gradient": a.max_gradient, "loglik": a.loglik,
-        "seconds": round(a.seconds, 3), "kept": a is chosen, "error": a.error,
+        "kept": a is chosen, "error": a.error,
     } for a in attempts])
 
 

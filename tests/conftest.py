@@ -29,3 +29,41 @@ def small_study(tmp_path: Path) -> Path:
 
     design = SimulationDesign(therapists=6, clients_per_therapist=5, max_sessions=10)
     return write(simulate(design, seed=3), tmp_path / "study")["sessions"]
+
+
+def check_html_page(page: Path) -> list[str]:
+    """Check a page is well formed and every local link or image exists; return the links.
+
+    Well formed: every non-void element is closed in order (html.parser, stdlib). Links:
+    ``href``/``src`` values that are not absolute URLs or fragments must name existing files.
+    """
+    from html.parser import HTMLParser
+
+    void = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+            "source", "track", "wbr"}
+
+    class Checker(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.links: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag not in void:
+                self.stack.append(tag)
+            self.links += [v for k, v in attrs if k in ("href", "src") and v]
+
+        def handle_endtag(self, tag: str) -> None:
+            assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+            self.stack.pop()
+
+    checker = Checker()
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    checker.feed(text)
+    checker.close()
+    assert checker.stack == [], f"unclosed: {checker.stack}"
+    local = [link for link in checker.links if not link.startswith(("#", "http", "mailto"))]
+    missing = [link for link in local if not (page.parent / link).exists()]
+    assert not missing, f"links to missing files: {missing}"
+    return local

@@ -11,7 +11,7 @@ from alliance_analysis import pipeline
 from alliance_analysis.cli import main
 from alliance_analysis.errors import AllianceDataError, AllianceRunError
 from alliance_analysis.io import file_sha256
-from conftest import write_params
+from conftest import check_html_page, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +40,10 @@ def test_run_writes_complete_run_folder(tmp_path: Path, small_study: Path) -> No
     assert (tmp_path / "processed" / "sessions.parquet").is_file()
     index = (run_dir / "index.html").read_text()
     assert "complete" in index and "01_clean.html" in index
+    links = check_html_page(run_dir / "index.html")
+    assert {"results.json", "manifest.json", "methods.md"} <= set(links)
+    assert any(link.startswith("figures/") for link in links)
+    assert index.index("Read these first") < index.index("Run summary")  # warnings on top
 
 
 def test_failing_notebook_stops_run_and_marks_folder(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from alliance_analysis import pipeline, validation
 from alliance_analysis.errors import AllianceRunError
+from conftest import check_html_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "reference"
@@ -44,6 +45,7 @@ def test_reproduce_writes_index_and_fails_on_a_failed_comparison(
     assert (overview["failed"] == 0).all()
     page = (tmp_path / "ok" / "index.html").read_text()
     assert "Every published value was reproduced" in page
+    check_html_page(tmp_path / "ok" / "index.html")
     for name in overview["reference"]:
         assert (tmp_path / "ok" / "notebooks" / f"{name}.html").is_file()
 

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 LOCK := requirements.lock
 
-.PHONY: help install report test lab clean lock reproduce
+.PHONY: help install report test lab clean lock reproduce bench
 
 help: ## list the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -43,6 +43,9 @@ test: $(STAMP) ## run the test suite
 
 reproduce: $(STAMP) ## reproduce published reference results, writing reports/reproduce/
 	$(BIN)/alliance reproduce --out reports/reproduce
+
+bench: $(STAMP) ## time the mixed-model engine vs statsmodels and lme4 (if Rscript exists), writing reports/bench/
+	$(BIN)/python benchmarks/bench_engine.py
 
 lab: $(STAMP) ## open JupyterLab on notebooks/
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -148,7 +148,7 @@ def test_three_level_correlated_slope_is_refused_clearly() -> None:
         growth_model(threelevel(), "y", options)
     message = str(error.value)
     for hint in ("statsmodels cannot fit", "correlated_slope: false",
-                 "therapist_level: false", "client_slope: false", "issue 10"):
+                 "therapist_level: false", "client_slope: false", "engine: engine"):
         assert hint in message
 
 
@@ -215,3 +215,18 @@ def test_group_intercepts_are_lme4_conditional_modes() -> None:
     for subject, value in modes.items():
         assert table.loc[subject, "estimate"] == pytest.approx(value, rel=1e-3, abs=1e-3)
     assert (table["ci_low"] < table["estimate"]).all() and (table["se"] > 0).all()
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_engine_route_fits_the_correlated_three_level_model_as_lme4(reml: bool) -> None:
+    """``engine: engine`` through growth_model, against lme4's
+    ``y ~ session + (1 + session | client) + (1 | therapist)`` (same tolerances)."""
+    options = MultilevelOptions(correlated_slope=True, engine="engine", reml=reml)
+    result = growth_model(threelevel(), "y", options)
+    fit = LME4["threelevel_correlated"]["fits"]["REML" if reml else "ML"]
+    ours = estimates(result)
+    for term, values in fit["fixed_effects"].items():
+        assert ours.loc[term, "estimate"] == pytest.approx(values["estimate"], rel=FIXED_RTOL)
+        assert ours.loc[term, "se"] == pytest.approx(values["se"], rel=FIXED_RTOL)
+    assert result.fit["loglik"] >= fit["logLik"] - 1e-6
+    assert result.fit["converged"] and not result.fit["singular"]

@@ -18,7 +18,7 @@ from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.icc import null_model_iccs
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.mixedfit import SignSafeMixedLM
-from alliance_analysis.multilevel import (MultilevelOptions, dropout_model,
+from alliance_analysis.multilevel import (MultilevelOptions, dropout_model, growth_model,
                                           early_alliance_slope, therapist_effects,
                                           within_between_model)
 from alliance_analysis.multilevel_report import present, reading, report_fits, report_model
@@ -255,3 +255,24 @@ def test_reading_warns_first_when_a_fit_is_flagged(study) -> None:
     assert reading(result, params).startswith("**Caution: this fit did not converge")
     assert report_model(RunFolder(Path(params.data.path).parent / "run"), result)[
         "multilevel.within_between.fit.converged"] is False
+
+
+def test_engine_route_matches_statsmodels_and_fits_the_correlated_three_level_model(study) -> None:
+    """``engine: engine`` gives the statsmodels estimates (fixed effects 1e-4 relative to
+    max(|estimate|, SE), log-likelihood 1e-4: both fitters' optimizer tolerance) and fits the
+    model statsmodels cannot express."""
+    sessions, _ = study
+    fits = {engine: within_between_model(sessions, "wai", "phq9",
+                                         MultilevelOptions(engine=engine))
+            for engine in ("statsmodels", "engine")}
+    ours, theirs = (fits[e].params.set_index("term") for e in ("engine", "statsmodels"))
+    scale = np.maximum(theirs["estimate"].abs(), theirs["se"])
+    assert ((ours["estimate"] - theirs["estimate"]).abs() <= 1e-4 * scale).all()
+    assert fits["engine"].fit["loglik"] >= fits["statsmodels"].fit["loglik"] - 1e-4
+    assert np.isnan(fits["engine"].fit["aic"])  # REML: same convention as statsmodels route
+    options = MultilevelOptions(correlated_slope=True)
+    with pytest.raises(AllianceParamsError, match="engine: engine"):
+        growth_model(sessions, "phq9", options)
+    correlated = growth_model(sessions, "phq9", options.model_copy(update={"engine": "engine"}))
+    assert correlated.fit["converged"] and "(1 + session | client_id)" in correlated.spec
+    assert (correlated.extra["group_intercepts"]["level"] == "therapist_id").all()

@@ -96,6 +96,11 @@ class SignSafeMixedLM(MixedLM):
         return gradient * np.where(signs == 0, 1.0, signs)
 
 
+#: Why AIC and BIC are left empty for REML fits (both fitters say the same).
+REML_AIC_NOTE = ("AIC and BIC are left empty under REML: REML likelihoods of models with "
+                 "different fixed effects are not comparable; refit with reml: false")
+
+
 @dataclass(frozen=True)
 class RandomPart:
     """The random effects of a model, in statsmodels' and in lme4's terms.
@@ -485,9 +490,7 @@ def _fit_stats(fitted: MixedFit, data: pd.DataFrame, reml: bool,
         "singular": bool(singular),
         "optimizer": chosen.label,
         "max_scaled_gradient": chosen.max_gradient,
-        "note": ("AIC and BIC are left empty under REML: REML likelihoods of models with "
-                 "different fixed effects are not comparable; refit with reml: false"
-                 if reml else ""),
+        "note": REML_AIC_NOTE if reml else "",
         "warnings": messages,
     }
 

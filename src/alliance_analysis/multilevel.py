@@ -56,7 +56,7 @@ from alliance_analysis import derive
 from alliance_analysis.derive import CLIENT, THERAPIST, score_column
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.icc import intercept_iccs, null_model_iccs
-from alliance_analysis.mixedfit import MixedFit, RandomPart, fit_mixed
+from alliance_analysis.mixedfit import REML_AIC_NOTE, MixedFit, RandomPart, fit_mixed
 from alliance_analysis.results import ModelResult
 
 #: Optimizers tried in order (see :mod:`alliance_analysis.mixedfit` for why L-BFGS first).
@@ -123,6 +123,12 @@ class MultilevelOptions(BaseModel):
     optimizers: tuple[Literal["lbfgs", "bfgs", "cg", "powell", "nm"], ...] = Field(
         DEFAULT_OPTIMIZERS, min_length=1, description="statsmodels MixedLM optimizers tried in "
         "order; a later one only when the earlier fail to converge or to reach a zero gradient")
+    engine: Literal["statsmodels", "engine"] = Field(
+        "statsmodels", description="fitter of the growth, within/between and early-alliance "
+        "models: statsmodels MixedLM, or the project's nested engine (alliance_analysis.engine: "
+        "lme4's profiled REML/ML, 10-100x faster, and able to fit a correlated client intercept "
+        "and slope beside a therapist intercept); therapist-effect, ICC and perspective models "
+        "always use statsmodels")
     max_iter: int = Field(
         1000, ge=1, description="maximum iterations of each optimizer attempt")
 
@@ -144,6 +150,9 @@ def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
     """
     slope = options.client_slope and time is not None
     if options.therapist_level and slope and options.correlated_slope:
+        if options.engine == "engine":  # fitted by the engine; no statsmodels form exists
+            return RandomPart(THERAPIST, "1", "therapist",
+                              f"(1 | therapist) + (1 + {time} | client)")
         raise AllianceParamsError(
             "multilevel: statsmodels cannot fit a correlated client intercept and slope "
             f"(lme4: (1 + {time} | client)) together with a therapist intercept; MixedLM "
@@ -151,8 +160,7 @@ def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
             "clients in therapists as independent variance components. Set one of: "
             "correlated_slope: false (three levels, client intercept and slope independent), "
             "therapist_level: false (two levels, correlated intercept and slope), or "
-            "client_slope: false. The nested mixed-model engine (project issue 10) adds this "
-            "model")
+            "client_slope: false; or engine: engine, whose nested mixed-model engine fits it")
     if options.therapist_level:
         vc = {"client": f"0 + C({CLIENT})"}
         terms = {"client": ("client", "(Intercept)")}
@@ -172,9 +180,39 @@ def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
 
 def _fit(name: str, frame: pd.DataFrame, outcome: str, predictors: Sequence[str],
          random: RandomPart, options: MultilevelOptions, note: str = "") -> ModelResult:
+    if options.engine == "engine":
+        return _fit_engine(name, frame, outcome, predictors, options, note)
     result, _ = fit_mixed(name, frame, outcome, predictors, random, options.reml,
                           options.optimizers, options.max_iter, options.ci_level, note)
     return result
+
+
+def _fit_engine(name: str, frame: pd.DataFrame, outcome: str, predictors: Sequence[str],
+                options: MultilevelOptions, note: str) -> ModelResult:
+    """The same model through :func:`alliance_analysis.engine.fit_nested`.
+
+    Results follow the statsmodels route's conventions: AIC/BIC empty under REML (with the
+    same note), and ``extra["group_intercepts"]`` holds the top level's random intercepts.
+    """
+    from alliance_analysis.engine import fit_nested
+
+    random = ["1", options.time] if options.client_slope else ["1"]
+    result = fit_nested(frame, outcome, list(predictors), random=random, client=CLIENT,
+                        therapist=THERAPIST if options.therapist_level else None,
+                        correlated=options.correlated_slope, reml=options.reml,
+                        ci_level=options.ci_level, max_iter=options.max_iter, name=name)
+    fit = dict(result.fit)
+    if options.reml:
+        fit.update(aic=np.nan, bic=np.nan, note=REML_AIC_NOTE)
+    effects = result.extra["random_effects"]
+    top = "therapist" if options.therapist_level else "client"
+    intercepts = effects[(effects["level"] == top) & (effects["term"] == "(Intercept)")]
+    intercepts = intercepts.drop(columns="term").assign(
+        level=THERAPIST if options.therapist_level else CLIENT)
+    intercepts = intercepts.sort_values(["estimate", "group"]).reset_index(drop=True)
+    spec = result.spec + (f"; {note}" if note else "")
+    return replace(result, fit=fit, spec=spec,
+                   extra={**result.extra, "group_intercepts": intercepts})
 
 
 def _with_time(ordered: pd.DataFrame, options: MultilevelOptions) -> pd.DataFrame:

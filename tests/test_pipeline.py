@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from alliance_analysis import pipeline
@@ -40,6 +41,10 @@ def test_run_writes_complete_run_folder(tmp_path: Path, small_study: Path) -> No
     assert (tmp_path / "processed" / "sessions.parquet").is_file()
     index = (run_dir / "index.html").read_text()
     assert "complete" in index and "01_clean.html" in index
+    describe = nbformat.read(run_dir / "notebooks" / "02_describe.ipynb", as_version=4)
+    images = [o for c in describe.cells if c.cell_type == "code" for o in c.outputs
+              if "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # figures show as pictures, not as "<Figure size ...>" text
     links = check_html_page(run_dir / "index.html")
     assert {"results.json", "manifest.json", "methods.md"} <= set(links)
     assert any(link.startswith("figures/") for link in links)

@@ -56,7 +56,7 @@ from alliance_analysis.derive import CLIENT, THERAPIST, score_column
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.icc import null_model_iccs
 from alliance_analysis.mixedfit import fit_mixed
-from alliance_analysis.multilevel import MultilevelOptions, _difference, random_part
+from alliance_analysis.multilevel import MultilevelOptions, fixed_effect_difference, random_part
 from alliance_analysis.params import parse_params
 from alliance_analysis.plots import PALETTE, themed
 from alliance_analysis.prepare import prepare
@@ -349,7 +349,7 @@ def therapist_client_model(sessions: pd.DataFrame, alliance: str, symptoms: str,
         random_part(options, "session"), options.reml, options.optimizers, options.max_iter,
         options.ci_level, "session coded 0 at session 1; therapist mean = mean of its "
         "clients' means")
-    difference = _difference(fitted, names[0], names[1], options.ci_level)
+    difference = fixed_effect_difference(fitted, names[0], names[1], options.ci_level)
     return replace(result, params=pd.concat([result.params, difference], ignore_index=True))
 
 

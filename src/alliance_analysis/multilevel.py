@@ -416,8 +416,8 @@ def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
         "therapist_effects", clients, f"{symptoms}_post", terms, random, options.reml,
         options.optimizers, options.max_iter, options.ci_level,
         f"one row per client; early alliance = mean of sessions 1-{options.early_sessions}")
-    params = pd.concat([result.params, fixed_effect_difference(fitted, terms[1], terms[2],
-                                                   options.ci_level)], ignore_index=True)
+    difference = fixed_effect_difference(fitted, terms[1], terms[2], options.ci_level)
+    params = pd.concat([result.params, difference], ignore_index=True)
     icc = pd.concat([
         null_model_iccs(ordered, alliance, options, seed),
         null_model_iccs(ordered, symptoms, options, seed + 1),
@@ -426,7 +426,8 @@ def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
     return replace(result, params=params, extra={**result.extra, "icc": icc})
 
 
-def fixed_effect_difference(fitted: MixedFit, first: str, second: str, ci_level: float) -> pd.DataFrame:
+def fixed_effect_difference(fitted: MixedFit, first: str, second: str,
+                            ci_level: float) -> pd.DataFrame:
     """``first - second`` of two fixed effects with its Wald SE, interval and p-value."""
     cov = fitted.fixed_cov()
     estimate = fitted.result.fe_params[first] - fitted.result.fe_params[second]

@@ -56,7 +56,8 @@ from alliance_analysis.derive import CLIENT, THERAPIST, score_column
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.icc import null_model_iccs
 from alliance_analysis.mixedfit import fit_mixed
-from alliance_analysis.multilevel import MultilevelOptions, fixed_effect_difference, random_part
+from alliance_analysis.multilevel import (MultilevelOptions, fixed_effect_difference,
+                                          random_part)
 from alliance_analysis.params import parse_params
 from alliance_analysis.plots import PALETTE, themed
 from alliance_analysis.prepare import prepare

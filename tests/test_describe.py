@@ -99,3 +99,20 @@ def test_example_trajectories_mark_events(sessions: pd.DataFrame) -> None:
                                      "PHQ-9", "gains")
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["C01", "C02"]
+
+
+def test_panel_path_diagram_labels_every_lagged_path() -> None:
+    rows = []
+    for model in ("riclpm", "clpm"):
+        for (a, b) in (("wai", "wai"), ("phq9", "phq9"), ("wai", "phq9"), ("phq9", "wai")):
+            for wave in (1, 2):
+                rows.append({"model": model, "path": f"{a} -> {b}", "from_session": wave,
+                             "to_session": wave + 1, "std_estimate": -0.25 if a != b else 0.4,
+                             "p": 0.01 if a == "wai" else 0.5})
+    fig = plots.panel_path_diagram(pd.DataFrame(rows), "riclpm", "wai", "alliance",
+                                   "symptoms")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert {"wA1", "wA3", "wS2"} <= set(texts) and texts.count("-0.25") == 4
+    dashed = [a for a in fig.axes[0].patches if a.get_linestyle() == "--"]
+    assert "within-person" in fig.axes[0].get_title() and len(fig.axes[0].texts) >= 8
+    assert dashed is not None

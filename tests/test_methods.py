@@ -28,3 +28,22 @@ def test_every_citation_has_its_reference() -> None:
     paragraph, references = text.split("\n\nReferences\n")
     for author in ("Jacobson", "Tang", "Stiles", "Hamaker", "Curran", "Bates", "Baldwin"):
         assert author in paragraph and any(r.startswith(author) for r in references.split("\n"))
+
+
+def test_results_paragraph_uses_only_recorded_numbers() -> None:
+    from alliance_analysis.methods import results_paragraph
+
+    params = load_params(ROOT / "params" / "demo.yaml")
+    results = {"clean.rows_input": 10, "clean.rows_kept": 9, "clean.clients": 3,
+               "clean.therapists": 2,
+               "multilevel.within_between.wai_within_lag1.estimate": -1.5,
+               "multilevel.within_between.wai_within_lag1.ci_low": -2.0,
+               "multilevel.within_between.wai_within_lag1.ci_high": -1.0,
+               "multilevel.within_between.wai_within_lag1.p": 0.0001,
+               "multilevel.within_between.wai_between.estimate": -4.0,
+               "multilevel.within_between.wai_between.p": 0.03}
+    text = results_paragraph(params, results)
+    assert "Of 10 session records, 9 were analysed (3 clients of 2 therapists)." in text
+    assert "b = -1.50, 95% CI [-2.00, -1.00], p < .001" in text and "b = -4.00, p = .030" in text
+    assert "RI-CLPM" not in text and "recovered" not in text  # stages absent: no sentence
+    assert results_paragraph(params, {}) == ""

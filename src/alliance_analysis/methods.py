@@ -1,4 +1,4 @@
-"""The methods paragraph of a run, generated from its parameters and software versions.
+"""The methods and results paragraphs of a run, generated from its parameters and results.
 
 A researcher can paste it into a manuscript: it says which data handling, models, estimators,
 missing-data treatment and centring were used, with the citations a reader needs. Every
@@ -150,3 +150,72 @@ def methods_paragraph(params: RunParams, packages: Mapping[str, str]) -> str:
     cited = [ref for short, ref in REFERENCES.items()
              if short.split(",")[0].split(" ")[0] in text]
     return text + "\n\nReferences\n" + "\n".join(sorted(cited))
+
+
+def _p(value: float) -> str:
+    from alliance_analysis.report import format_p
+
+    text = format_p(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def _effect(results: Mapping[str, object], key: str) -> str | None:
+    """``b = -1.58, 95% CI [-1.85, -1.32], p < .001`` for a ``<key>.estimate`` family."""
+    if f"{key}.estimate" not in results:
+        return None
+    estimate, low, high = (results.get(f"{key}.{s}") for s in ("estimate", "ci_low", "ci_high"))
+    text = f"b = {estimate:.2f}"
+    if low is not None and high is not None:
+        text += f", 95% CI [{low:.2f}, {high:.2f}]"
+    p = results.get(f"{key}.p")
+    return text + (f", {_p(p)}" if p is not None else "")
+
+
+def results_paragraph(params: RunParams, results: Mapping[str, object]) -> str:
+    """The headline results of a run in one paragraph, from its ``results.json``.
+
+    Only numbers the run recorded are used; a sentence whose numbers are absent (e.g. a
+    stage that did not run) is left out.
+    """
+    alliance, symptoms = (_abbreviation(params, params.alliance),
+                          _abbreviation(params, params.symptoms))
+    sentences = []
+    if "clean.rows_input" in results:
+        sentences.append(
+            f"Of {results['clean.rows_input']} session records, {results['clean.rows_kept']} were "
+            f"analysed ({results.get('clean.clients')} clients of "
+            f"{results.get('clean.therapists')} therapists).")
+    within = _effect(results, f"multilevel.within_between.{params.alliance}_within_lag1")
+    between = _effect(results, f"multilevel.within_between.{params.alliance}_between")
+    if within and between:
+        sentences.append(
+            f"Within clients, an alliance ({alliance}) rating one point above the client's own "
+            f"mean was followed by a {symptoms} score at the next session that differed by "
+            f"{within}; between clients, a one-point higher mean alliance went with a "
+            f"difference of {between}.")
+    icc = results.get(f"multilevel.therapist_effects.icc.{params.alliance}_total.therapist.icc")
+    if icc is not None:
+        prefix = f"multilevel.therapist_effects.icc.{params.alliance}_total.therapist"
+        low, high = results.get(f"{prefix}.ci_low"), results.get(f"{prefix}.ci_high")
+        interval = f" (95% CI [{low:.3f}, {high:.3f}])" if low is not None and high is not None \
+            else ""
+        sentences.append(f"Therapists accounted for {100 * icc:.1f}% of the variance in the "
+                         f"alliance{interval}.")
+    riclpm = results.get(f"sem.riclpm.{params.alliance}_to_{params.symptoms}.std_estimate")
+    clpm = results.get(f"sem.clpm.{params.alliance}_to_{params.symptoms}.std_estimate")
+    if riclpm is not None and clpm is not None:
+        sentences.append(
+            f"In the RI-CLPM the mean standardized within-person path from alliance to later "
+            f"symptoms was {riclpm:.2f} (CLPM: {clpm:.2f}).")
+    if "change.rci.recovered.n" in results:
+        sentences.append(
+            f"By the end of treatment {results['change.rci.recovered.n']} clients "
+            f"({results['change.rci.recovered.percent']}%) had recovered, "
+            f"{results['change.rci.reliably_improved.n']} "
+            f"({results['change.rci.reliably_improved.percent']}%) had reliably improved and "
+            f"{results['change.rci.reliably_deteriorated.n']} "
+            f"({results['change.rci.reliably_deteriorated.percent']}%) had reliably "
+            f"deteriorated; {results.get('change.sudden_gains.n_clients', 0)} clients had a "
+            f"sudden gain and {results.get('change.dropout.n', 0)} "
+            f"({results.get('change.dropout.percent', 0)}%) dropped out.")
+    return " ".join(sentences)

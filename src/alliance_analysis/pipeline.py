@@ -34,7 +34,7 @@ from alliance_analysis import report
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                       AllianceRunError)
 from alliance_analysis.io import file_sha256
-from alliance_analysis.methods import methods_paragraph
+from alliance_analysis.methods import methods_paragraph, results_paragraph
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
 from alliance_analysis.runfolder import write_json
 
@@ -263,10 +263,14 @@ def run(params_file: str | Path, out: str | Path | None = None,
                       if path.is_file() and path.suffix in (".parquet", ".csv")},
         } if processed_dir.is_dir() else None
         methods = methods_paragraph(params, manifest["packages"])
-        (run_dir / "methods.md").write_text(methods + "\n", encoding="utf-8")
+        results_file = run_dir / "results.json"
+        summary = results_paragraph(params, json.loads(results_file.read_text())
+                                    if results_file.exists() else {})
+        (run_dir / "methods.md").write_text(
+            f"## Methods\n\n{methods}\n\n## Results\n\n{summary}\n", encoding="utf-8")
         manifest["outputs"]["methods.md"] = file_sha256(run_dir / "methods.md")
         write_json(run_dir / "manifest.json", manifest)
-        report.write_index(run_dir, manifest, methods=methods)
+        report.write_index(run_dir, manifest, methods=methods, results=summary)
     return run_dir
 
 

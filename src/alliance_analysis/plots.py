@@ -344,7 +344,8 @@ def change_figures(report: Any, sessions: pd.DataFrame, symptoms: Instrument,
     """The figures of ``05_change`` by stable name, from a change report.
 
     ``change_reliable`` (pre-post scatter), ``change_sudden_gains`` and
-    ``change_ruptures_<criterion>`` (example trajectories; only when such events exist).
+    ``change_ruptures_<criterion>`` (example trajectories; only when such events exist), and
+    ``change_coefficients_<model>`` (a coefficient plot of each model).
     """
     tables = report.tables
     figures = {"change_reliable": reliable_change(
@@ -360,4 +361,91 @@ def change_figures(report: Any, sessions: pd.DataFrame, symptoms: Instrument,
         figures[f"change_ruptures_{criterion}"] = example_trajectories(
             sessions, alliance.score_column(), events, "rupture_session", axis_label(alliance),
             f"Alliance ruptures, criterion {criterion} (circled: rupture sessions)")
+    for name, model in report.models.items():
+        figures[f"change_coefficients_{name}"] = coefficients(model)
+    return figures
+
+
+@themed
+def panel_path_diagram(lagged: pd.DataFrame, model: str, x: str, x_label: str,
+                       y_label: str, title: str = "") -> Figure:
+    """Path diagram of a cross-lagged panel model with its standardized lagged paths.
+
+    Drawn with matplotlib (no graphviz binary): one row of within-person variables per
+    construct (top: ``x``, e.g. alliance; bottom: ``y``, e.g. symptoms), one column per wave,
+    autoregressive arrows along the rows and cross-lagged arrows between them, each labelled
+    with its standardized estimate; significant paths (p < .05) are solid, others dashed.
+
+    Parameters
+    ----------
+    lagged
+        :meth:`alliance_analysis.sem_panel.PanelComparison.lagged`.
+    model
+        ``"riclpm"`` (within-person paths) or ``"clpm"``.
+    x
+        The short name of the top-row variable in ``lagged["path"]`` (e.g. ``"wai"``).
+    x_label, y_label
+        Names of the two constructs.
+    title
+        Figure title.
+
+    References
+    ----------
+    .. [1] Hamaker, E. L., Kuiper, R. M., & Grasman, R. P. P. P. (2015). A critique of the
+       cross-lagged panel model. *Psychological Methods, 20*(1), 102-116.
+    """
+    paths = lagged[lagged["model"] == model]
+    waves = sorted(set(paths["from_session"]) | set(paths["to_session"]))
+    column = {wave: i for i, wave in enumerate(waves)}
+    fig = Figure(figsize=(2.3 * len(waves) + 1.2, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    rows = {"x": 1.0, "y": 0.0}
+    prefix = "w" if model == "riclpm" else ""
+    for wave, i in column.items():
+        for key, row in rows.items():
+            ax.text(i, row, f"{prefix}{'A' if key == 'x' else 'S'}{wave}", ha="center",
+                    va="center", fontsize="small",
+                    bbox={"boxstyle": "circle,pad=0.45" if prefix else "square,pad=0.5",
+                          "facecolor": PALETTE[0] if key == "x" else PALETTE[1],
+                          "alpha": 0.25, "edgecolor": "0.3"})
+    for path in paths.itertuples():
+        source, target = path.path.split(" -> ")
+        start = (column[path.from_session], rows["x" if source == x else "y"])
+        end = (column[path.to_session], rows["x" if target == x else "y"])
+        significant = bool(path.p < 0.05)
+        ax.annotate("", xy=(end[0] - 0.17, end[1] + (0.12 if end[1] < start[1] else
+                                                      -0.12 if end[1] > start[1] else 0)),
+                    xytext=(start[0] + 0.17, start[1] + (-0.12 if end[1] < start[1] else
+                                                         0.12 if end[1] > start[1] else 0)),
+                    arrowprops={"arrowstyle": "->", "color": "0.2", "lw": 1.4,
+                                "linestyle": "-" if significant else "--"})
+        share = 0.5 if start[1] == end[1] else (0.3 if start[1] > end[1] else 0.7)
+        label_x = start[0] + share * (end[0] - start[0])
+        label_y = start[1] + share * (end[1] - start[1]) + (0.09 if start[1] == end[1] else 0)
+        ax.text(label_x, label_y, f"{path.std_estimate:.2f}".replace("-0.00", "0.00"),
+                ha="center", va="center",
+                fontsize="x-small", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    ax.text(-0.55, 1.0, x_label, ha="right", va="center", fontsize="small")
+    ax.text(-0.55, 0.0, y_label, ha="right", va="center", fontsize="small")
+    ax.set_xlim(-1.9, len(waves) - 0.5)
+    ax.set_ylim(-0.45, 1.45)
+    note = ("within-person paths; random intercepts not shown" if model == "riclpm"
+            else "observed scores")
+    ax.set_title(title or f"{model.upper()} ({note}); standardized, dashed: p >= .05",
+                 fontsize="small")
+    return fig
+
+
+def sem_figures(panel: Any, alliance: Instrument, symptoms: Instrument,
+                models: Sequence[ModelResult] = ()) -> dict[str, Figure]:
+    """The figures of ``04_sem`` by stable name: path diagrams of the RI-CLPM and the CLPM
+    (``sem_riclpm_paths``, ``sem_clpm_paths``) and a coefficient plot of each model in
+    ``models`` (``sem_coefficients_<name>``; lagged paths only for panel models)."""
+    lagged = panel.lagged()
+    labels = (f"{alliance.abbreviation()} alliance", f"{symptoms.abbreviation()} symptoms")
+    figures = {f"sem_{model}_paths": panel_path_diagram(lagged, model, panel.x, *labels)
+               for model in ("riclpm", "clpm")}
+    for result in models:
+        figures[f"sem_coefficients_{result.name}"] = coefficients(result)
     return figures

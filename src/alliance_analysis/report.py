@@ -144,7 +144,8 @@ def _section(run_dir: Path, notebook: str, title: str, seconds: Any) -> str:
     return "\n".join(parts)
 
 
-def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "") -> Path:
+def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "",
+                results: str = "") -> Path:
     """Write ``index.html`` for a run folder from its manifest and files.
 
     Parameters
@@ -155,6 +156,8 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "") -> P
         The run's manifest (as written to ``manifest.json``).
     methods
         The methods paragraph (plain text) to show, if any.
+    results
+        The results paragraph (plain text) to show, if any.
 
     Returns
     -------
@@ -200,6 +203,9 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "") -> P
         methods_block = (f"<h2 id='methods'>Methods</h2><p>{html.escape(paragraph)}</p>"
                          f"<h3>References</h3><ul>{items}</ul>"
                          "<p>Also in <a href='methods.md'>methods.md</a>, ready to paste.</p>")
+    if results:
+        methods_block += (f"<h2 id='results'>Results in brief</h2><p>{html.escape(results)}"
+                          "</p>")
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>alliance-analysis: {html.escape(str(manifest.get('run')))}</title>

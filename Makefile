@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 LOCK := requirements.lock
 
-.PHONY: help install report test lab clean lock reproduce bench
+.PHONY: help install report test lab clean lock reproduce bench power
 
 help: ## list the targets with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -44,8 +44,12 @@ test: $(STAMP) ## run the test suite
 reproduce: $(STAMP) ## reproduce published reference results, writing reports/reproduce/
 	$(BIN)/alliance reproduce --out reports/reproduce
 
-bench: $(STAMP) ## time the mixed-model engine vs statsmodels and lme4 (if Rscript exists), writing reports/bench/
+bench: $(STAMP) ## time the engine vs statsmodels and lme4, and power replicates/s, writing reports/bench/ (~7 min)
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_power.py
+
+power: $(STAMP) ## Monte Carlo power of the designs in params/power.yaml (resumes if interrupted)
+	$(BIN)/alliance power params/power.yaml
 
 lab: $(STAMP) ## open JupyterLab on notebooks/
 	$(BIN)/jupyter lab --notebook-dir=notebooks

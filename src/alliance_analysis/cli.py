@@ -6,6 +6,7 @@
     alliance validate PARAMS                             check a parameters file, run nothing
     alliance verify RUN_DIR [--data FILE]                rerun a run, compare every number
     alliance reproduce [--out DIR]                       reproduce published reference results
+    alliance power PARAMS [--out DIR]                    Monte Carlo power of study designs
     alliance simulate --out DIR [--seed N] [--therapists T ...]
                                                          write a simulated dataset + truth.json
 
@@ -74,6 +75,12 @@ def _reproduce(args: argparse.Namespace) -> int:
     _console.print(escape(overview.to_string(index=False)))
     _console.print(escape(f"Every published value reproduced: {args.out}/index.html"))
     return 0
+
+
+def _power(args: argparse.Namespace) -> int:
+    from alliance_analysis.power import main_power
+
+    return main_power(args.params, out=args.out, progress=not args.no_progress)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -145,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce", help="reproduce published reference results (notebooks/validation)")
     reproduce.add_argument("--out", default="reports/reproduce", help="output folder")
     reproduce.set_defaults(handler=_reproduce)
+
+    power = commands.add_parser("power", help="Monte Carlo power of study designs (Dask)")
+    power.add_argument("params", help="YAML power parameters, e.g. params/power.yaml")
+    power.add_argument("--out", default=None, help="output folder (default: out in the file)")
+    power.add_argument("--no-progress", action="store_true", help="no progress bar")
+    power.set_defaults(handler=_power)
 
     validate = commands.add_parser("validate", help="check a parameters file")
     validate.add_argument("params", help="YAML parameters file")

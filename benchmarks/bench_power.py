@@ -1,0 +1,97 @@
+"""Benchmark Monte Carlo power replicates: the nested engine against statsmodels (issue 11).
+
+For a typical planned study (20 therapists x 8 clients, up to 12 sessions, the simulation's
+other defaults) it times :func:`alliance_analysis.power.run_power` from an empty output
+folder, for each model (``within_between``, ``therapist_alliance``) and engine (``engine``,
+``statsmodels``), serially (``dask.scheduler: none``) and on a Dask ``LocalCluster`` of
+``--workers`` single-threaded processes. A replicate is the whole job: simulate, drop the
+planted faults, score, fit (two fits for ``therapist_alliance``), store. Replicates per
+second = replicates / wall-clock seconds of the whole run, as a user sees it: for the cluster
+that includes starting and closing it, which is also timed on its own (``startup_seconds``,
+an empty cluster started and closed) and taken out in ``replicates_per_second_running``.
+
+Writes ``reports/bench/power.csv`` (and prints the table). Run from any directory::
+
+    .venv/bin/python benchmarks/bench_power.py
+    .venv/bin/python benchmarks/bench_power.py --engine-replicates 100 --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from alliance_analysis.power import run_power
+from alliance_analysis.power_params import DaskSettings, parse_power_params
+from alliance_analysis.power_run import dask_client
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGN = {"therapists": 20, "clients_per_therapist": 8, "max_sessions": 12}
+MODELS = ("within_between", "therapist_alliance")
+
+
+def time_study(model: str, engine: str, scheduler: str, workers: int, replicates: int,
+               folder: Path) -> dict[str, object]:
+    """Run one power study from scratch; its timing as one table row."""
+    dask = {"scheduler": scheduler, **({"workers": workers} if scheduler == "local" else {})}
+    params = parse_power_params(
+        {"model": model, "engine": engine, "design": DESIGN, "replicates": replicates,
+         "chunk_size": max(1, replicates // (2 * workers)), "dask": dask,
+         "out": f"{model}-{engine}-{scheduler}"}, folder)
+    start = time.perf_counter()
+    result = run_power(params, progress=False)
+    seconds = time.perf_counter() - start
+    return {"model": model, "engine": engine, "scheduler": scheduler,
+            "workers": workers if scheduler == "local" else 1, "replicates": replicates,
+            "seconds": seconds, "replicates_per_second": replicates / seconds,
+            "convergence_rate": float(result.replicates["converged"].mean())}
+
+
+def cluster_startup(workers: int) -> float:
+    """Seconds to start and close an empty LocalCluster of ``workers`` processes."""
+    start = time.perf_counter()
+    with dask_client(DaskSettings(scheduler="local", workers=workers)):
+        pass
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine-replicates", type=int, default=200)
+    parser.add_argument("--statsmodels-replicates", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "power.csv")
+    args = parser.parse_args()
+    counts = {"engine": args.engine_replicates, "statsmodels": args.statsmodels_replicates}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-power-") as tmp:
+        for model in MODELS:
+            for engine, replicates in counts.items():
+                for scheduler in ("none", "local"):
+                    rows.append(time_study(model, engine, scheduler, args.workers,
+                                           replicates, Path(tmp)))
+                    print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    startup = cluster_startup(args.workers)
+    table["startup_seconds"] = [startup if s == "local" else 0.0 for s in table["scheduler"]]
+    table["replicates_per_second_running"] = (table["replicates"]
+                                              / (table["seconds"] - table["startup_seconds"]))
+    serial = table[(table["engine"] == "statsmodels") & (table["scheduler"] == "none")]
+    baseline = serial.set_index("model")["replicates_per_second"]
+    table["speedup_vs_statsmodels_serial"] = (table["replicates_per_second"]
+                                              / table["model"].map(baseline))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False, lineterminator="\n")
+    print(f"\n{platform.python_version()}, {os.cpu_count()} cores; design {DESIGN}")
+    print(table.round(3).to_string(index=False))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

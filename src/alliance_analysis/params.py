@@ -22,7 +22,7 @@ key, the value given and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
@@ -37,8 +37,24 @@ from alliance_analysis.sem import SemOptions
 #: File formats the readers understand; ``auto`` chooses from the file extension.
 DATA_FORMATS = ("auto", "csv", "xlsx", "sav", "dta", "parquet")
 
+M = TypeVar("M", bound=BaseModel)
+
 #: Default seed of every random step of a run (simulation, bootstraps), for reproducibility.
 DEFAULT_SEED = 20261122
+
+
+def relative_path(value: Any, info: ValidationInfo, what: str = "path") -> Path | None:
+    """A path from a parameters file, resolved against that file's folder (None stays None).
+
+    The folder comes from the validation context (``base_dir``), as set by
+    :func:`validate_mapping`; without one, the current working directory.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"must be a {what} (text)")
+    base = (info.context or {}).get("base_dir", Path.cwd())
+    return (Path(base) / Path(value).expanduser()).resolve()
 
 
 class _Strict(BaseModel):
@@ -64,11 +80,8 @@ class DataSource(_Strict):
     @field_validator("path", mode="before")
     @classmethod
     def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
-        if not isinstance(value, (str, Path)):
-            raise ValueError("must be a file path (text)")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        path = (Path(base) / Path(value).expanduser()).resolve()
-        if not path.is_file():
+        path = relative_path(value, info, "file path")
+        if path is None or not path.is_file():
             raise ValueError(f"file not found: {path}. Check the path; it is read relative to "
                              "the parameters file's folder")
         return path
@@ -142,12 +155,7 @@ class PrivacyOptions(_Strict):
     @field_validator("key_file", mode="before")
     @classmethod
     def _resolve_key(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, (str, Path)):
-            raise ValueError("must be a file path (text)")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        return (Path(base) / Path(value).expanduser()).resolve()
+        return relative_path(value, info, "file path")
 
 
 class CleaningOptions(_Strict):
@@ -213,12 +221,7 @@ class RunParams(_Strict):
     @field_validator("output", mode="before")
     @classmethod
     def _resolve_output(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, (str, Path)):
-            raise ValueError("must be a folder path (text)")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        return (Path(base) / Path(value).expanduser()).resolve()
+        return relative_path(value, info, "folder path")
 
     @field_validator("alliance", "symptoms")
     @classmethod
@@ -278,11 +281,13 @@ def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
     return f"key '{key}': {message}; got {value!r}"
 
 
-def parse_params(raw: Any, base_dir: Path, source: str = "parameters") -> RunParams:
-    """Validate a parsed YAML mapping into :class:`RunParams`.
+def validate_mapping(model: type[M], raw: Any, base_dir: Path, source: str) -> M:
+    """Validate a parsed YAML mapping into ``model``, with readable errors.
 
     Parameters
     ----------
+    model
+        The pydantic model of the file (:class:`RunParams`, the power parameters, ...).
     raw
         The mapping read from YAML.
     base_dir
@@ -301,12 +306,39 @@ def parse_params(raw: Any, base_dir: Path, source: str = "parameters") -> RunPar
             f"got {type(raw).__name__}"
         )
     try:
-        return RunParams.model_validate(raw, context={"base_dir": Path(base_dir)})
+        return model.model_validate(raw, context={"base_dir": Path(base_dir)})
     except ValidationError as exc:
-        lines = [_describe_error(err, RunParams) for err in exc.errors()]
+        lines = [_describe_error(err, model) for err in exc.errors()]
         raise AllianceParamsError(
             f"{source}: {len(lines)} problem(s) in the parameters:\n  - " + "\n  - ".join(lines)
         ) from None
+
+
+def read_yaml(path: str | Path, example: str = "params/demo.yaml") -> tuple[Any, Path]:
+    """Read a YAML parameters file; return its content and the file's folder.
+
+    Raises
+    ------
+    AllianceParamsError
+        When the file is missing or is not valid YAML (with the line and column).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AllianceParamsError(
+            f"parameters file not found: {path}. Give the path to a YAML file such as {example}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AllianceParamsError(f"{path}: not valid YAML{where}: {exc}") from None
+    return raw, path.resolve().parent
+
+
+def parse_params(raw: Any, base_dir: Path, source: str = "parameters") -> RunParams:
+    """Validate a parsed YAML mapping into :class:`RunParams` (see :func:`validate_mapping`)."""
+    return validate_mapping(RunParams, raw, base_dir, source)
 
 
 def load_params(path: str | Path) -> RunParams:
@@ -319,19 +351,8 @@ def load_params(path: str | Path) -> RunParams:
     AllianceParamsError
         When the file is missing, is not valid YAML, or fails validation.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise AllianceParamsError(
-            f"parameters file not found: {path}. Give the path to a YAML file such as "
-            "params/demo.yaml"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AllianceParamsError(f"{path}: not valid YAML{where}: {exc}") from None
-    return parse_params(raw, base_dir=path.resolve().parent, source=str(path))
+    raw, folder = read_yaml(path)
+    return parse_params(raw, base_dir=folder, source=str(path))
 
 
 def notebook_parameters(params_file: Path, run_dir: Path, processed_dir: Path) -> dict[str, str]:

@@ -28,12 +28,12 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.multilevel import MultilevelOptions, random_part
+from alliance_analysis.params import relative_path, read_yaml, validate_mapping
 from alliance_analysis.simulate import DEFAULT_SEED, SimulationDesign
 
 #: The target terms of each model; the first is the default.
@@ -172,12 +172,7 @@ class PowerParams(BaseModel):
     @field_validator("out", mode="before")
     @classmethod
     def _resolve_out(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, str | Path):
-            raise ValueError("must be a folder path (text)")
-        base = (info.context or {}).get("base_dir", Path.cwd())
-        return (Path(base) / Path(value).expanduser()).resolve()
+        return relative_path(value, info, "folder path")
 
     @model_validator(mode="after")
     def _consistent(self) -> PowerParams:
@@ -230,50 +225,14 @@ def _point_text(point: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in point.items())
 
 
-def _describe(err: dict[str, Any]) -> str:
-    """One readable line for one pydantic error: key, value given, what is allowed."""
-    loc = [str(part) for part in err["loc"]]
-    key = ".".join(loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        section: type[BaseModel] = PowerParams
-        for part in loc[:-1]:
-            annotation = section.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                section = annotation
-        return f"unknown key '{key}'. Allowed keys here: {', '.join(section.model_fields)}"
-    if err["type"] == "missing":
-        return f"missing required key '{key}'"
-    message = err["msg"].removeprefix("Value error, ")
-    return f"key '{key}': {message}; got {err.get('input')!r}"
-
-
 def parse_power_params(raw: Any, base_dir: Path, source: str = "power parameters"
                        ) -> PowerParams:
     """Validate a parsed YAML mapping into :class:`PowerParams`.
 
-    Parameters
-    ----------
-    raw
-        The mapping read from YAML.
-    base_dir
-        Folder ``out`` is resolved against (the parameters file's folder).
-    source
-        Name of the file, used in error messages.
-
-    Raises
-    ------
-    AllianceParamsError
-        Naming each offending key, the value given and what is allowed.
+    See :func:`alliance_analysis.params.validate_mapping`: errors name each offending key,
+    the value given and what is allowed (:class:`AllianceParamsError`).
     """
-    if not isinstance(raw, dict):
-        raise AllianceParamsError(f"{source}: expected a mapping of keys to values (YAML "
-                                  f"'key: value' lines), got {type(raw).__name__}")
-    try:
-        return PowerParams.model_validate(raw, context={"base_dir": Path(base_dir)})
-    except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
-        raise AllianceParamsError(f"{source}: {len(lines)} problem(s) in the power "
-                                  "parameters:\n  - " + "\n  - ".join(lines)) from None
+    return validate_mapping(PowerParams, raw, base_dir, source)
 
 
 def load_power_params(path: str | Path) -> PowerParams:
@@ -284,14 +243,5 @@ def load_power_params(path: str | Path) -> PowerParams:
     AllianceParamsError
         When the file is missing, is not valid YAML, or fails validation.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise AllianceParamsError(f"power parameters file not found: {path}. Give the path "
-                                  "to a YAML file such as params/power.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AllianceParamsError(f"{path}: not valid YAML{where}: {exc}") from None
-    return parse_power_params(raw, base_dir=path.resolve().parent, source=str(path))
+    raw, folder = read_yaml(path, example="params/power.yaml")
+    return parse_power_params(raw, base_dir=folder, source=str(path))

@@ -449,3 +449,12 @@ def sem_figures(panel: Any, alliance: Instrument, symptoms: Instrument,
     for result in models:
         figures[f"sem_coefficients_{result.name}"] = coefficients(result)
     return figures
+
+
+def sem_coefficients(result: ModelResult, ops: Sequence[str] = ("~", "~1")) -> Figure:
+    """Coefficient plot of an SEM's free structural paths and means (default), from its
+    tidy parameters (``op`` column: ``~`` regressions, ``~1`` means, ``=~`` loadings)."""
+    from dataclasses import replace
+
+    keep = result.params["op"].isin(ops) & result.params["free"].astype(bool)
+    return coefficients(replace(result, params=result.params[keep]), exclude=())

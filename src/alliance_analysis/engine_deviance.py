@@ -305,7 +305,7 @@ def eliminate(theta: np.ndarray, stats: NestedStats,
         the ``(p + 1) x (p + 1)`` fixed-effects-and-outcome system ``F``, shape
         ``(p + 1, p + 1, k)`` (see the module notes).
     """
-    qc, qt = structure.q_client, structure.q_therapist
+    qt = structure.q_therapist
     split = structure.n_client_theta
     if qt:
         # The client step depends on the client part of theta only: do it once per distinct

@@ -13,9 +13,8 @@ The two models
 ``within_between``
     ``phq9_total ~ time + wai_within_lag1 + wai_between`` with the random part of the
     multilevel options, as :func:`alliance_analysis.multilevel.within_between_model` fits
-    it (``engine: statsmodels`` calls it; ``engine: engine`` builds the same columns with
-    :mod:`alliance_analysis.derive` and fits them with
-    :func:`alliance_analysis.engine.fit_nested`). The test is the Wald z test of the target
+    it, with statsmodels or with :func:`alliance_analysis.engine.fit_nested` (the multilevel
+    options' ``engine``). The test is the Wald z test of the target
     term; the interval its Wald interval; the true value ``within_effect`` or
     ``between_effect`` of the design.
 ``therapist_alliance``
@@ -60,7 +59,6 @@ import pandas as pd
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
-from alliance_analysis import derive
 from alliance_analysis.derive import CLIENT, THERAPIST
 from alliance_analysis.engine import fit_nested
 from alliance_analysis.errors import AllianceDataError
@@ -219,43 +217,21 @@ def _from_params(result: ModelResult, target: str) -> TargetFit:
                      int(result.fit["n_clients"]))
 
 
-def _within_between_statsmodels(sessions: pd.DataFrame, target: str,
-                                options: MultilevelOptions) -> TargetFit:
+def _within_between(sessions: pd.DataFrame, target: str, options: MultilevelOptions,
+                    engine: str) -> TargetFit:
+    """:func:`~alliance_analysis.multilevel.within_between_model` with the chosen fitter."""
+    options = options.model_copy(update={"engine": engine})
     return _from_params(within_between_model(sessions, "wai", "phq9", options), target)
 
 
-def within_between_frame(sessions: pd.DataFrame, options: MultilevelOptions
-                         ) -> tuple[pd.DataFrame, list[str]]:
-    """The model columns of :func:`~alliance_analysis.multilevel.within_between_model`.
-
-    Alliance split around each client's mean (or own trend, ``detrend``), its within part
-    lagged to the previous attended session, the time column coded as the options say, and
-    the previous symptom level when ``lagged_outcome``. Returns the table and the fixed
-    terms, in the order ``within_between_model`` uses them.
-    """
-    frame = derive.in_session_order(sessions)
-    frame = (derive.detrend(frame, "wai") if options.detrend
-             else derive.person_mean_centre(frame, "wai"))
-    terms = [options.time, "wai_within_lag1", "wai_between"]
-    terms += ["wai_trend"] if options.detrend else []
-    lagged = ["wai_within"] + (["phq9_total"] if options.lagged_outcome else [])
-    frame = derive.add_lag(frame, lagged)
-    terms += ["phq9_lag1"] if options.lagged_outcome else []
-    frame = frame.assign(**{options.time: derive.code_time(frame, options.time,
-                                                           options.time_origin)})
-    return frame, terms
+def _within_between_statsmodels(sessions: pd.DataFrame, target: str,
+                                options: MultilevelOptions) -> TargetFit:
+    return _within_between(sessions, target, options, "statsmodels")
 
 
 def _within_between_engine(sessions: pd.DataFrame, target: str,
                            options: MultilevelOptions) -> TargetFit:
-    frame, terms = within_between_frame(sessions, options)
-    random = ["1", options.time] if options.client_slope else ["1"]
-    result = fit_nested(frame, "phq9_total", terms, random=random, client=CLIENT,
-                        therapist=THERAPIST if options.therapist_level else None,
-                        correlated=options.correlated_slope, reml=options.reml,
-                        ci_level=options.ci_level, max_iter=options.max_iter,
-                        name="within_between")
-    return _from_params(result, target)
+    return _within_between(sessions, target, options, "engine")
 
 
 # -- therapist variance of alliance ---------------------------------------------------------

@@ -60,8 +60,8 @@ CELL_COLUMNS = ("source_row", "column", "old_value", "new_value", "rule", "reaso
 KEPT, EXCLUDED = "kept", "excluded"
 
 
-def _text(value: Any) -> str | None:
-    """A cell as text for the ledger (None for missing)."""
+def ledger_text(value: Any) -> str | None:
+    """A cell as text for the ledgers (None for missing; whole floats without ``.0``)."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -95,8 +95,8 @@ class _Ledger:
 
     def change(self, index: Any, column: str, old: Any, new: Any, rule: str, reason: str) -> None:
         self.cells.append({"source_row": int(self.source_row[index]), "column": column,
-                           "old_value": _text(old), "new_value": _text(new), "rule": rule,
-                           "reason": reason})
+                           "old_value": ledger_text(old), "new_value": ledger_text(new),
+                           "rule": rule, "reason": reason})
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _ids(frame: pd.DataFrame, ledger: _Ledger) -> None:
     for column in ("client_id", "therapist_id"):
         values = frame[column]
         # IDs stored as numbers (SPSS, Stata, Excel) become text without a trailing ".0".
-        frame[column] = values.map(_text, na_action="ignore").astype(object)
+        frame[column] = values.map(ledger_text, na_action="ignore").astype(object)
     _strip(frame, ["client_id", "therapist_id"], ledger)
     for column in ("client_id", "therapist_id"):
         ledger.exclude(frame[column].isna(), "missing_id", f"no {column}")
@@ -154,7 +154,7 @@ def _ids(frame: pd.DataFrame, ledger: _Ledger) -> None:
 def _sessions(frame: pd.DataFrame, ledger: _Ledger) -> None:
     raw = frame["session"]
     number = pd.to_numeric(raw, errors="coerce")
-    shown = raw.map(lambda v: repr(_text(v)))
+    shown = raw.map(lambda v: repr(ledger_text(v)))
     ledger.exclude(raw.isna(), "session_missing", "no session number")
     ledger.exclude(number.isna(), "session_not_numeric", "session " + shown + " is not a number")
     ledger.exclude(number.notna() & (number % 1 != 0), "session_not_integer",
@@ -316,7 +316,7 @@ def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: Clean
     rows = pd.DataFrame({
         "source_row": work[SOURCE_ROW].astype(int),
         "client_id": work["client_id"],
-        "session": frame["session"].map(_text),
+        "session": frame["session"].map(ledger_text),
         "status": ledger.status,
         "rule": ledger.rule,
         "reason": ledger.reason,

@@ -30,7 +30,6 @@ References
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +45,7 @@ from alliance_analysis.engine_deviance import (NestedStats, Structure, deviance,
                                                sufficient_statistics, value_and_gradient)
 from alliance_analysis.engine_modes import Modes, conditional_modes
 from alliance_analysis.engine_optimize import Attempt, hessian, minimise
-from alliance_analysis.errors import ConvergenceWarning
-from alliance_analysis.results import ModelResult
+from alliance_analysis.results import ModelResult, warn_if_flagged
 
 #: lme4's ``isSingular`` tolerance on the diagonal of the relative covariance factors.
 SINGULAR_TOL = 1e-4
@@ -206,7 +204,7 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
                "variance_parameters_cov": pd.DataFrame(varcov, index=keys, columns=keys),
                "random_effects": _random_effects_table(design, modes, ci_level),
                "optimizer_attempts": _attempts_table(attempts, kept)})
-    _warn_user(result)
+    warn_if_flagged(result)
     return result
 
 
@@ -475,11 +473,3 @@ def _attempts_table(attempts: Sequence[Attempt], kept: Attempt) -> pd.DataFrame:
         "max_scaled_gradient": a.max_scaled_gradient, "passed_check": a.ok,
         "evaluations": a.evaluations, "message": a.message, "kept": a is kept,
     } for a in attempts])
-
-
-def _warn_user(result: ModelResult) -> None:
-    """Raise a visible :class:`ConvergenceWarning` for a flagged fit (never hidden)."""
-    flagged = [w for w in result.fit["warnings"]
-               if w.startswith(("NOT CONVERGED", "SINGULAR FIT"))]
-    if flagged:
-        warnings.warn(f"{result.name}: " + "; ".join(flagged), ConvergenceWarning, stacklevel=3)

@@ -58,8 +58,8 @@ from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams, MixedLMResults
 
 from alliance_analysis.derive import CLIENT, THERAPIST
-from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
-from alliance_analysis.results import ModelResult
+from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.results import ModelResult, warn_if_flagged
 
 #: lme4's ``check.conv.grad`` tolerance on the scaled gradient of the deviance.
 GRADIENT_TOL = 2e-3
@@ -242,7 +242,7 @@ def fit_mixed(name: str, frame: pd.DataFrame, outcome: str, predictors: Sequence
         extra={"variance_components": variance_components(fitted),
                "group_intercepts": group_intercepts(fitted, ci_level),
                "optimizer_attempts": _attempts_table(attempts, chosen)})
-    _warn_user(result)
+    warn_if_flagged(result)
     return result, fitted
 
 
@@ -519,11 +519,3 @@ def _attempts_table(attempts: Sequence[Attempt], chosen: Attempt) -> pd.DataFram
         "max_scaled_gradient": a.max_gradient, "loglik": a.loglik,
         "kept": a is chosen, "error": a.error,
     } for a in attempts])
-
-
-def _warn_user(result: ModelResult) -> None:
-    """Raise a visible :class:`ConvergenceWarning` for a flagged fit (never hidden)."""
-    flagged = [w for w in result.fit["warnings"]
-               if w.startswith(("NOT CONVERGED", "SINGULAR FIT"))]
-    if flagged:
-        warnings.warn(f"{result.name}: " + "; ".join(flagged), ConvergenceWarning, stacklevel=3)

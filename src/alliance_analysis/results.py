@@ -10,11 +10,14 @@ and ``results.json`` all read these same tables.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from alliance_analysis.errors import ConvergenceWarning
 
 #: Columns every ``params`` table starts with, in this order.
 PARAM_COLUMNS = ("term", "estimate", "se", "ci_low", "ci_high", "p")
@@ -73,3 +76,12 @@ class ModelResult:
         if not self.fit["converged"]:
             notes.insert(0, "The fit did NOT converge: do not interpret these estimates.")
         return text + ("\n\n" + "\n".join(f"Note. {n}" for n in notes) if notes else "")
+
+
+def warn_if_flagged(result: ModelResult) -> None:
+    """Raise a visible :class:`ConvergenceWarning` for a fit whose ``warnings`` say it did not
+    converge or is singular (the flags stay in the result too: never hidden)."""
+    flagged = [w for w in result.fit["warnings"]
+               if w.startswith(("NOT CONVERGED", "SINGULAR FIT"))]
+    if flagged:
+        warnings.warn(f"{result.name}: " + "; ".join(flagged), ConvergenceWarning, stacklevel=3)

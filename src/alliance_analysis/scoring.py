@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from alliance_analysis.cleaning import CELL_COLUMNS
+from alliance_analysis.cleaning import CELL_COLUMNS, ledger_text
 from alliance_analysis.errors import AllianceDataError, AllianceParamsError, ConvergenceWarning
 from alliance_analysis.instruments import Instrument
 from alliance_analysis.io import SOURCE_ROW
@@ -211,15 +211,10 @@ def _prorated_entries(
     prorated = value.notna() & (answered < n_items)
     return [
         {"source_row": int(source_row[i]), "column": column, "old_value": None,
-         "new_value": _text(value[i]), "rule": PRORATED_RULE,
+         "new_value": ledger_text(float(value[i])), "rule": PRORATED_RULE,
          "reason": f"{answered[i]} of {n_items} items answered; {rule}"}
         for i in value.index[prorated]
     ]
-
-
-def _text(value: float) -> str:
-    """A score as ledger text, as the cleaning ledger writes numbers ("18", "19.125")."""
-    return str(int(value)) if float(value).is_integer() else str(float(value))
 
 
 def _band(total: pd.Series, instrument: Instrument) -> pd.Series:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-_STYLE = """
+#: The stylesheet of the run and reproduce pages.
+STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 64rem;
        margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; margin-top: 2.5rem;
@@ -209,7 +210,7 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "",
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>alliance-analysis: {html.escape(str(manifest.get('run')))}</title>
-<style>{_STYLE}</style></head>
+<style>{STYLE}</style></head>
 <body>
 <h1>alliance-analysis run: {html.escape(str(manifest.get('run')))}</h1>
 <p class="status {html.escape(status)}"><strong>{html.escape(status)}</strong>: {html.escape(banner)}</p>

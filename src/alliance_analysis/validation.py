@@ -249,7 +249,7 @@ def write_index(out_dir: str | Path, tables: dict[str, pd.DataFrame],
     """Write ``<out_dir>/index.html``: the summary, then each reference's comparison."""
     import html
 
-    from alliance_analysis.report import _STYLE
+    from alliance_analysis.report import STYLE
 
     out_dir = Path(out_dir)
     overview = summary(tables)
@@ -264,7 +264,7 @@ def write_index(out_dir: str | Path, tables: dict[str, pd.DataFrame],
                         f"<p><a href='notebooks/{html.escape(name)}.html'>notebook</a></p>"
                         + shown.to_html(index=False, border=0, float_format=lambda v: f"{v:.6g}"))
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>alliance-analysis: reproduced references</title><style>{_STYLE}</style>"
+            f"<title>alliance-analysis: reproduced references</title><style>{STYLE}</style>"
             f"</head><body><h1>Published reference results, reproduced</h1>"
             f"<p class='status {'complete' if ok else 'incomplete'}'>{html.escape(banner)}</p>"
             + overview.to_html(index=False, border=0) + "".join(sections) + "</body></html>\n")

@@ -38,7 +38,8 @@ lock: ## re-resolve the newest allowed versions in a scratch venv, run the tests
 report: $(STAMP) ## run the whole pipeline on the demo data, writing reports/demo/
 	$(BIN)/alliance run params/demo.yaml
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) ## check the architecture contract (pyproject.toml), then run the test suite
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 reproduce: $(STAMP) ## reproduce published reference results, writing reports/reproduce/

@@ -3,8 +3,8 @@
 :func:`nested_sessions` draws sessions in clients in therapists from the two-level model of
 project issue 10, ``symptoms ~ session + alliance_within_lag + alliance_between +
 (1 + session | client)``, with a therapist intercept added (so the three-level model can be
-fitted on the same data). Its true values follow :class:`alliance_analysis.simulate.
-SimulationDesign`'s defaults (PHQ-9 scale). :mod:`alliance_analysis.simulate` itself draws
+fitted on the same data). Its true values follow :class:`alliance_analysis.data.simulate.
+SimulationDesign`'s defaults (PHQ-9 scale). :mod:`alliance_analysis.data.simulate` itself draws
 questionnaire items, dropout and planted faults, which must be cleaned and scored first;
 this generator draws the model columns directly, so a 200,000-row dataset takes a fraction of
 a second and has exactly the requested number of rows.

@@ -3,7 +3,7 @@
 Fits ``symptoms ~ session + alliance_within_lag + alliance_between + (1 + session | client)``
 by REML on seeded datasets (:mod:`bench_data`) of 1,000 to 200,000 rows with
 
-* ``engine``: :func:`alliance_analysis.engine.fit_nested`, end to end from the DataFrame
+* ``engine``: :func:`alliance_analysis.multilevel.engine.nested.fit_nested`, end to end from the DataFrame
   (validation, sorting, sufficient statistics, optimisation, SEs and the covariance of the
   variance parameters);
 * ``statsmodels default`` and ``statsmodels lbfgs``: ``MixedLM.from_formula(...).fit(reml=True)``
@@ -93,7 +93,7 @@ class Run:
 # -- the fits, each in a fresh process -------------------------------------------------------
 
 def _engine(data: pd.DataFrame, three_level: bool) -> dict[str, Any]:
-    from alliance_analysis.engine import fit_nested
+    from alliance_analysis.multilevel.engine.nested import fit_nested
 
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")

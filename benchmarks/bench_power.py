@@ -1,7 +1,7 @@
 """Benchmark Monte Carlo power replicates: the nested engine against statsmodels (issue 11).
 
 For a typical planned study (20 therapists x 8 clients, up to 12 sessions, the simulation's
-other defaults) it times :func:`alliance_analysis.power.run_power` from an empty output
+other defaults) it times :func:`alliance_analysis.power.study.run_power` from an empty output
 folder, for each model (``within_between``, ``therapist_alliance``) and engine (``engine``,
 ``statsmodels``), serially (``dask.scheduler: none``) and on a Dask ``LocalCluster`` of
 ``--workers`` single-threaded processes. A replicate is the whole job: simulate, drop the
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance_analysis.power import run_power
-from alliance_analysis.power_params import DaskSettings, parse_power_params
-from alliance_analysis.power_run import dask_client
+from alliance_analysis.power.study import run_power
+from alliance_analysis.power.params import DaskSettings, parse_power_params
+from alliance_analysis.power.run import dask_client
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = {"therapists": 20, "clients_per_therapist": 8, "max_sessions": 12}

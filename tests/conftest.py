@@ -25,7 +25,7 @@ def write_params(folder: Path, data: Path, name: str = "t", extra: str = "") -> 
 @pytest.fixture
 def small_study(tmp_path: Path) -> Path:
     """A small simulated study (6 therapists x 5 clients, with the planted faults) as CSV."""
-    from alliance_analysis.simulate import SimulationDesign, simulate, write
+    from alliance_analysis.data.simulate import SimulationDesign, simulate, write
 
     design = SimulationDesign(therapists=6, clients_per_therapist=5, max_sessions=10)
     return write(simulate(design, seed=3), tmp_path / "study")["sessions"]

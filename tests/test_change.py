@@ -13,13 +13,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from alliance_analysis.change import (ChangeOptions, analyse_change, change_captions,
-                                      reliable_change, report_change, sudden_gain_threshold)
+from alliance_analysis.change.markers import (analyse_change, change_captions, reliable_change,
+                                              sudden_gain_threshold)
+from alliance_analysis.report.change import report_change
+from alliance_analysis.options import ChangeOptions
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.params import load_params, parse_params
-from alliance_analysis.reliable_change import CATEGORIES, jacobson_truax_cutoffs
-from alliance_analysis.runfolder import RunFolder
+from alliance_analysis.change.reliable_change import CATEGORIES, jacobson_truax_cutoffs
+from alliance_analysis.report.runfolder import RunFolder
 
 PHQ9, WAI = get_instrument("phq9"), get_instrument("wai")
 
@@ -186,7 +188,7 @@ def test_analyse_and_report_change(tmp_path: Path) -> None:
     assert set(report.tables) <= set(report.captions)
     assert set(report.models) == {"rupture_outcome_sd1", "rupture_outcome_sd2",
                                   "rupture_outcome_drop", "dropout_early_alliance"}
-    recorded = report_change(RunFolder(tmp_path), report)
+    recorded = report_change(report, RunFolder(tmp_path))
     stored = json.loads((tmp_path / "results.json").read_text())
     for key in ("change.rci.recovered.n", "change.sudden_gains.n_clients",
                 "change.ruptures.sd1.n", "change.ruptures.sd2.n", "change.ruptures.drop.n",

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_analysis.client_models import fit_logit
-from alliance_analysis.dropout import (dropout_by_sessions, dropout_from_column, dropout_model,
-                                       early_alliance)
+from alliance_analysis.stats.regression import fit_logit
+from alliance_analysis.change.dropout import (dropout_by_sessions, dropout_from_column,
+                                              dropout_model)
+from alliance_analysis.data.clients import early_alliance
 from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
 
 

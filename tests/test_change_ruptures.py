@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from alliance_analysis.errors import AllianceParamsError, ConvergenceWarning
-from alliance_analysis.ruptures import (criteria_labels, criterion_label, rupture_counts,
+from alliance_analysis.change.ruptures import (criteria_labels, criterion_label, rupture_counts,
                                         rupture_outcome, rupture_summary, ruptures)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from alliance_analysis.errors import AllianceDataError
-from alliance_analysis.sudden_gains import check_interval, gains_by_client, sudden_gains
+from alliance_analysis.change.sudden_gains import check_interval, gains_by_client, sudden_gains
 
 NAN = float("nan")
 

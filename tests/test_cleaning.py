@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alliance_analysis.cleaning import CELL_COLUMNS, ROW_COLUMNS, clean
+from alliance_analysis.data.cleaning import CELL_COLUMNS, ROW_COLUMNS, clean
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.instruments import get_instrument
-from alliance_analysis.params import CleaningOptions
+from alliance_analysis.options import CleaningOptions
 
 PHQ9 = get_instrument("phq9")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alliance_analysis import describe, plots
+from alliance_analysis.data import describe
+from alliance_analysis.report import plots
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.results import ModelResult
 
@@ -63,8 +64,10 @@ def test_figures_are_byte_identical(sessions: pd.DataFrame, tmp_path: Path) -> N
     phq9, wai = get_instrument("phq9"), get_instrument("wai")
     digests = []
     for attempt in ("a", "b"):
+        summaries = {i.key: describe.trajectory_summary(sessions, i.score_column())
+                     for i in (wai, phq9)}
         figures = plots.describe_figures(sessions, wai, phq9, [wai, phq9],
-                                         describe.attendance(sessions), seed=1)
+                                         describe.attendance(sessions), summaries, seed=1)
         for name, fig in figures.items():
             plots.save(fig, tmp_path / attempt, name)
         digests.append({p.name: p.read_bytes() for p in sorted((tmp_path / attempt).iterdir())})

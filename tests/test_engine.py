@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_analysis.engine import fit_nested
+from alliance_analysis.multilevel.engine.nested import fit_nested
 from alliance_analysis.errors import ConvergenceWarning
 from alliance_analysis.results import PARAM_COLUMNS
 

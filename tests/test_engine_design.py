@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
-from alliance_analysis.engine import fit_nested
-from alliance_analysis.engine_deviance import (Structure, profiled_deviance,
+from alliance_analysis.multilevel.engine.nested import fit_nested
+from alliance_analysis.multilevel.engine.deviance import (Structure, profiled_deviance,
                                                sufficient_statistics, value_and_gradient)
 from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
 

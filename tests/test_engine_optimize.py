@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alliance_analysis.engine_optimize import GRADIENT_TOL, minimise
+from alliance_analysis.multilevel.engine.optimize import GRADIENT_TOL, minimise
 
 NO_BOUNDS = np.array([-np.inf, -np.inf])
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from alliance_analysis import io
+from alliance_analysis.data import io
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.params import RunParams, parse_params
-from alliance_analysis.prepare import prepare
+from alliance_analysis.data.prepare import prepare
 
 WAI = get_instrument("wai")
 PHQ9 = get_instrument("phq9")

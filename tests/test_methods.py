@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alliance_analysis.methods import methods_paragraph
+from alliance_analysis.report.methods import methods_paragraph
 from alliance_analysis.params import load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def test_every_citation_has_its_reference() -> None:
 
 
 def test_results_paragraph_uses_only_recorded_numbers() -> None:
-    from alliance_analysis.methods import results_paragraph
+    from alliance_analysis.report.methods import results_paragraph
 
     params = load_params(ROOT / "params" / "demo.yaml")
     results = {"clean.rows_input": 10, "clean.rows_kept": 9, "clean.clients": 3,

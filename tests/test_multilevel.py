@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 
 from alliance_analysis.errors import AllianceParamsError, ConvergenceWarning
-from alliance_analysis.multilevel import (MultilevelOptions, growth_model,
-                                          within_between_model)
+from alliance_analysis.multilevel.models import growth_model, within_between_model
+from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.params import parse_params
-from alliance_analysis.prepare import prepare
+from alliance_analysis.data.prepare import prepare
 from alliance_analysis.results import ModelResult
-from alliance_analysis.simulate import SimulationDesign, simulate, write
+from alliance_analysis.data.simulate import SimulationDesign, simulate, write
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "reference"

@@ -13,20 +13,22 @@ import pytest
 from pydantic import ValidationError
 from statsmodels.tools.numdiff import approx_fprime
 
-from alliance_analysis import derive
+from alliance_analysis.multilevel import derive
 from alliance_analysis.errors import AllianceParamsError
-from alliance_analysis.icc import null_model_iccs
+from alliance_analysis.multilevel.icc import null_model_iccs
 from alliance_analysis.instruments import get_instrument
-from alliance_analysis.mixedfit import SignSafeMixedLM
-from alliance_analysis.multilevel import (MultilevelOptions, dropout_model, growth_model,
-                                          early_alliance_slope, therapist_effects,
-                                          within_between_model)
-from alliance_analysis.multilevel_report import present, reading, report_fits, report_model
+from alliance_analysis.multilevel.mixedfit import SignSafeMixedLM
+from alliance_analysis.multilevel.models import (growth_model, early_alliance_slope,
+                                                 therapist_effects, within_between_model)
+from alliance_analysis.change.dropout import dropout_severity_model
+from alliance_analysis.data import clients as client_summaries
+from alliance_analysis.options import MultilevelOptions
+from alliance_analysis.report.multilevel import present, reading, report_fits, report_model
 from alliance_analysis.params import parse_params
-from alliance_analysis.perspectives import rater_agreement, rater_models
-from alliance_analysis.prepare import prepare
-from alliance_analysis.runfolder import RunFolder
-from alliance_analysis.simulate import SimulationDesign, simulate, write
+from alliance_analysis.multilevel.perspectives import rater_agreement, rater_models
+from alliance_analysis.data.prepare import prepare
+from alliance_analysis.report.runfolder import RunFolder
+from alliance_analysis.data.simulate import SimulationDesign, simulate, write
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 
@@ -103,10 +105,11 @@ def test_time_codes_and_client_summaries() -> None:
                                            ("b", 1, 8.0)]))
     assert derive.code_time(frame, "session", 1).tolist() == [0, 1, 3, 0]
     assert derive.code_time(frame, "log_session", 1).iloc[0] == 0
-    clients = derive.client_table(frame, "x").set_index("client_id")
+    clients = client_summaries.client_table(frame, "x").set_index("client_id")
     assert clients.loc["a", ["n_sessions", "x_baseline", "x_post"]].tolist() == [3, 10, 6]
     assert np.isnan(clients.loc["b", "x_post"])  # one observed score: no post value
-    early = derive.early_mean(frame, "x", 2)
+    early = client_summaries.early_alliance(frame, "x_total", 2).set_index(
+        "client_id")["early_alliance"]
     assert early["a"] == 10 and early["b"] == 8
 
 
@@ -177,21 +180,23 @@ def test_early_alliance_slope_is_a_cross_level_interaction(study) -> None:
 
 
 def test_dropout_model_and_its_limits(study) -> None:
-    from alliance_analysis.change import ChangeOptions, dropout_rule, dropout_status
+    from alliance_analysis.change.markers import dropout_rule, dropout_status
+    from alliance_analysis.options import ChangeOptions
     from alliance_analysis.instruments import get_instrument
 
     sessions, _ = study
     options = ChangeOptions()
     status = dropout_status(sessions, options, get_instrument("phq9"))
-    result = dropout_model(sessions, "wai", "phq9", MultilevelOptions(), status,
-                           dropout_rule(options))
+    result = dropout_severity_model(sessions, "wai", "phq9", MultilevelOptions().early_sessions,
+                                    status, definition=dropout_rule(options))
     assert {"odds_ratio", "or_ci_low", "or_ci_high"} <= set(result.params.columns)
     assert result.fit["n_obs"] == result.fit["n_clients"] and result.fit["converged"]
     modelled = status[status["last_session"] >= 5]
     assert result.fit["n_dropouts"] == int(modelled["dropout"].sum())
     assert "without reliable improvement" in result.spec
-    nobody = dropout_model(sessions, "wai", "phq9", MultilevelOptions(early_sessions=1),
-                           status.assign(dropout=False))
+    nobody = dropout_severity_model(sessions, "wai", "phq9",
+                                    MultilevelOptions(early_sessions=1).early_sessions,
+                                    status.assign(dropout=False))
     assert nobody.fit["converged"] is False and nobody.params["estimate"].isna().all()
     assert nobody.fit["warnings"][0].startswith("NOT ESTIMABLE")
 

@@ -142,3 +142,32 @@ custom_instruments:
 """
     with pytest.raises(AllianceParamsError, match=r"instruments: .*odd"):
         load_params(write_params(tmp_path, data_file, extra=extra))
+
+
+def test_multilevel_early_sessions_must_precede_dropout(tmp_path: Path) -> None:
+    """The docstring's promise is checked: early alliance is measured before dropout."""
+    from alliance_analysis.params import parse_params
+
+    data = tmp_path / "d.csv"
+    data.write_text("client_id,therapist_id,session\n")
+    raw = {"name": "t", "data": {"path": str(data)},
+           "multilevel": {"early_sessions": 8}, "change": {"dropout_sessions": 8}}
+    with pytest.raises(AllianceParamsError, match=r"multilevel.early_sessions \(8\) must be "
+                                                  r"below change.dropout_sessions \(8\)"):
+        parse_params(raw, base_dir=tmp_path)
+    raw["change"] = {"dropout": "column", "dropout_column": "left"}
+    assert parse_params(raw, base_dir=tmp_path).multilevel.early_sessions == 8
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("multilevel", "reml", "no"), ("multilevel", "early_sessions", True),
+    ("sem", "cfa_session", "1"), ("change", "repair_within", 2.0),
+    ("cleaning", "min_sessions", True), ("multilevel", "therapist_level", 1)])
+def test_options_are_not_coerced(tmp_path: Path, section: str, key: str, value: object) -> None:
+    from alliance_analysis.params import parse_params
+
+    data = tmp_path / "d.csv"
+    data.write_text("client_id,therapist_id,session\n")
+    raw = {"name": "t", "data": {"path": str(data)}, section: {key: value}}
+    with pytest.raises(AllianceParamsError, match=f"key '{section}.{key}'"):
+        parse_params(raw, base_dir=tmp_path)

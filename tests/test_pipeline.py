@@ -11,7 +11,7 @@ import pytest
 from alliance_analysis import pipeline
 from alliance_analysis.cli import main
 from alliance_analysis.errors import AllianceDataError, AllianceRunError
-from alliance_analysis.io import file_sha256
+from alliance_analysis.data.io import file_sha256
 from conftest import check_html_page, write_params
 
 pytestmark = pytest.mark.slow

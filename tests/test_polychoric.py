@@ -22,7 +22,7 @@ import pytest
 from scipy import integrate, stats
 
 from alliance_analysis.errors import AllianceDataError
-from alliance_analysis.polychoric import bivariate_normal_cdf, polychoric
+from alliance_analysis.sem.polychoric import bivariate_normal_cdf, polychoric
 
 from conftest import ROOT
 

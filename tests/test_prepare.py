@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from alliance_analysis.params import load_params
-from alliance_analysis.prepare import load_processed, prepare
+from alliance_analysis.data.prepare import load_processed, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

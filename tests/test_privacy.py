@@ -15,17 +15,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alliance_analysis import privacy
+from alliance_analysis.data import privacy
 from alliance_analysis.errors import AllianceDataError
-from alliance_analysis.params import PrivacyOptions
-from alliance_analysis.privacy import (
-    dates_to_days,
-    find_identifiers,
-    gate,
-    load_or_create_key,
-    pseudonymise,
-    suppress_small_cells,
-)
+from alliance_analysis.options import PrivacyOptions
+from alliance_analysis.data.privacy import (dates_to_days, gate, load_or_create_key, pseudonymise,
+                                            suppress_small_cells)
+from alliance_analysis.data.identifiers import find_identifiers
 
 KEY = bytes(range(32))
 

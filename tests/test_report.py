@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alliance_analysis.report import format_apa, format_p
-from alliance_analysis.runfolder import RunFolder
+from alliance_analysis.report.tables import format_apa, format_p
+from alliance_analysis.report.runfolder import RunFolder
 
 
 @pytest.mark.parametrize("p, text", [(0.0004, "< .001"), (0.001, ".001"), (0.0345, ".035"),
@@ -46,3 +46,52 @@ def test_results_json_is_sorted_and_plain(tmp_path: Path) -> None:
     run = RunFolder(tmp_path)
     run.record({"b.x": np.float64(1.5), "a.y": np.int64(2), "c.z": float("nan")})
     assert run.results_file.read_text() == '{\n  "a.y": 2,\n  "b.x": 1.5,\n  "c.z": null\n}\n'
+
+
+def _model(name: str, converged: bool, singular: bool, warnings: list[str]) -> "ModelResult":
+    from alliance_analysis.results import ModelResult
+
+    params = pd.DataFrame({"term": ["x"], "estimate": [1.0], "se": [0.1], "ci_low": [0.8],
+                           "ci_high": [1.2], "p": [0.01]})
+    return ModelResult(name, params, {"converged": converged, "singular": singular,
+                                      "warnings": warnings}, "y ~ x")
+
+
+def test_run_folder_indexes_every_output_with_stage_and_flags(tmp_path: Path) -> None:
+    import matplotlib.figure
+
+    run = RunFolder(tmp_path, stage="03_multilevel")
+    fine = _model("fine", True, False, ["lbfgs: converged after 12 iterations"])
+    odd = _model("odd", False, True, ["NOT CONVERGED: gradient 0.3"])
+    run.write_table("multilevel_fit", pd.concat([fine.fit_table(), odd.fit_table()]),
+                    caption="Fits", flags=[fine.flags(), odd.flags()])
+    run.write_table("ledger", pd.DataFrame({"a": [1]}), formatted=False)
+    run.write_figure("picture", matplotlib.figure.Figure(), caption="A picture")
+    index = RunFolder(tmp_path).outputs()
+    assert index["tables"]["multilevel_fit"]["stage"] == "03_multilevel"
+    assert index["tables"]["multilevel_fit"]["files"] == [
+        "tables/multilevel_fit.csv", "tables/multilevel_fit.html", "tables/multilevel_fit.md",
+        "tables/multilevel_fit.tex"]
+    assert index["tables"]["ledger"]["files"] == ["tables/ledger.csv"]
+    assert index["figures"]["picture"] == {
+        "stage": "03_multilevel", "title": "A picture", "note": "", "flags": [],
+        "files": ["figures/picture.png", "figures/picture.svg"]}
+    flags = {f["model"]: f for f in index["tables"]["multilevel_fit"]["flags"]}
+    assert flags["fine"] == {"model": "fine", "converged": True, "singular": False,
+                             "warnings": []}  # optimizer notes stay in the fit table
+    assert flags["odd"]["converged"] is False and flags["odd"]["singular"] is True
+
+
+def test_page_warnings_come_from_the_index_not_from_table_text(tmp_path: Path) -> None:
+    from alliance_analysis.report.page import run_warnings
+
+    run = RunFolder(tmp_path, stage="03_multilevel")
+    odd = _model("odd", False, True, ["boundary: therapist variance 0"])
+    run.write_table("multilevel_odd", odd.to_table(), flags=[odd.flags()])
+    run.write_table("multilevel_fit", odd.fit_table(), flags=[odd.flags()])
+    # a table whose text looks alarming but that carries no flags is not a model's warning
+    run.write_table("notes", pd.DataFrame({"warnings": ["NOT CONVERGED"], "converged": [False]}))
+    lines = run_warnings(tmp_path, {"status": "complete"})
+    assert lines == ["odd: did NOT converge; singular fit (a variance at zero or a correlation "
+                     "at +/-1); boundary: therapist variance 0 (in tables/multilevel_fit, "
+                     "tables/multilevel_odd)"]

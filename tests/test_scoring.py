@@ -13,16 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_analysis.cleaning import CELL_COLUMNS
+from alliance_analysis.data.cleaning import CELL_COLUMNS
 from alliance_analysis.errors import AllianceDataError, AllianceParamsError, ConvergenceWarning
 from alliance_analysis.instruments import Instrument, get_instrument
-from alliance_analysis.scoring import (
-    RELIABILITY_COLUMNS,
-    cronbach_alpha,
-    omega_total,
-    reliability_table,
-    score,
-)
+from alliance_analysis.data.scoring import score
+from alliance_analysis.data.reliability import (RELIABILITY_COLUMNS, cronbach_alpha, omega_total,
+                                                reliability_table)
 
 ROOT = Path(__file__).resolve().parents[1]
 NEUROTICISM = ["N1", "N2", "N3", "N4", "N5"]

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.params import load_params
-from alliance_analysis.sem import FIT_COLUMNS, SemOptions, fit_cfa, fit_sem, omega_table
+from alliance_analysis.sem.models import FIT_COLUMNS, fit_cfa, fit_sem, omega_table
+from alliance_analysis.options import SemOptions
 
 from conftest import ROOT
 from test_sem_panel import sessions_table

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alliance_analysis import sem_estimation
-from alliance_analysis.sem_fit import cfi, rmsea_with_ci, saturated, srmr_bentler, tli
+from alliance_analysis.sem import estimation as sem_estimation
+from alliance_analysis.sem.fit import cfi, rmsea_with_ci, saturated, srmr_bentler, tli
 
 from conftest import ROOT
 

@@ -16,11 +16,12 @@ import pytest
 
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.instruments import get_instrument
-from alliance_analysis.runfolder import RunFolder
-from alliance_analysis.sem import SemOptions, fit_cfa, fit_sem
-from alliance_analysis.sem_panel import fit_growth, fit_panel, growth_data, wide_panel
-from alliance_analysis.sem_report import write_cfa, write_growth, write_panel
-from alliance_analysis.sem_syntax import riclpm_syntax
+from alliance_analysis.report.runfolder import RunFolder
+from alliance_analysis.sem.models import fit_cfa, fit_sem
+from alliance_analysis.options import SemOptions
+from alliance_analysis.sem.panel import fit_growth, fit_panel, growth_data, wide_panel
+from alliance_analysis.report.sem import write_cfa, write_growth, write_panel
+from alliance_analysis.sem.syntax import riclpm_syntax
 
 TRUTH = {"ar_x": 0.3, "ar_y": 0.4, "cl_xy": -1.0, "cl_yx": -0.02}
 TOLERANCE = {"ar_x": 0.05, "ar_y": 0.05, "cl_xy": 0.2, "cl_yx": 0.01}

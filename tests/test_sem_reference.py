@@ -26,8 +26,8 @@ import json
 import pandas as pd
 import pytest
 
-from alliance_analysis.sem import fit_sem, fit_sem_ordinal
-from alliance_analysis.sem_syntax import riclpm_syntax
+from alliance_analysis.sem.models import fit_sem, fit_sem_ordinal
+from alliance_analysis.sem.syntax import riclpm_syntax
 
 from conftest import ROOT
 

@@ -13,8 +13,8 @@ import pytest
 
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import get_instrument
-from alliance_analysis.sem_estimation import structure
-from alliance_analysis.sem_syntax import cfa_syntax, growth_syntax, riclpm_syntax
+from alliance_analysis.sem.estimation import structure
+from alliance_analysis.sem.syntax import cfa_syntax, growth_syntax, riclpm_syntax
 
 
 def _columns(k: int) -> tuple[list[str], list[str]]:

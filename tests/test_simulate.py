@@ -11,7 +11,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 from alliance_analysis.instruments import INSTRUMENTS
-from alliance_analysis.simulate import DEFAULT_SEED, SimulationDesign, simulate, write
+from alliance_analysis.data.simulate import DEFAULT_SEED, SimulationDesign, simulate, write
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 SMALL = SimulationDesign(therapists=6, clients_per_therapist=5)

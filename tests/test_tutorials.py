@@ -15,14 +15,15 @@ import papermill
 import pytest
 from matplotlib.figure import Figure
 
-from alliance_analysis import tutorials
+from alliance_analysis.teaching import tutorials
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import get_instrument
-from alliance_analysis.multilevel import MultilevelOptions, within_between_model
+from alliance_analysis.multilevel.models import within_between_model
+from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.pipeline import KERNEL_ARGUMENTS
-from alliance_analysis.sem import SemOptions
-from alliance_analysis.sem_panel import fit_panel
-from alliance_analysis.simulate import SimulationDesign
+from alliance_analysis.options import SemOptions
+from alliance_analysis.sem.panel import fit_panel
+from alliance_analysis.data.simulate import PanelDesign, SimulationDesign, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "notebooks" / "tutorials"
@@ -212,9 +213,9 @@ def test_compare_designs_few_therapists_know_little_about_therapists() -> None:
 # --- tutorial 3 -------------------------------------------------------------------------------
 
 def test_simulate_panel_is_seeded_and_has_the_design_variances() -> None:
-    design = tutorials.PanelDesign(clients=4000, waves=4)
-    sim = tutorials.simulate_panel(design, seed=5)
-    again = tutorials.simulate_panel(design, seed=5)
+    design = PanelDesign(clients=4000, waves=4)
+    sim = simulate(design, seed=5)
+    again = simulate(design, seed=5)
     pd.testing.assert_frame_equal(sim.sessions, again.sessions)
     assert len(sim.sessions) == 16000
     implied = (np.array(sim.truth["random_intercept_covariance"])
@@ -225,15 +226,15 @@ def test_simulate_panel_is_seeded_and_has_the_design_variances() -> None:
 
 def test_panel_design_refuses_an_explosive_process() -> None:
     with pytest.raises(ValueError, match="explode"):
-        tutorials.PanelDesign(ar_alliance=0.9, cl_alliance_to_symptoms=5.0,
+        PanelDesign(ar_alliance=0.9, cl_alliance_to_symptoms=5.0,
                               cl_symptoms_to_alliance=0.1)
 
 
 def test_clpm_limits() -> None:
-    no_stable = tutorials.PanelDesign(ri_alliance_sd=0, ri_symptoms_sd=0)
+    no_stable = PanelDesign(ri_alliance_sd=0, ri_symptoms_sd=0)
     limits = tutorials.clpm_limits(no_stable)
     np.testing.assert_allclose(limits["clpm_limit"], limits["within_truth"], atol=1e-12)
-    default = tutorials.clpm_limits(tutorials.PanelDesign()).set_index("path")
+    default = tutorials.clpm_limits(PanelDesign()).set_index("path")
     assert default.loc["wai -> phq9", "clpm_limit"] == pytest.approx(-0.5822, abs=1e-4)
     assert default.loc["wai -> wai", "clpm_limit"] > 0.7
 
@@ -246,8 +247,8 @@ def test_clpm_shows_a_spurious_cross_lag_that_the_riclpm_does_not() -> None:
     covers 0; the CLPM's is below -0.3 with an interval excluding 0, and within 0.25 of its
     large-sample limit (-0.58, :func:`tutorials.clpm_limits`).
     """
-    design = tutorials.PanelDesign(clients=1000)
-    sim = tutorials.simulate_panel(design, seed=1)
+    design = PanelDesign(clients=1000)
+    sim = simulate(design, seed=1)
     options = SemOptions(waves=(1, 2, 3, 4, 5), constrain_autoregressive=True,
                          constrain_crosslagged=True)
     with warnings.catch_warnings():
@@ -265,7 +266,7 @@ def test_clpm_shows_a_spurious_cross_lag_that_the_riclpm_does_not() -> None:
 
 
 def test_panel_truth_table_lists_free_paths_per_lag() -> None:
-    sim = tutorials.simulate_panel(tutorials.PanelDesign(clients=200, waves=3), seed=2)
+    sim = simulate(PanelDesign(clients=200, waves=3), seed=2)
     panel = fit_panel(sim.sessions, get_instrument("wai"), get_instrument("phq9"),
                       SemOptions(waves=(1, 2, 3)))
     table = tutorials.panel_truth_table(panel, sim.truth)
@@ -306,7 +307,8 @@ def test_plant_events_changes_only_the_planted_scores(caseload: pd.DataFrame) ->
 
 
 def test_planted_events_are_detected_and_chance_events_counted(caseload: pd.DataFrame) -> None:
-    from alliance_analysis.change import ChangeOptions, analyse_change
+    from alliance_analysis.change.markers import analyse_change
+    from alliance_analysis.options import ChangeOptions
 
     marked, planted = tutorials.plant_events(caseload, seed=3, gains=3, gain_size=12,
                                              ruptures=3, rupture_size=1.5)

@@ -20,7 +20,7 @@ STAGES = pipeline.NOTEBOOKS
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from alliance_analysis.simulate import SimulationDesign, simulate, write
+    from alliance_analysis.data.simulate import SimulationDesign, simulate, write
 
     folder = tmp_path_factory.mktemp("verify")
     design = SimulationDesign(therapists=6, clients_per_therapist=5, max_sessions=10)

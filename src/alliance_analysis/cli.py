@@ -78,7 +78,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _power(args: argparse.Namespace) -> int:
-    from alliance_analysis.power import main_power
+    from alliance_analysis.pipeline import main_power
 
     return main_power(args.params, out=args.out, progress=not args.no_progress)
 
@@ -93,7 +93,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from alliance_analysis import simulate
+    from alliance_analysis.data import simulate
 
     overrides = {name: getattr(args, name) for name in simulate.SimulationDesign.model_fields
                  if getattr(args, name, None) is not None}
@@ -112,7 +112,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _add_design_options(parser: argparse.ArgumentParser) -> None:
     """One ``--field-name`` option per numeric field of the simulation design."""
-    from alliance_analysis.simulate import SimulationDesign
+    from alliance_analysis.data.simulate import SimulationDesign
 
     for name, info in SimulationDesign.model_fields.items():
         kind = info.annotation if info.annotation in (int, float) else None

@@ -22,20 +22,18 @@ key, the value given and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+from pydantic import (BaseModel, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 from alliance_analysis.errors import AllianceParamsError
-from alliance_analysis.change import ChangeOptions
 from alliance_analysis.instruments import Instrument, get_instrument
-from alliance_analysis.multilevel import MultilevelOptions
-from alliance_analysis.sem import SemOptions
+from alliance_analysis.options import (ChangeOptions, CleaningOptions, Columns, DataSource,
+                                       ItemMapping, MultilevelOptions, Options, PrivacyOptions,
+                                       ScoringRule, SemOptions, relative_path)
 
-#: File formats the readers understand; ``auto`` chooses from the file extension.
-DATA_FORMATS = ("auto", "csv", "xlsx", "sav", "dta", "parquet")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,136 +41,7 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_SEED = 20261122
 
 
-def relative_path(value: Any, info: ValidationInfo, what: str = "path") -> Path | None:
-    """A path from a parameters file, resolved against that file's folder (None stays None).
-
-    The folder comes from the validation context (``base_dir``), as set by
-    :func:`validate_mapping`; without one, the current working directory.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, (str, Path)):
-        raise ValueError(f"must be a {what} (text)")
-    base = (info.context or {}).get("base_dir", Path.cwd())
-    return (Path(base) / Path(value).expanduser()).resolve()
-
-
-class _Strict(BaseModel):
-    """Base of every parameters section: unknown keys are errors, values are not coerced."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class DataSource(_Strict):
-    """Where the session data comes from.
-
-    ``path`` is resolved relative to the directory of the parameters file, and must exist.
-    """
-
-    path: Path = Field(description="the session data file (csv, xlsx, sav, dta or parquet)")
-    format: Literal["auto", "csv", "xlsx", "sav", "dta", "parquet"] = Field(
-        "auto", description="file format; 'auto' reads it from the extension"
-    )
-    sheet: str | int | None = Field(None, description="Excel sheet name or 0-based index")
-    delimiter: str | None = Field(None, description="CSV delimiter; None detects , ; or tab")
-    encoding: str | None = Field(None, description="CSV encoding; None detects UTF-8, UTF-16, Windows-1252 or Latin-1")
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
-        path = relative_path(value, info, "file path")
-        if path is None or not path.is_file():
-            raise ValueError(f"file not found: {path}. Check the path; it is read relative to "
-                             "the parameters file's folder")
-        return path
-
-
-class Columns(_Strict):
-    """Mapping from the canonical column names to the names used in the researcher's file."""
-
-    client_id: str = Field("client_id", description="client identifier column")
-    therapist_id: str = Field("therapist_id", description="therapist identifier column")
-    session: str = Field("session", description="session number column (1, 2, ...)")
-    day: str | None = Field("day", description="days since the client's first session, if any")
-    date: str | None = Field(
-        None, description="calendar date of each session; turned into `day` and then dropped")
-    covariates: tuple[str, ...] = Field(
-        ("age_band", "gender", "arm"), description="client-level covariates to keep"
-    )
-
-    @field_validator("covariates", mode="before")
-    @classmethod
-    def _list_to_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
-
-
-class ItemMapping(_Strict):
-    """Where one instrument's items are in the researcher's file.
-
-    Give either ``columns`` (the source column of item 1, 2, ... in order) or ``pattern``
-    (a name with ``{n}`` standing for the item number, e.g. ``"WAI{n}"`` or ``"phq_{n:02d}"``).
-    """
-
-    columns: tuple[str, ...] | None = None
-    pattern: str | None = None
-
-    @field_validator("columns", mode="before")
-    @classmethod
-    def _columns_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("pattern")
-    @classmethod
-    def _pattern_has_n(cls, value: str | None) -> str | None:
-        if value is not None and "{n" not in value:
-            raise ValueError("must contain {n} where the item number goes, e.g. 'WAI{n}'")
-        return value
-
-    def source_columns(self, n_items: int) -> list[str]:
-        """The source column of each item 1..n_items."""
-        if self.columns is not None:
-            return list(self.columns)
-        if self.pattern is not None:
-            return [self.pattern.format(n=n) for n in range(1, n_items + 1)]
-        return []
-
-
-class PrivacyOptions(_Strict):
-    """The anonymisation gate (see :mod:`alliance_analysis.privacy`)."""
-
-    drop: tuple[str, ...] = Field((), description="identifier columns to drop on reading")
-    allow: dict[str, str] = Field(
-        {}, description="column: reason it is not a direct identifier (recorded in the manifest)")
-    key_file: Path | None = Field(
-        None, description="secret key of the pseudonym hash; default <processed>/pseudonym.key")
-    min_cell_size: int = Field(5, ge=1, description="smallest count shown in reported tables")
-
-    @field_validator("drop", mode="before")
-    @classmethod
-    def _drop_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("key_file", mode="before")
-    @classmethod
-    def _resolve_key(cls, value: Any, info: ValidationInfo) -> Any:
-        return relative_path(value, info, "file path")
-
-
-class CleaningOptions(_Strict):
-    """The cleaning rules that have choices (see :mod:`alliance_analysis.cleaning`)."""
-
-    duplicates: Literal["keep_first", "keep_last", "exclude_both"] = Field(
-        "keep_first", description="conflicting rows of the same client and session "
-        "(identical rows always keep one)")
-    multiple_therapists: Literal["flag", "split"] = Field(
-        "flag", description="a client seen by more than one therapist: flag it, or split the "
-        "client into one client per therapist")
-    date_order: Literal["flag", "exclude"] = Field(
-        "flag", description="sessions whose day goes backwards: flag them, or exclude them")
-    min_sessions: int = Field(1, ge=1, description="clients with fewer kept sessions are excluded")
-
-
-class RunParams(_Strict):
+class RunParams(Options):
     """Every parameter of one run of the pipeline.
 
     Attributes
@@ -205,6 +74,8 @@ class RunParams(_Strict):
         {}, description="instrument: where its items are, when not named <key>_<n>")
     custom_instruments: dict[str, dict[str, Any]] = Field(
         {}, description="instrument definitions beyond the shipped ones (see instruments.py)")
+    scoring: dict[str, ScoringRule] = Field(
+        {}, description="instrument: changes to its scoring rule (min_items, rounding, decimals)")
     privacy: PrivacyOptions = PrivacyOptions()
     cleaning: CleaningOptions = CleaningOptions()
     multilevel: MultilevelOptions = MultilevelOptions()
@@ -213,10 +84,6 @@ class RunParams(_Strict):
     seed: int = Field(DEFAULT_SEED, ge=0)
     output: Path | None = Field(None, description="output folder, relative to this file")
 
-    @field_validator("instruments", mode="before")
-    @classmethod
-    def _instruments_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("output", mode="before")
     @classmethod
@@ -233,17 +100,59 @@ class RunParams(_Strict):
 
     @model_validator(mode="after")
     def _known_instruments(self) -> RunParams:
-        """Every listed instrument is shipped or defined under ``custom_instruments``."""
+        """Every listed instrument is shipped or defined under ``custom_instruments``, and
+        every ``scoring:`` rule names a listed instrument and gives it a valid rule."""
         for key in self.instruments:
             try:
                 get_instrument(key, self.custom_instruments)
             except AllianceParamsError as exc:
                 raise ValueError(f"instruments: {exc}") from None
+        unknown = sorted(set(self.scoring) - set(self.instruments))
+        if unknown:
+            raise ValueError(f"scoring: {unknown} are not among the run's instruments "
+                             f"{list(self.instruments)}")
+        for key in self.scoring:
+            try:
+                self._instrument(key)
+            except ValueError as exc:
+                message = str(exc).split("\n", 1)[-1].strip()
+                raise ValueError(f"scoring.{key}: {message}") from None
+        return self
+
+    def _instrument(self, key: str) -> Instrument:
+        """One instrument with the run's ``scoring:`` changes applied."""
+        instrument = get_instrument(key, self.custom_instruments)
+        rule = self.scoring.get(key)
+        if rule is None or not rule.overrides():
+            return instrument
+        return Instrument.model_validate({**instrument.model_dump(), **rule.overrides()})
+
+    @model_validator(mode="after")
+    def _early_alliance_before_dropout(self) -> RunParams:
+        """The multilevel dropout model's early alliance is measured before dropout counts.
+
+        ``multilevel.early_sessions`` (the window of the multilevel stage's early alliance)
+        must be below ``change.dropout_sessions`` when dropout is defined by the number of
+        sessions, as ``change.early_sessions`` must (checked in :class:`ChangeOptions`).
+        """
+        if (self.change.dropout == "sessions"
+                and self.multilevel.early_sessions >= self.change.dropout_sessions):
+            raise ValueError(
+                f"multilevel.early_sessions ({self.multilevel.early_sessions}) must be below "
+                f"change.dropout_sessions ({self.change.dropout_sessions}): early alliance must "
+                "be measured before the dropout it predicts")
         return self
 
     def instrument_definitions(self) -> list[Instrument]:
         """The run's instruments, in the order listed."""
-        return [get_instrument(key, self.custom_instruments) for key in self.instruments]
+        return [self._instrument(key) for key in self.instruments]
+
+    def measures(self) -> tuple[Instrument, Instrument]:
+        """The run's alliance and symptom instruments, ``(alliance, symptoms)``.
+
+        The one way every stage and notebook looks them up (shipped or custom).
+        """
+        return self._instrument(self.alliance), self._instrument(self.symptoms)
 
     def output_dir(self) -> Path:
         """The run folder: ``output`` if set, else ``reports/<name>`` under the cwd."""

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from alliance_analysis import report
+from alliance_analysis.report import page as report
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                       AllianceRunError)
-from alliance_analysis.io import file_sha256
-from alliance_analysis.methods import methods_paragraph, results_paragraph
+from alliance_analysis.data.io import file_sha256
+from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
-from alliance_analysis.runfolder import write_json
+from alliance_analysis.report.runfolder import write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -334,6 +334,15 @@ def _compare_table(name: str, original: Path, rerun: Path, rtol: float, atol: fl
     return rows
 
 
+def _indexed_tables(run_dir: Path) -> list[str]:
+    """The tables a run folder's index (``outputs.json``) records, by name."""
+    index = run_dir / "outputs.json"
+    if not index.is_file():
+        raise AllianceRunError(f"{run_dir}: no outputs.json, the index of the run's tables and "
+                               "figures; it was written by an older version. Rerun it")
+    return list(json.loads(index.read_text(encoding="utf-8")).get("tables", {}))
+
+
 def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RTOL,
            atol: float = ATOL, workdir: str | Path | None = None) -> "pd.DataFrame":
     """Rerun a run from its manifest and compare every reported number.
@@ -412,11 +421,10 @@ def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RT
                     notebooks=manifest.get("notebooks", NOTEBOOKS))
         rows = _compare_results(json.loads((run_dir / "results.json").read_text()),
                                 json.loads((rerun / "results.json").read_text()), rtol, atol)
-        names = sorted({p.name for p in (run_dir / "tables").glob("*.csv")}
-                       | {p.name for p in (rerun / "tables").glob("*.csv")})
+        names = sorted(set(_indexed_tables(run_dir)) | set(_indexed_tables(rerun)))
         for name in names:
-            rows += _compare_table(f"tables/{name}", run_dir / "tables" / name,
-                                   rerun / "tables" / name, rtol, atol, same_key)
+            rows += _compare_table(f"tables/{name}.csv", run_dir / "tables" / f"{name}.csv",
+                                   rerun / "tables" / f"{name}.csv", rtol, atol, same_key)
     return pd.DataFrame(rows, columns=["where", "item", "reported", "rerun", "status"])
 
 
@@ -483,3 +491,56 @@ def reproduce(out: str | Path,
             f"published references not reproduced ({'; '.join(failures) or 'see the table'}): "
             f"{out / 'index.html'}")
     return overview
+
+
+def main_power(params_file: str | Path, out: str | Path | None = None,
+               progress: bool = True) -> int:
+    """``alliance power PARAMS [--out DIR]``: run or resume a power study, write its report.
+
+    Prints the summary and the smallest adequate designs. Ctrl-C stops the run, keeping every
+    chunk already stored: rerun the same command to resume.
+
+    Parameters
+    ----------
+    params_file
+        The power parameters (YAML), e.g. ``params/power.yaml``.
+    out
+        Output folder, instead of the file's ``out`` (relative to the current folder).
+    progress
+        Show a progress bar on standard error.
+
+    Returns
+    -------
+    int
+        0 when the study is complete, 130 when interrupted.
+
+    Raises
+    ------
+    AllianceParamsError
+        For a bad parameters file (the command exits with status 2).
+    AllianceRunError
+        When the Dask scheduler cannot be reached (status 1).
+    """
+    # Imported here: Dask and the simulator are needed only by this command.
+    from rich.console import Console
+    from rich.markup import escape
+
+    from alliance_analysis.power.params import load_power_params
+    from alliance_analysis.power.study import headline_table, run_power
+    from alliance_analysis.report.power import write_report
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    params = load_power_params(params_file, out)
+    try:
+        result = run_power(params, progress=progress)
+    except KeyboardInterrupt:
+        console.print(escape(f"Interrupted. Finished chunks are stored under "
+                             f"{params.output_dir() / 'replicates'}; run the same command "
+                             "again to resume."))
+        return 130
+    folder = write_report(result)
+    console.print(escape(headline_table(result).round(3).to_string(index=False)))
+    console.print(escape(result.smallest.round(3).to_string(index=False)))
+    console.print(escape(f"{result.computed} replicates computed, {result.reused} reused; "
+                         f"report in {folder.path}"))
+    return 0

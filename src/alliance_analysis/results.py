@@ -10,6 +10,7 @@ and ``results.json`` all read these same tables.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from typing import Any
 import pandas as pd
 
 from alliance_analysis.errors import ConvergenceWarning
+
+#: Per-attempt optimizer messages: kept in the fit tables, not repeated among a model's flags.
+OPTIMIZER_NOTE = re.compile(r"^((lbfgs|bfgs|cg|powell|nm|newton)\b.*:|optimizer )")
 
 #: Columns every ``params`` table starts with, in this order.
 PARAM_COLUMNS = ("term", "estimate", "se", "ci_low", "ci_high", "p")
@@ -68,6 +72,17 @@ class ModelResult:
         row = {key: ("; ".join(value) if key == "warnings" else value)
                for key, value in self.fit.items()}
         return pd.DataFrame([{"model": self.name, **row}])
+
+    def flags(self) -> dict[str, Any]:
+        """What a reader must know before reading the estimates, for the run folder's index.
+
+        ``{"model", "converged", "singular", "warnings"}``: ``singular`` is False for models
+        without variance components; ``warnings`` leaves out the per-attempt optimizer notes
+        (they stay in the fit table).
+        """
+        return {"model": self.name, "converged": bool(self.fit["converged"]),
+                "singular": bool(self.fit.get("singular", False)),
+                "warnings": [w for w in self.fit["warnings"] if not OPTIMIZER_NOTE.match(w)]}
 
     def to_markdown(self, digits: int = 3) -> str:
         """The params table as Markdown, with a note when the fit is flagged."""

@@ -66,13 +66,14 @@ def _printed_or_relative(value: float, decimals: int, relative: float = 1e-3) ->
 def sleepstudy(data_dir: str | Path) -> pd.DataFrame:
     """lme4's ``Reaction ~ Days + (Days | Subject)`` by REML, against Bates et al. (2015).
 
-    The workbench fits it with :func:`alliance_analysis.multilevel.growth_model` (two levels,
+    The workbench fits it with :func:`alliance_analysis.multilevel.models.growth_model` (two levels,
     correlated intercept and slope), with Days 0..9 coded as sessions 1..10 from session 1.
     Tolerance: the printed decimals; for variance components the printed decimals or 1e-3
     relative, whichever is larger (the optimizers' own tolerance on variance components:
     statsmodels stops at 612.082 for the intercept variance, lme4 at 612.0897).
     """
-    from alliance_analysis.multilevel import MultilevelOptions, growth_model
+    from alliance_analysis.multilevel.models import growth_model
+    from alliance_analysis.options import MultilevelOptions
 
     data = pd.read_csv(Path(data_dir) / "sleepstudy.csv")
     sessions = pd.DataFrame({"client_id": data["Subject"].astype(str), "therapist_id": "-",
@@ -107,7 +108,7 @@ def sleepstudy(data_dir: str | Path) -> pd.DataFrame:
 
 def bfi_alpha(data_dir: str | Path) -> pd.DataFrame:
     """``psych::alpha`` on the bfi neuroticism items N1-N5 (pairwise, as psych does)."""
-    from alliance_analysis.scoring import cronbach_alpha
+    from alliance_analysis.data.reliability import cronbach_alpha
 
     data = pd.read_csv(Path(data_dir) / "bfi.csv", index_col=0)
     alpha = cronbach_alpha(data[["N1", "N2", "N3", "N4", "N5"]], missing="pairwise")
@@ -132,7 +133,7 @@ def jacobson_truax_example() -> pd.DataFrame:
       are clinical), so *reliably improved*, not recovered.
     """
     from alliance_analysis.instruments import Instrument
-    from alliance_analysis.reliable_change import (classify_change, jacobson_truax_cutoffs,
+    from alliance_analysis.change.reliable_change import (classify_change, jacobson_truax_cutoffs,
                                                    reliable_change_criteria)
 
     instrument = Instrument(key="example", name="Worked example", construct="symptoms",
@@ -190,7 +191,7 @@ def _sem_fit_rows(fit: dict, published: dict[str, tuple[float, int]]) -> list:
 
 def holzinger_swineford(data_dir: str | Path) -> pd.DataFrame:
     """The lavaan tutorial's three-factor CFA of HolzingerSwineford1939 (default ML)."""
-    from alliance_analysis.sem import fit_sem
+    from alliance_analysis.sem.models import fit_sem
 
     data = pd.read_csv(Path(data_dir) / "HolzingerSwineford1939.csv")
     result = fit_sem(HOLZINGER_SWINEFORD, data, "holzinger_swineford", missing="listwise")
@@ -209,7 +210,7 @@ def holzinger_swineford(data_dir: str | Path) -> pd.DataFrame:
 
 def political_democracy(data_dir: str | Path) -> pd.DataFrame:
     """Bollen's (1989) political democracy SEM as in the lavaan tutorial (default ML)."""
-    from alliance_analysis.sem import fit_sem
+    from alliance_analysis.sem.models import fit_sem
 
     data = pd.read_csv(Path(data_dir) / "PoliticalDemocracy.csv")
     result = fit_sem(POLITICAL_DEMOCRACY, data, "political_democracy", missing="listwise")
@@ -249,7 +250,7 @@ def write_index(out_dir: str | Path, tables: dict[str, pd.DataFrame],
     """Write ``<out_dir>/index.html``: the summary, then each reference's comparison."""
     import html
 
-    from alliance_analysis.report import STYLE
+    from alliance_analysis.report.page import STYLE
 
     out_dir = Path(out_dir)
     overview = summary(tables)

@@ -1,0 +1,196 @@
+"""The clean stage as one call: read, gate, map, clean, pseudonymise, score, write.
+
+This is the data flow of DESIGN.md up to the processed table; ``notebooks/01_clean`` calls
+:func:`prepare` and shows its parts, and every later notebook reads the ``sessions.parquet``
+it writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from alliance_analysis.data import io
+from alliance_analysis.data.cleaning import CleanResult, clean
+from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.instruments import Instrument
+from alliance_analysis.params import RunParams
+from alliance_analysis.data.privacy import (GateResult, dates_to_days, gate, load_or_create_key,
+                                       pseudonymise)
+from alliance_analysis.data.schema import codebook, session_schema
+from alliance_analysis.data.scoring import score
+
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the clean stage produced, as written to the processed folder.
+
+    Attributes
+    ----------
+    sessions
+        The canonical, scored session table (``sessions.parquet``).
+    ledger_rows, ledger_cells
+        The ledgers (``ledger_rows.csv``, ``ledger_cells.csv``); prorated scores are entries
+        of ``ledger_cells`` with rule ``prorated``.
+    codebook
+        Every column of ``sessions``, and every input column not used (``codebook.csv``).
+    instruments
+        The run's instruments, resolved from the parameters.
+    clean
+        The cleaning result before scoring (for its :meth:`CleanResult.summary`).
+    gate
+        What the anonymisation gate dropped and allowed.
+    input_sha256
+        SHA-256 of the input file.
+    files
+        ``{name: path}`` of the files written.
+    """
+
+    sessions: pd.DataFrame
+    ledger_rows: pd.DataFrame
+    ledger_cells: pd.DataFrame
+    codebook: pd.DataFrame
+    instruments: tuple[Instrument, ...]
+    clean: CleanResult
+    gate: GateResult
+    input_sha256: str
+    files: dict[str, Path]
+
+    def summary(self) -> pd.DataFrame:
+        """Rules x counts, including prorated scores."""
+        return CleanResult(self.sessions, self.ledger_rows, self.ledger_cells).summary()
+
+    def excluded(self) -> pd.DataFrame:
+        """The excluded rows of the ledger."""
+        return self.ledger_rows[self.ledger_rows["status"] == "excluded"].reset_index(drop=True)
+
+    def headline(self) -> dict[str, int]:
+        """Headline counts of the clean stage, keyed ``clean.*`` for ``results.json``."""
+        rows = self.ledger_rows
+        return {
+            "clean.rows_input": len(rows),
+            "clean.rows_kept": int((rows["status"] == "kept").sum()),
+            "clean.rows_excluded": int((rows["status"] == "excluded").sum()),
+            "clean.rows_flagged": int((rows["flags"] != "").sum()),
+            "clean.cells_changed": int((self.ledger_cells["rule"] != "prorated").sum()),
+            "clean.scores_prorated": int((self.ledger_cells["rule"] == "prorated").sum()),
+            "clean.clients": int(self.sessions["client_id"].nunique()),
+            "clean.therapists": int(self.sessions["therapist_id"].nunique()),
+        }
+
+
+def _pseudonymise_ids(result: CleanResult, key: bytes) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                  pd.DataFrame]:
+    """Replace client and therapist IDs by keyed-hash codes in the table and both ledgers."""
+    prefixes = {"client_id": "C-", "therapist_id": "T-"}
+    sessions = result.sessions.copy()
+    for column, prefix in prefixes.items():
+        sessions[column] = pseudonymise(sessions[column], key, prefix)
+    rows = result.ledger_rows.copy()
+    rows["client_id"] = pseudonymise(rows["client_id"], key, "C-")
+    cells = result.ledger_cells.copy()
+    for column, prefix in prefixes.items():
+        mask = cells["column"] == column
+        for value in ("old_value", "new_value"):
+            cells.loc[mask, value] = pseudonymise(cells.loc[mask, value], key, prefix)
+    return sessions, rows, cells
+
+
+def _write_atomically(frames: Mapping[str, pd.DataFrame], folder: Path) -> dict[str, Path]:
+    """Write every file to a temporary name first, then move all into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, tuple[Path, Path]] = {}
+    try:
+        for name, frame in frames.items():
+            final = folder / name
+            temporary = folder / f".{name}.partial"
+            if name.endswith(".parquet"):
+                frame.to_parquet(temporary, index=False)
+            else:
+                frame.to_csv(temporary, index=False, lineterminator="\n")
+            staged[name] = (temporary, final)
+    except BaseException:
+        for temporary, _ in staged.values():
+            temporary.unlink(missing_ok=True)
+        raise
+    for temporary, final in staged.values():
+        temporary.replace(final)
+    return {name: final for name, (_, final) in staged.items()}
+
+
+def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
+    """Run the clean stage: read, gate, map, clean, pseudonymise, score, and write.
+
+    The data flow of DESIGN.md: :func:`alliance_analysis.data.io.read_source` ->
+    :func:`alliance_analysis.data.privacy.gate` -> :func:`alliance_analysis.data.io.map_columns` ->
+    :func:`clean` -> :func:`alliance_analysis.data.privacy.pseudonymise` ->
+    :func:`alliance_analysis.data.scoring.score`, checked against
+    :func:`alliance_analysis.data.schema.session_schema`, then written to ``processed_dir``:
+    ``sessions.parquet``, ``ledger_rows.csv``, ``ledger_cells.csv`` and ``codebook.csv``.
+
+    Parameters
+    ----------
+    params
+        The run parameters.
+    processed_dir
+        The processed folder of the run (also holds ``pseudonym.key`` unless
+        ``privacy.key_file`` is set).
+
+    Raises
+    ------
+    AllianceDataError
+        For any problem with the data; nothing is written in that case.
+    """
+    processed_dir = Path(processed_dir)
+    instruments = params.instrument_definitions()
+    raw = io.read_source(params.data)
+    columns = params.columns
+    skip = [columns.client_id, columns.therapist_id, *([columns.date] if columns.date else [])]
+    gated = gate(raw.frame, params.privacy, skip=skip, source=str(raw.path))
+    gated_raw = replace(raw, frame=gated.frame)
+    mapped = io.map_columns(gated_raw, params, instruments)
+    frame = mapped.frame
+    derived = {"source_row": "(position of the row in the input file)"}
+    if "date" in frame.columns:
+        frame = frame.assign(day=dates_to_days(frame, "client_id", "date", str(raw.path)))
+        frame = frame.drop(columns="date")
+        derived["day"] = f"{mapped.source_columns['date']} (calendar date -> days since the " \
+                         "client's first session; the date itself is dropped)"
+    result = clean(frame, instruments, params.cleaning, covariates=columns.covariates,
+                   source=str(raw.path))
+    key = load_or_create_key(params.privacy.key_file or processed_dir / "pseudonym.key")
+    sessions, ledger_rows, ledger_cells = _pseudonymise_ids(result, key)
+    scored = score(sessions, instruments)
+    ledger_cells = pd.concat([ledger_cells, scored.prorated], ignore_index=True)
+    ledger_cells = ledger_cells.sort_values(["source_row", "column"], kind="stable")
+    ledger_cells = ledger_cells.reset_index(drop=True)
+    sessions = session_schema(instruments).validate(scored.sessions)
+    book = codebook(sessions, instruments, mapped.source_columns, mapped.unused,
+                    raw.value_labels, derived, raw.column_labels)
+    files = _write_atomically({"sessions.parquet": sessions, "ledger_rows.csv": ledger_rows,
+                               "ledger_cells.csv": ledger_cells, "codebook.csv": book},
+                              processed_dir)
+    return Prepared(sessions=sessions, ledger_rows=ledger_rows, ledger_cells=ledger_cells,
+                    codebook=book, instruments=tuple(instruments), clean=result,
+                    gate=gated, input_sha256=raw.sha256, files=files)
+
+
+def load_processed(processed_dir: str | Path) -> pd.DataFrame:
+    """Read the processed session table written by :func:`prepare`.
+
+    Raises
+    ------
+    AllianceDataError
+        When the clean stage has not been run for this folder.
+    """
+    path = Path(processed_dir) / "sessions.parquet"
+    if not path.is_file():
+        raise AllianceDataError(
+            f"{path}: no processed session table. Run notebooks/01_clean (or `alliance run`) "
+            "first"
+        )
+    return pd.read_parquet(path)

@@ -1,0 +1,240 @@
+"""Mixed-model formulas in lme4's syntax, parsed once when the parameters load.
+
+A researcher states a model as lme4 would take it::
+
+    phq9_total ~ I(session - 1) + C(Setting) + (1 + I(session - 1) | client_id) + (1 | therapist_id)
+
+:func:`parse_formula` splits it into the outcome, the fixed part and the random-effect bars,
+and checks the syntax of each without any data: the fixed part and every bar's terms are
+parsed by formulaic (the well-kept formula library, with patsy's and R's operators: ``+``,
+``:``, ``*``, ``-``, ``0 +``, ``C()``, ``I()``); only the bars ``(terms | group)`` and
+``(terms || group)`` are parsed here, because formulaic has no random effects. The parsed
+:class:`MixedFormula` is what the fitter, the report, the methods text and ``verify`` read,
+so what was fitted and what is described cannot drift apart.
+
+What the data must hold (the columns, the nesting of clients in therapists) is checked when
+the model meets the data (:mod:`alliance_analysis.multilevel.specified`).
+
+References
+----------
+.. [1] Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects
+   models using lme4. Journal of Statistical Software, 67(1), 1-48 (section 2.1: the formula
+   module, including ``||``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from formulaic import Formula
+from formulaic.errors import FormulaicError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|⧛|⧚")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class FormulaError(ValueError):
+    """A formula that does not parse: the message shows where."""
+
+
+@dataclass(frozen=True)
+class RandomBar:
+    """One random-effect term of an lme4 formula, ``(terms | group)`` or ``(terms || group)``.
+
+    Attributes
+    ----------
+    terms
+        The right-hand side before the bar, as written (e.g. ``"1 + I(session - 1)"``).
+    group
+        The grouping column after the bar (``client_id`` or ``therapist_id``).
+    correlated
+        ``|``: an unstructured covariance of the group's effects; ``||``: independent
+        effects (lme4 expands ``(1 + x || g)`` into ``(1 | g) + (0 + x | g)``).
+    intercept
+        Whether the group has a random intercept (``0 +`` or ``- 1`` removes it).
+    slopes
+        The non-intercept terms as formulaic reads them (e.g. ``("I(session - 1)",)``).
+    """
+
+    terms: str
+    group: str
+    correlated: bool
+    intercept: bool
+    slopes: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The bar as lme4 would print it."""
+        return f"({self.terms} {'|' if self.correlated else '||'} {self.group})"
+
+
+@dataclass(frozen=True)
+class MixedFormula:
+    """A parsed lme4 formula: outcome, fixed part and random bars.
+
+    Attributes
+    ----------
+    text
+        The formula as given.
+    outcome
+        The outcome column.
+    fixed
+        The fixed part's right-hand side, for formulaic (``"1"`` when only the intercept).
+    random
+        The random-effect bars in the order written.
+    """
+
+    text: str
+    outcome: str
+    fixed: str
+    random: tuple[RandomBar, ...]
+
+    def variables(self) -> set[str]:
+        """Every column the formula reads (outcome, fixed terms, slopes, groups)."""
+        names = {self.outcome} | set(Formula(self.fixed).required_variables)
+        for bar in self.random:
+            names.add(bar.group)
+            for slope in bar.slopes:
+                names |= set(Formula(slope).required_variables)
+        return {n for n in names if n not in _FUNCTIONS}
+
+    def groups(self) -> tuple[str, ...]:
+        """The grouping columns, each once, in the order first written."""
+        return tuple(dict.fromkeys(bar.group for bar in self.random))
+
+
+#: Names formulaic reports as variables that are functions of the formula language.
+_FUNCTIONS = {"C", "I", "np", "log", "exp", "center", "scale", "poly", "bs", "Q"}
+
+
+def _caret(text: str, start: int, end: int) -> str:
+    return f"\n    {text}\n    {' ' * start}{'^' * max(1, end - start)}"
+
+
+def _bars(rhs: str, offset: int, whole: str) -> tuple[list[tuple[int, int, str]], str]:
+    """Find the top-level parenthesised groups of ``rhs`` that hold a top-level bar.
+
+    Returns ``(start, end, inner)`` for each, and ``rhs`` with them removed.
+    """
+    found = []
+    depth, start = 0, -1
+    for i, char in enumerate(rhs):
+        if char == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise FormulaError("a ')' without its '(':" + _caret(whole, offset + i,
+                                                                       offset + i + 1))
+            if depth == 0:
+                inner = rhs[start + 1:i]
+                if _top_level_bar(inner) is not None and (start == 0 or
+                                                          not re.search(r"[\w.]$", rhs[:start])):
+                    found.append((start, i + 1, inner))
+    if depth:
+        raise FormulaError("a '(' without its ')':" + _caret(whole, offset + start,
+                                                             offset + start + 1))
+    kept, last = [], 0
+    for start, end, _ in found:
+        kept.append(rhs[last:start])
+        last = end
+    kept.append(rhs[last:])
+    return found, "".join(kept)
+
+
+def _top_level_bar(inner: str) -> int | None:
+    depth = 0
+    for i, char in enumerate(inner):
+        depth += char == "("
+        depth -= char == ")"
+        if char == "|" and depth == 0:
+            return i
+    return None
+
+
+def _tidy_fixed(text: str) -> str:
+    """The fixed part once the bars are cut out: stray ``+`` removed, empty means ``1``."""
+    tidy = " ".join(text.split())
+    while True:
+        cleaned = re.sub(r"\+\s*(?=\+|-|$)", "", tidy).strip()
+        cleaned = re.sub(r"^\+\s*", "", cleaned)
+        if cleaned == tidy:
+            break
+        tidy = cleaned
+    return tidy or "1"
+
+
+def _parse_bar(inner: str, whole: str, where: int) -> RandomBar:
+    bar = _top_level_bar(inner)
+    assert bar is not None
+    double = inner[bar + 1:bar + 2] == "|"
+    terms = inner[:bar].strip()
+    group = inner[bar + (2 if double else 1):].strip()
+    if not _NAME.match(group):
+        raise FormulaError(f"the grouping factor after the bar must be one column name "
+                           f"(client_id or therapist_id), got {group!r}:"
+                           + _caret(whole, where, where + len(inner) + 2))
+    if not terms:
+        raise FormulaError("a random-effect term needs terms before the bar, e.g. "
+                           "(1 | client_id):" + _caret(whole, where, where + len(inner) + 2))
+    try:
+        parsed = Formula(terms)
+    except FormulaicError as exc:
+        raise FormulaError(f"the random-effect term ({inner}) does not parse: "
+                           f"{_ANSI.sub('', str(exc)).strip()}") from None
+    slopes = tuple(str(term) for term in parsed if str(term) != "1")
+    intercept = any(str(term) == "1" for term in parsed)
+    return RandomBar(terms, group, not double, intercept, slopes)
+
+
+def parse_formula(text: str) -> MixedFormula:
+    """Parse an lme4 formula into outcome, fixed part and random-effect bars.
+
+    Parameters
+    ----------
+    text
+        E.g. ``"phq9_total ~ I(session - 1) + wai_total_within_lag1 + (1 | client_id)"``.
+
+    Returns
+    -------
+    MixedFormula
+
+    Raises
+    ------
+    FormulaError
+        With the formula printed and a caret under the part that does not parse: no ``~``,
+        unbalanced parentheses, a bar without terms or group, a fixed part formulaic
+        cannot read.
+
+    Notes
+    -----
+    As lme4: ``(1 + x | g)`` is a correlated intercept and slope, ``(1 + x || g)`` the same
+    effects independent, ``(0 + x | g)`` a slope without an intercept; the fixed part has an
+    intercept unless it says ``0 +`` or ``- 1``. Checked against lme4's own expansion of
+    ``||`` in ``tests/test_formulas.py``.
+    """
+    if not isinstance(text, str) or "~" not in text:
+        raise FormulaError(f"a model formula needs '~' between the outcome and the terms, "
+                           f"e.g. 'phq9_total ~ I(session - 1) + (1 | client_id)'; got {text!r}")
+    lhs, _, rhs = text.partition("~")
+    outcome = lhs.strip()
+    if not _NAME.match(outcome):
+        raise FormulaError("the outcome (left of '~') must be one column name:"
+                           + _caret(text, 0, len(lhs.rstrip()) or 1))
+    offset = len(lhs) + 1
+    found, fixed_text = _bars(rhs, offset, text)
+    random = tuple(_parse_bar(inner, text, offset + start) for start, _, inner in found)
+    fixed = _tidy_fixed(fixed_text)
+    if "|" in fixed:
+        where = text.index("|", offset)
+        raise FormulaError("a bar '|' outside a random-effect term '( ... | group)':"
+                           + _caret(text, where, where + 1))
+    try:
+        Formula(fixed)
+    except FormulaicError as exc:
+        raise FormulaError(f"the fixed part '{fixed}' does not parse: "
+                           f"{_ANSI.sub('', str(exc)).strip()}") from None
+    return MixedFormula(text.strip(), outcome, fixed, random)

@@ -1,0 +1,506 @@
+"""Every options model of a run: the sections of the parameters file, strict pydantic models.
+
+Each section of the YAML parameters file (``data:``, ``columns:``, ``privacy:``, ``cleaning:``,
+``multilevel:``, ``sem:``, ``change:``) is one model here. All derive from :class:`Options`:
+an unknown key is an error, and values are **not coerced**: ``reml: "no"`` or
+``early_sessions: true`` are refused rather than read as ``False`` or ``1`` (pydantic's strict
+mode); YAML lists are accepted where a field holds a tuple. The run parameters that combine
+them, and the reading of the YAML file, are in :mod:`alliance_analysis.params`.
+
+This module imports nothing of the package but :mod:`alliance_analysis.formulas` (the syntax
+of researchers' model formulas), so that every stage can take its options without importing
+another stage.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
+
+from alliance_analysis.formulas import FormulaError, MixedFormula, parse_formula
+
+
+
+def _holds_tuple(annotation: Any) -> bool:
+    """Whether a field's annotation is a tuple (or an optional tuple)."""
+    if get_origin(annotation) is tuple:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_holds_tuple(arg) for arg in get_args(annotation))
+    return False
+
+
+class Options(BaseModel):
+    """Base of every parameters section: unknown keys are errors, values are not coerced.
+
+    YAML has no tuples: a list given for a tuple-valued field is taken as that tuple (and
+    then validated strictly, element by element).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        converted = dict(data)
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            if isinstance(converted.get(key), list) and _holds_tuple(field.annotation):
+                converted[key] = tuple(converted[key])
+        return converted
+
+
+
+
+def relative_path(value: Any, info: ValidationInfo, what: str = "path") -> Path | None:
+    """A path from a parameters file, resolved against that file's folder (None stays None).
+
+    The folder comes from the validation context (``base_dir``), as set by
+    :func:`validate_mapping`; without one, the current working directory.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"must be a {what} (text)")
+    base = (info.context or {}).get("base_dir", Path.cwd())
+    return (Path(base) / Path(value).expanduser()).resolve()
+
+
+
+
+class DataSource(Options):
+    """Where the session data comes from.
+
+    ``path`` is resolved relative to the directory of the parameters file, and must exist.
+    """
+
+    path: Path = Field(description="the session data file (csv, xlsx, sav, dta or parquet)")
+    format: Literal["auto", "csv", "xlsx", "sav", "dta", "parquet"] = Field(
+        "auto", description="file format; 'auto' reads it from the extension"
+    )
+    sheet: str | int | None = Field(None, description="Excel sheet name or 0-based index")
+    delimiter: str | None = Field(None, description="CSV delimiter; None detects , ; or tab")
+    encoding: str | None = Field(None, description="CSV encoding; None detects UTF-8, UTF-16, Windows-1252 or Latin-1")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
+        path = relative_path(value, info, "file path")
+        if path is None or not path.is_file():
+            raise ValueError(f"file not found: {path}. Check the path; it is read relative to "
+                             "the parameters file's folder")
+        return path
+
+
+class Columns(Options):
+    """Mapping from the canonical column names to the names used in the researcher's file."""
+
+    client_id: str = Field("client_id", description="client identifier column")
+    therapist_id: str = Field("therapist_id", description="therapist identifier column")
+    session: str = Field("session", description="session number column (1, 2, ...)")
+    day: str | None = Field("day", description="days since the client's first session, if any")
+    date: str | None = Field(
+        None, description="calendar date of each session; turned into `day` and then dropped")
+    covariates: tuple[str, ...] = Field(
+        ("age_band", "gender", "arm"), description="client-level covariates to keep"
+    )
+
+
+
+class ItemMapping(Options):
+    """Where one instrument's items are in the researcher's file.
+
+    Give either ``columns`` (the source column of item 1, 2, ... in order) or ``pattern``
+    (a name with ``{n}`` standing for the item number, e.g. ``"WAI{n}"`` or ``"phq_{n:02d}"``).
+    """
+
+    columns: tuple[str, ...] | None = None
+    pattern: str | None = None
+
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_has_n(cls, value: str | None) -> str | None:
+        if value is not None and "{n" not in value:
+            raise ValueError("must contain {n} where the item number goes, e.g. 'WAI{n}'")
+        return value
+
+    def source_columns(self, n_items: int) -> list[str]:
+        """The source column of each item 1..n_items."""
+        if self.columns is not None:
+            return list(self.columns)
+        if self.pattern is not None:
+            return [self.pattern.format(n=n) for n in range(1, n_items + 1)]
+        return []
+
+
+class PrivacyOptions(Options):
+    """The anonymisation gate (see :mod:`alliance_analysis.data.privacy`)."""
+
+    drop: tuple[str, ...] = Field((), description="identifier columns to drop on reading")
+    allow: dict[str, str] = Field(
+        {}, description="column: reason it is not a direct identifier (recorded in the manifest)")
+    key_file: Path | None = Field(
+        None, description="secret key of the pseudonym hash; default <processed>/pseudonym.key")
+    min_cell_size: int = Field(5, ge=1, description="smallest count shown in reported tables")
+
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _resolve_key(cls, value: Any, info: ValidationInfo) -> Any:
+        return relative_path(value, info, "file path")
+
+
+class CleaningOptions(Options):
+    """The cleaning rules that have choices (see :mod:`alliance_analysis.data.cleaning`)."""
+
+    duplicates: Literal["keep_first", "keep_last", "exclude_both"] = Field(
+        "keep_first", description="conflicting rows of the same client and session "
+        "(identical rows always keep one)")
+    multiple_therapists: Literal["flag", "split"] = Field(
+        "flag", description="a client seen by more than one therapist: flag it, or split the "
+        "client into one client per therapist")
+    date_order: Literal["flag", "exclude"] = Field(
+        "flag", description="sessions whose day goes backwards: flag them, or exclude them")
+    min_sessions: int = Field(1, ge=1, description="clients with fewer kept sessions are excluded")
+
+
+#: Optimizers tried in order (see :mod:`alliance_analysis.multilevel.mixedfit` for why L-BFGS first).
+DEFAULT_OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm")
+
+
+class MultilevelOptions(Options):
+    """Choices of the multilevel models (``multilevel:`` in the run parameters).
+
+    The defaults run the demo: a three-level model (sessions in clients in therapists) with
+    a client random slope of session independent of the client intercept, fitted by REML,
+    time counted in sessions from session 1. Every field is a plain value, e.g.::
+
+        multilevel:
+          reml: false            # ML, to compare fixed effects by AIC/BIC
+          therapist_level: false
+          correlated_slope: true # lme4's (1 + session | client)
+
+    *Premature dropout* is defined once per run, under ``change:`` (``dropout``,
+    ``dropout_sessions``, ``dropout_column``; see
+    :func:`alliance_analysis.change.markers.dropout_status`). ``early_sessions`` must be below the
+    dropout session, so that early alliance is measured before
+    the dropout it predicts.
+    """
+
+
+    reml: bool = Field(
+        True, description="REML (unbiased variance components; compare models with different "
+        "random effects only) or ML (needed to compare models with different fixed effects "
+        "by likelihood ratio, AIC or BIC)")
+    time: Literal["session", "log_session", "day"] = Field(
+        "session", description="time metric of growth: session number, log of session number "
+        "(fast early change), or days since the client's first session")
+    time_origin: int = Field(
+        1, ge=1, description="session at which time is 0, so the intercept is the expected "
+        "level at this session (for 'day': day 0 is the client's first session)")
+    therapist_level: bool = Field(
+        True, description="add a random therapist intercept (three levels: sessions in "
+        "clients in therapists)")
+    client_slope: bool = Field(
+        True, description="random client slope of time (clients change at different rates)")
+    correlated_slope: bool = Field(
+        False, description="let the client intercept and slope correlate, as lme4's "
+        "(1 + time | client); statsmodels can fit this only with therapist_level false")
+    lagged_outcome: bool = Field(
+        False, description="within/between models: add the current symptom level (session "
+        "t) as a covariate of symptoms at t+1 (see the Nickell-bias note in the docs)")
+    detrend: bool = Field(
+        False, description="within/between models: split alliance around each client's own "
+        "linear trend instead of their mean (Falkenström et al. 2017)")
+    early_sessions: int = Field(
+        5, ge=1, description="early alliance is the client's mean alliance over sessions "
+        "1..early_sessions")
+    therapist_rater: str | None = Field(
+        "wai_t", description="the therapist-rated alliance instrument for the client-therapist "
+        "perspective models; None skips them")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval")
+    icc_ci: Literal["delta", "bootstrap"] = Field(
+        "delta", description="CI of intraclass correlations: delta method on the logit scale "
+        "(fast) or seeded parametric bootstrap (slower, better in few therapists)")
+    bootstrap_samples: int = Field(
+        200, ge=10, description="parametric bootstrap replications when icc_ci is 'bootstrap'")
+    optimizers: tuple[Literal["lbfgs", "bfgs", "cg", "powell", "nm"], ...] = Field(
+        DEFAULT_OPTIMIZERS, min_length=1, description="statsmodels MixedLM optimizers tried in "
+        "order; a later one only when the earlier fail to converge or to reach a zero gradient")
+    engine: Literal["statsmodels", "engine"] = Field(
+        "statsmodels", description="fitter of the growth, within/between and early-alliance "
+        "models: statsmodels MixedLM, or the project's nested engine (alliance_analysis.multilevel.engine.nested: "
+        "lme4's profiled REML/ML, 10-100x faster, and able to fit a correlated client intercept "
+        "and slope beside a therapist intercept); therapist-effect, ICC and perspective models "
+        "always use statsmodels")
+    max_iter: int = Field(
+        1000, ge=1, description="maximum iterations of each optimizer attempt")
+
+
+class SemOptions(Options):
+    """Options of the structural equation models (``sem:`` in the parameters file).
+
+    The defaults run the demo. Sessions are the session numbers of the canonical table.
+    """
+
+
+    cfa_session: int = Field(
+        1, ge=1, description="session whose alliance items the CFA models")
+    estimator: Literal["ML", "DWLS"] = Field(
+        "ML", description="CFA estimator: 'ML' treats the Likert items as continuous; 'DWLS' "
+        "fits their polychoric correlations as ordinal items (lavaan's WLSMV: robust SEs, "
+        "scaled-shifted chi-square; listwise)")
+    waves: tuple[int, ...] = Field(
+        (1, 2, 3, 4), description="sessions used as the panel waves of the RI-CLPM and CLPM "
+        "(at least 3, increasing)")
+    constrain_autoregressive: bool = Field(
+        False, description="constrain each variable's autoregressive path equal over waves")
+    constrain_crosslagged: bool = Field(
+        False, description="constrain each cross-lagged path equal over waves")
+    missing: Literal["fiml", "listwise"] = Field(
+        "fiml", description="missing waves: full-information ML, or drop incomplete clients")
+    growth_sessions: tuple[int, ...] = Field(
+        (1, 2, 3, 4, 5, 6), description="sessions of the symptom latent growth model "
+        "(at least 3, increasing); the slope loading is the session number minus the first")
+    early_sessions: int = Field(
+        3, ge=1, description="early alliance = the client's mean alliance over sessions "
+        "1..early_sessions; it predicts the growth slope")
+
+
+    @field_validator("waves", "growth_sessions")
+    @classmethod
+    def _increasing_sessions(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) < 3:
+            raise ValueError("needs at least 3 sessions (fewer cannot identify the model)")
+        if value[0] < 1 or any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("must be session numbers >= 1 in increasing order, e.g. [1, 2, 3]")
+        return value
+
+
+class ChangeOptions(Options):
+    """Choices of the change and process markers (``change:`` in the run parameters).
+
+    The defaults run the demo: reliable change and caseness from the instrument's published
+    thresholds (PHQ-9: 6 points and 10), sudden gains by Tang & DeRubeis (1999) with the
+    reliable-change threshold as the absolute criterion, ruptures at 1 and 2 client SDs below
+    the client's own mean alliance, repair within 3 sessions, dropout as fewer than 8 sessions
+    without reliable improvement.
+
+    Notes
+    -----
+    Where the defaults come from:
+
+    - *Sudden gains, criterion 1.* Tang & DeRubeis (1999) used 7 points on the BDI. For other
+      measures studies commonly set it at the measure's reliable change index, so that a
+      sudden gain is at least a reliable change (the R package suddengains computes it so,
+      ``define_crit1_cutoff``). None here takes the instrument's published reliable-change
+      threshold: 6 points on the PHQ-9 and 4 on the GAD-7 (the IAPT thresholds of
+      :mod:`alliance_analysis.instruments`); set ``sudden_gain_min`` to use another value.
+    - *Criteria 2 and 3* (25%; 2.776, 3.182, 4.303) are Tang & DeRubeis's and Lutz et al.'s
+      (2013) values; reversal at 50% of the gain follows Tang & DeRubeis.
+    - *Ruptures* at 1 and 2 SD: the two thresholds of the session-report literature (Stiles
+      et al. 2004 and later studies; Gumz et al. 2012 recommend reporting both).
+    - *Repair within 3 sessions* and *dropout before session 8* are project choices, not
+      taken from a paper: set them to the design of the study (e.g. the planned minimum dose).
+
+    References
+    ----------
+    .. [1] Jacobson, N. S., & Truax, P. (1991). Journal of Consulting and Clinical Psychology,
+       59(1), 12-19.
+    .. [2] Tang, T. Z., & DeRubeis, R. J. (1999). Journal of Consulting and Clinical
+       Psychology, 67(6), 894-904.
+    .. [3] Lutz, W., et al. (2013). Psychotherapy Research, 23(1), 14-24.
+    .. [4] Stiles, W. B., et al. (2004). Journal of Counseling Psychology, 51(1), 81-92.
+    .. [5] Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). BMC Medical Research
+       Methodology, 12, 10.
+    .. [6] Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R
+       package to identify sudden gains in longitudinal data. PLOS ONE, 15(3), e0230276.
+    """
+
+
+    reliable_change: Literal["published", "jacobson_truax"] = Field(
+        "published", description="reliable change from the instrument's published threshold "
+        "in points ('published'), or the Jacobson & Truax (1991) index computed from the "
+        "pre-treatment SD and the reliability ('jacobson_truax')")
+    reliability: float | None = Field(
+        None, gt=0, lt=1, description="reliability r_xx for 'jacobson_truax'; None uses the "
+        "instrument's reliability")
+    sd_pre: float | None = Field(
+        None, gt=0, description="pre-treatment SD s_pre for 'jacobson_truax'; None uses the SD "
+        "of the sample's pre scores")
+    rc_z: float = Field(
+        1.96, gt=0, description="|RC| must exceed this for reliable change (1.96: p < .05)")
+    cutoff: Literal["published", "a", "b", "c"] = Field(
+        "published", description="clinical cut-off: the instrument's published caseness "
+        "threshold, or Jacobson & Truax's a (2 SD beyond the clinical mean), b (within 2 SD of "
+        "the functional mean) or c (between the two distributions)")
+    clinical_mean: float | None = Field(
+        None, description="mean of the clinical population (cut-offs a, c); None uses the "
+        "sample's pre scores")
+    clinical_sd: float | None = Field(
+        None, gt=0, description="SD of the clinical population (cut-offs a, c); None uses the "
+        "sample's pre scores")
+    functional_mean: float | None = Field(
+        None, description="mean of the functional (non-clinical) population (cut-offs b, c)")
+    functional_sd: float | None = Field(
+        None, gt=0, description="SD of the functional population (cut-offs b, c)")
+    pre_session: int | None = Field(
+        None, ge=1, description="session of the pre score; None: each client's first scored "
+        "session")
+    post_session: int | None = Field(
+        None, ge=1, description="session of the post score; None: each client's last scored "
+        "session")
+    sudden_gain_min: float | None = Field(
+        None, gt=0, description="sudden gains criterion 1, the smallest gain in points; None "
+        "uses the instrument's published reliable-change threshold (PHQ-9: 6)")
+    sudden_gain_relative: float = Field(
+        0.25, gt=0, lt=1, description="sudden gains criterion 2: the gain is at least this "
+        "fraction of the pre-gain score")
+    sudden_gain_critical: tuple[float, float, float] = Field(
+        (2.776, 3.182, 4.303), description="sudden gains criterion 3: critical values with "
+        "all 6 neighbouring scores (df 4), one missing (df 3) and two missing (df 2)")
+    sudden_gain_reversal: float = Field(
+        0.5, gt=0, le=1, description="a gain is reversed when a later score gives back at "
+        "least this fraction of it")
+    rupture_sd: tuple[float, ...] = Field(
+        (1.0, 2.0), min_length=1, description="a rupture is a session whose alliance falls "
+        "more than this many of the client's SDs below the client's mean; one count each")
+    rupture_drop: float | None = Field(
+        None, gt=0, description="also a rupture: alliance drops by at least this many points "
+        "from the previous session; None: not used")
+    rupture_min_scores: int = Field(
+        3, ge=3, description="clients with fewer alliance scores are not assessed for "
+        "ruptures (their own SD is too uncertain)")
+    repair_within: int = Field(
+        3, ge=1, description="a rupture is repaired when alliance returns to its pre-rupture "
+        "level within this many sessions")
+    early_sessions: int = Field(
+        5, ge=2, description="early alliance: mean and slope over sessions 1..early_sessions")
+    dropout: Literal["sessions", "column"] = Field(
+        "sessions", description="dropout: fewer than dropout_sessions sessions without "
+        "reliable improvement ('sessions'), or a 0/1 column of the data ('column')")
+    dropout_sessions: int = Field(
+        8, ge=2, description="'sessions' dropout: the client's last session is below this")
+    dropout_column: str | None = Field(
+        None, description="'column' dropout: the client-level 0/1 column")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of the models")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChangeOptions:
+        problems = []
+        if self.cutoff in ("b", "c") and (self.functional_mean is None
+                                         or self.functional_sd is None):
+            problems.append(f"cutoff {self.cutoff!r} needs functional_mean and functional_sd "
+                            "(norms of a non-clinical population)")
+        if (self.pre_session is not None and self.post_session is not None
+                and self.post_session <= self.pre_session):
+            problems.append(f"post_session ({self.post_session}) must come after pre_session "
+                            f"({self.pre_session})")
+        if self.dropout == "sessions" and self.early_sessions >= self.dropout_sessions:
+            problems.append(f"early_sessions ({self.early_sessions}) must be below "
+                            f"dropout_sessions ({self.dropout_sessions}): early alliance must be "
+                            "measured before the dropout it predicts")
+        if any(k <= 0 for k in self.rupture_sd) or any(c <= 0
+                                                       for c in self.sudden_gain_critical):
+            problems.append("rupture_sd and sudden_gain_critical must be positive numbers")
+        if self.dropout == "column" and self.dropout_column is None:
+            problems.append("dropout 'column' needs dropout_column (the 0/1 column's name)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+
+class ScoringRule(Options):
+    """A change to one instrument's scoring rule (``scoring: {<key>: ...}`` in the parameters).
+
+    Overrides parts of a shipped or custom instrument without restating it, e.g. to match a
+    service's export that prorated the PHQ-9 from 8 of 9 items and rounded half to even::
+
+        scoring:
+          phq9: {min_items: 8, rounding: half_even}
+          wai:  {min_items: 10}
+
+    Fields left out keep the instrument's own rule (:mod:`alliance_analysis.instruments`).
+    """
+
+    min_items: int | None = Field(
+        None, ge=1, description="fewest answered items for a prorated total (the instrument's "
+        "prorate_min_items); subscales scale it by their share of the items")
+    rounding: Literal["none", "half_even", "half_up"] | None = Field(
+        None, description="round every score: none, half_even (banker's rounding) or half_up")
+    decimals: int | None = Field(
+        None, ge=0, le=6, description="decimals kept by the rounding (default 0: whole points)")
+
+    def overrides(self) -> dict[str, Any]:
+        """The instrument fields this rule sets (``prorate_min_items``, ``rounding``, ...)."""
+        fields = {"prorate_min_items": self.min_items, "rounding": self.rounding,
+                  "rounding_decimals": self.decimals}
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+class ModelSpec(Options):
+    """One researcher-stated model (an entry of ``models:`` in the parameters).
+
+    ::
+
+        models:
+          growth:
+            formula: "phq9_total ~ I(session - 1) + C(arm) + (1 + I(session - 1) | client_id) + (1 | therapist_id)"
+            reml: true              # default; false = ML
+            where: "session <= 20"  # optional row filter
+          dropout:
+            formula: "dropout ~ wai_total_early + phq9_total_first"
+            family: binomial
+            level: client
+
+    The formula is lme4's (:mod:`alliance_analysis.formulas`), parsed when the parameters
+    load, so a typo stops the run before any data is read. Linear models (``family:
+    gaussian``) are fitted by the nested engine with Satterthwaite df; ``family: binomial``
+    fits a logistic regression of a client-level 0/1 outcome (``level: client``: one row per
+    client), which has no random part.
+    """
+
+    formula: str = Field(description="lme4 formula, e.g. 'y ~ x + (1 | client_id)'")
+    reml: bool = Field(True, description="REML (default) or ML (false)")
+    where: str | None = Field(
+        None, description="row filter as a pandas query, e.g. 'session <= 20'")
+    family: Literal["gaussian", "binomial"] = Field(
+        "gaussian", description="gaussian: linear mixed model; binomial: logistic regression")
+    level: Literal["session", "client"] = Field(
+        "session", description="rows of the model: sessions, or one row per client")
+    label: str | None = Field(None, description="a title for the report (default: the name)")
+
+    @field_validator("formula")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            parse_formula(value)
+        except FormulaError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        parsed = self.parsed()
+        if self.family == "binomial" and parsed.random:
+            raise ValueError(
+                f"a binomial model has no random part here (a client-level logistic "
+                f"regression); remove {', '.join(b.text for b in parsed.random)}")
+        if self.family == "binomial" and self.level != "client":
+            raise ValueError("family binomial needs level: client (one 0/1 outcome per client)")
+        if self.family == "gaussian" and self.level == "session" and not parsed.random:
+            raise ValueError("a linear mixed model needs a random part, e.g. "
+                             "'+ (1 | client_id)'")
+        return self
+
+    def parsed(self) -> MixedFormula:
+        """The formula parsed into outcome, fixed part and random bars."""
+        return parse_formula(self.formula)

@@ -1,0 +1,154 @@
+"""The run folder a pipeline run writes: tables, figures and headline results.
+
+Notebooks never write files themselves; they hand results to a :class:`RunFolder`, which
+writes them under stable names so that two runs with the same inputs give byte-identical
+``tables/`` and ``results.json``::
+
+    reports/<run>/
+        tables/<name>.csv       tidy, full precision (and <name>.md, .tex, .html: APA formatted)
+        figures/<name>.png, <name>.svg
+        results.json            headline numbers by stable key
+        outputs.json            the index of every table and figure (see RunFolder.outputs)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from alliance_analysis.report.plots import save
+from alliance_analysis.report.tables import write_apa_table
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able Python value (numpy scalars to Python, NaN to None)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` as deterministic JSON (sorted keys, 2-space indent, final newline)."""
+    text = json.dumps(_plain(payload), indent=2, sort_keys=True, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+class RunFolder:
+    """Writes one run's tables, figures and headline numbers under stable names.
+
+    Every table and figure written is recorded in the folder's index, ``outputs.json``
+    (:meth:`outputs`): its name, kind, stage, title, note, files and the flags of the models
+    it shows. The page and ``alliance verify`` read that index; nothing guesses a file's
+    stage from its name or a model's state from message text.
+
+    Parameters
+    ----------
+    path
+        The run folder (created if missing).
+    stage
+        The stage writing through this object (``01_clean`` ... ``05_change``), recorded
+        with each output.
+    """
+
+    def __init__(self, path: str | Path, stage: str | None = None) -> None:
+        self.path = Path(path)
+        self.stage = stage
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def index_file(self) -> Path:
+        """``outputs.json``: every table and figure of the run, by kind and name."""
+        return self.path / "outputs.json"
+
+    def outputs(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The index: ``{"tables": {name: entry}, "figures": {name: entry}}``.
+
+        An entry holds ``stage``, ``title``, ``note``, ``files`` (relative to the run folder)
+        and ``flags``: one ``{"model", "converged", "singular", "warnings"}`` per model shown
+        (:meth:`alliance_analysis.results.ModelResult.flags`).
+        """
+        if not self.index_file.exists():
+            return {"tables": {}, "figures": {}}
+        return json.loads(self.index_file.read_text(encoding="utf-8"))
+
+    def _index(self, kind: str, name: str, files: Sequence[Path], title: str, note: str,
+               flags: Sequence[Mapping[str, Any]]) -> None:
+        index = self.outputs()
+        index.setdefault(kind, {})[name] = {
+            "stage": self.stage, "title": title, "note": note,
+            "files": sorted(p.relative_to(self.path).as_posix() for p in files),
+            "flags": [dict(f) for f in flags]}
+        write_json(self.index_file, index)
+
+    @property
+    def results_file(self) -> Path:
+        """``results.json``: every headline number of the run, by stable key."""
+        return self.path / "results.json"
+
+    def results(self) -> dict[str, Any]:
+        """The headline numbers recorded so far."""
+        if not self.results_file.exists():
+            return {}
+        return json.loads(self.results_file.read_text(encoding="utf-8"))
+
+    def record(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Add headline numbers to ``results.json`` (keys like ``clean.rows_read``).
+
+        Returns the values as stored, so a notebook cell can show them.
+        """
+        stored = self.results()
+        plain = _plain(dict(values))
+        stored.update(plain)
+        write_json(self.results_file, stored)
+        return plain
+
+    def write_figure(self, name: str, fig: Figure, caption: str = "",
+                     flags: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
+        """Save ``figures/<name>.png`` (300 dpi) and ``.svg`` (:func:`plots.save`); index it."""
+        paths = save(fig, self.path / "figures", name)
+        self._index("figures", name, paths, caption, "", flags)
+        return paths
+
+    def figure(self, name: str) -> Any:
+        """A written figure (``figures/<name>.png``) for a notebook to show, or None if absent.
+
+        Notebooks show what the run wrote, not a second drawing of it.
+        """
+        from IPython.display import Image
+
+        path = self.path / "figures" / f"{name}.png"
+        return Image(filename=str(path), width=700) if path.is_file() else None
+
+    def write_table(self, name: str, table: pd.DataFrame, caption: str = "", note: str = "",
+                    formatted: bool = True, flags: Sequence[Mapping[str, Any]] = ()) -> Path:
+        """Write ``tables/<name>.csv`` (tidy, full precision) and, unless ``formatted=False``
+        (long listings such as the ledgers), the APA-formatted ``.md``, ``.tex`` and ``.html``
+        with ``caption`` above and ``note`` below (:func:`tables.write_apa_table`); index it
+        with ``flags``, one per model the table shows
+        (:meth:`~alliance_analysis.results.ModelResult.flags`).
+
+        Returns the CSV path.
+        """
+        folder = self.path / "tables"
+        folder.mkdir(exist_ok=True)
+        csv_path = folder / f"{name}.csv"
+        table.to_csv(csv_path, index=False, lineterminator="\n")
+        written = [csv_path]
+        if formatted:
+            write_apa_table(folder, name, table, caption=caption, note=note)
+            written += [folder / f"{name}{suffix}" for suffix in (".md", ".tex", ".html")]
+        self._index("tables", name, written, caption, note, flags)
+        return csv_path

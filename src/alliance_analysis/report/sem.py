@@ -1,0 +1,148 @@
+"""Writing the SEM stage's tables and headline numbers into the run folder.
+
+Each ``write_*`` function writes its tables under stable names (``tables/sem_*``, with a
+caption; fit tables carry the note that their indices follow lavaan's conventions) and
+records the headline numbers in ``results.json`` under stable keys (``sem.cfa.*``,
+``sem.riclpm.*``, ``sem.clpm.*``, ``sem.panel.*``, ``sem.growth.*``), returning them so a
+notebook cell shows what was stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from alliance_analysis.results import ModelResult
+from alliance_analysis.report.runfolder import RunFolder
+from alliance_analysis.sem.models import CfaComparison, fit_table
+from alliance_analysis.sem.fit import FIT_NOTE
+from alliance_analysis.report import plots
+from alliance_analysis.sem.panel import PanelComparison, SemResults
+
+#: Fit statistics recorded for every model.
+_HEADLINE_FIT = ("n_obs", "chi2", "df", "p", "cfi", "tli", "rmsea", "srmr", "aic", "bic",
+                 "converged")
+
+
+def report_sem(results: SemResults, run: RunFolder) -> dict[str, Figure]:
+    """Write the SEM stage: CFA, RI-CLPM/CLPM and growth tables, numbers and figures.
+
+    Returns the figures by name (the path diagrams and the growth model's coefficient plot),
+    for the notebook to show.
+    """
+    write_cfa(run, results.cfa)
+    write_panel(run, results.panel)
+    write_growth(run, results.growth)
+    figures = plots.sem_figures(results.panel, results.alliance, results.symptoms)
+    figures["sem_coefficients_growth"] = plots.sem_coefficients(results.growth)
+    flags = {"sem_riclpm_paths": [results.panel.riclpm.flags()],
+             "sem_clpm_paths": [results.panel.clpm.flags()],
+             "sem_coefficients_growth": [results.growth.flags()]}
+    for name, figure in figures.items():
+        run.write_figure(name, figure, flags=flags[name])
+    return figures
+
+
+def write_cfa(run: RunFolder, cfa: CfaComparison) -> dict[str, Any]:
+    """Write ``sem_cfa_fit``, ``sem_cfa_loadings``, ``sem_cfa_omega``; record ``sem.cfa.*``."""
+    first = next(iter(cfa.results.values()))
+    what = f"the alliance items at session {cfa.session} ({first.fit['estimator']})"
+    flags = [result.flags() for result in cfa.results.values()]
+    run.write_table("sem_cfa_fit", cfa.fit_table(), caption=f"Fit of three CFAs of {what}",
+                    note=_fit_note(cfa.results), flags=flags)
+    run.write_table("sem_cfa_loadings", cfa.loadings(),
+                    caption=f"Loadings of the CFAs of {what}",
+                    note="std_estimate: completely standardized loading (lavaan std.all).",
+                    flags=flags)
+    run.write_table("sem_cfa_omega", cfa.omega, flags=flags,
+                    caption=f"Omega from the CFAs of {what}",
+                    note="omega_total: share of the sum score's variance due to all common "
+                    "factors; omega_h (bifactor): due to the general factor (total score) or "
+                    "to the specific factor (subscale) alone (McDonald 1999; Reise 2012).")
+    values: dict[str, Any] = {"sem.cfa.session": cfa.session,
+                              "sem.cfa.estimator": first.fit["estimator"]}
+    for name, result in cfa.results.items():
+        values.update(_fit_values(f"sem.cfa.{name}", result))
+    for row in cfa.omega.loc[cfa.omega["scale"] == "total"].itertuples(index=False):
+        values[f"sem.cfa.{row.model}.omega_total"] = row.omega_total
+        if row.model == "bifactor":
+            values[f"sem.cfa.{row.model}.omega_h"] = row.omega_h
+    return run.record(values)
+
+
+def write_panel(run: RunFolder, panel: PanelComparison) -> dict[str, Any]:
+    """Write ``sem_riclpm``, ``sem_clpm``, ``sem_panel_fit``, ``sem_panel_lagged``; record.
+
+    Keys: ``sem.<model>.<fit statistic>``; ``sem.<model>.<from>_to_<to>.std_estimate``
+    and ``.estimate`` (mean over the lags), ``.n_significant``; per lag
+    ``sem.<model>.<from>_to_<to>.s<a>_s<b>.{estimate,std_estimate,p}`` for the
+    cross-lagged paths; ``sem.panel.{chi2_diff,df_diff,p_diff}``.
+    """
+    sessions = ", ".join(str(w) for w in panel.waves)
+    std_note = "std_estimate: lavaan's std.all."
+    flags = [panel.riclpm.flags(), panel.clpm.flags()]
+    run.write_table("sem_riclpm", panel.riclpm.to_table(), flags=flags[:1],
+                    caption=f"RI-CLPM of {panel.x} and {panel.y}, sessions {sessions}",
+                    note=std_note)
+    run.write_table("sem_clpm", panel.clpm.to_table(), flags=flags[1:],
+                    caption=f"CLPM of {panel.x} and {panel.y}, sessions {sessions}",
+                    note=std_note)
+    run.write_table("sem_panel_fit", panel.fit_table(), flags=flags,
+                    caption=f"Fit of the RI-CLPM and CLPM, sessions {sessions}",
+                    note=_fit_note({"riclpm": panel.riclpm, "clpm": panel.clpm}))
+    lagged = panel.lagged()
+    run.write_table("sem_panel_lagged", lagged, flags=flags,
+                    caption=f"Lagged paths of {panel.x} and {panel.y}, sessions {sessions}",
+                    note="In the RI-CLPM the paths link within-person components (w_...). "
+                    + std_note)
+    values: dict[str, Any] = {}
+    for name, result in (("riclpm", panel.riclpm), ("clpm", panel.clpm)):
+        values.update(_fit_values(f"sem.{name}", result))
+    for row in panel.summary().itertuples(index=False):
+        key = f"sem.{row.model}.{row.path.replace(' -> ', '_to_')}"
+        values[f"{key}.estimate"] = row.mean_estimate
+        values[f"{key}.std_estimate"] = row.mean_std_estimate
+        values[f"{key}.n_significant"] = int(row.n_significant)
+    for row in lagged.loc[lagged["kind"] == "cross-lagged"].itertuples(index=False):
+        key = (f"sem.{row.model}.{row.path.replace(' -> ', '_to_')}"
+               f".s{row.from_session}_s{row.to_session}")
+        values.update({f"{key}.estimate": row.estimate,
+                       f"{key}.std_estimate": row.std_estimate, f"{key}.p": row.p})
+    values.update({f"sem.panel.{k}": v for k, v in panel.comparison().items()
+                   if k in ("chi2_diff", "df_diff", "p_diff")})
+    return run.record(values)
+
+
+def write_growth(run: RunFolder, growth: ModelResult) -> dict[str, Any]:
+    """Write ``sem_growth`` and ``sem_growth_fit``; record ``sem.growth.*``.
+
+    Keys: the fit statistics, ``icept_mean``, ``slope_mean`` and
+    ``slope_on_early_alliance.{estimate,se,p,std_estimate}``.
+    """
+    run.write_table("sem_growth", growth.to_table(), flags=[growth.flags()],
+                    caption="Latent growth of symptoms with early alliance as predictor",
+                    note="Early alliance is centred at its mean over clients. "
+                    "std_estimate: lavaan's std.all.")
+    run.write_table("sem_growth_fit", fit_table({"growth": growth}), flags=[growth.flags()],
+                    caption="Fit of the latent growth model", note=_fit_note({"growth": growth}))
+    params = growth.params.set_index("term")
+    predictor = growth.params.loc[(growth.params["lhs"] == "slope")
+                                  & (growth.params["op"] == "~"), "term"].iloc[0]
+    values = _fit_values("sem.growth", growth)
+    values["sem.growth.icept_mean"] = params.loc["icept ~1", "estimate"]
+    values["sem.growth.slope_mean"] = params.loc["slope ~1", "estimate"]
+    for column in ("estimate", "se", "p", "std_estimate"):
+        values[f"sem.growth.slope_on_early_alliance.{column}"] = params.loc[predictor, column]
+    return run.record(values)
+
+
+def _fit_note(results: dict[str, ModelResult]) -> str:
+    """The fit tables' note: lavaan conventions, plus any estimator-specific remark."""
+    notes = dict.fromkeys(result.fit.get("note", FIT_NOTE) for result in results.values())
+    return " ".join(notes)
+
+
+def _fit_values(prefix: str, result: ModelResult) -> dict[str, Any]:
+    """The headline fit statistics of one model under ``<prefix>.<statistic>``."""
+    return {f"{prefix}.{key}": result.fit[key] for key in _HEADLINE_FIT}

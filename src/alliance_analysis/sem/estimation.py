@@ -1,0 +1,452 @@
+"""Maximum-likelihood estimation of structural equation models, by lavaan's conventions.
+
+semopy parses the lavaan-style model syntax and builds the model matrices (which cells are
+free, fixed or equal, with semopy's lavaan-like defaults); this module estimates them.
+semopy 2.3.11's own fitting was measured too slow or unreliable for the models of this
+project: on the RI-CLPM fixture, ``Model.fit(obj="MLW")`` from semopy's starting values
+(latent variances 0.05) took ~5,200 SLSQP iterations (4-12 s), reached a wrong point with
+``ftol = 1e-9`` and with L-BFGS-B; ``ModelMeans`` (FIML) reproduced lavaan's estimates but
+took 35-67 s per fit and its standard errors differed from lavaan's (observed information)
+by 13-16%. Here the estimates come from Fisher scoring on the exact log-likelihood, with
+analytic first derivatives:
+
+* **complete data**: the normal likelihood with the N (not N - 1) sample covariance matrix,
+  as lavaan's default ``likelihood = "normal"``; standard errors from the expected
+  information;
+* **missing data**: full-information ML (FIML), the case-wise likelihood summed over the
+  patterns of observed variables; standard errors from the observed information (the
+  numerical derivative of the analytic gradient), as lavaan's ``missing = "fiml"``.
+
+The model is semopy's LISREL "all-y" form: ``Sigma = M Psi M' + Theta`` and
+``mu = M gamma1 + gamma2`` with ``M = Lambda (I - B)^-1``.
+
+References
+----------
+Bollen, K. A. (1989). *Structural equations with latent variables*. Wiley.
+Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. *Journal of
+Statistical Software*, 48(2), 1-36.
+Arbuckle, J. L. (1996). Full information estimation in the presence of incomplete data. In
+G. A. Marcoulides & R. E. Schumacker (Eds.), *Advanced structural equation modeling*.
+Erlbaum.
+Igolkina, A. A., & Meshcheryakov, G. (2020). semopy: A Python package for structural
+equation modeling. *Structural Equation Modeling*, 27(6), 952-963.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.stats import numdiff
+
+#: The model matrices and their names in semopy; ``gamma1``/``gamma2`` are the means of the
+#: inner (latent or structural) and the observed variables.
+_SEMOPY_NAMES = {"beta": "Beta", "lambda": "Lambda", "psi": "Psi", "theta": "Theta",
+                 "gamma1": "Gamma1", "gamma2": "Gamma2"}
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The free and fixed cells of a model's matrices, read from semopy.
+
+    Attributes
+    ----------
+    observed, inner
+        Names of the observed variables (rows of Lambda) and of the inner variables
+        (latent variables and observed variables in the structural part).
+    latent
+        Names of the latent variables.
+    fixed
+        Each matrix with its fixed values (free cells hold 0); ``gamma1`` and ``gamma2`` are
+        vectors, absent without a mean structure.
+    names
+        One name per free parameter (semopy's; a label shared by cells makes them equal).
+    patterns
+        For each matrix, a (parameters x matrix shape) array of 0/1: where each free
+        parameter sits (both triangles for symmetric matrices).
+    meanstructure
+        Whether the model has means and intercepts.
+    """
+
+    observed: tuple[str, ...]
+    inner: tuple[str, ...]
+    latent: frozenset[str]
+    fixed: dict[str, np.ndarray]
+    names: tuple[str, ...]
+    patterns: dict[str, np.ndarray]
+    meanstructure: bool
+
+    @property
+    def n_free(self) -> int:
+        """Number of free parameters (equal parameters counted once)."""
+        return len(self.names)
+
+    def matrices(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """The model matrices filled with the parameter vector ``theta``."""
+        return {key: self.fixed[key] + np.tensordot(theta, self.patterns[key], axes=1)
+                for key in self.fixed}
+
+
+@dataclass(frozen=True)
+class Moments:
+    """The data a model is fitted to, grouped by pattern of observed variables.
+
+    Attributes
+    ----------
+    columns
+        The observed variables, in the model's order.
+    patterns
+        One entry per pattern: (indices of the observed variables, number of cases,
+        mean vector, covariance matrix with divisor n).
+    n_obs
+        Number of cases used.
+    n_dropped
+        Cases dropped (listwise, or rows with every variable missing under FIML).
+    missing
+        ``"listwise"`` or ``"fiml"``.
+    """
+
+    columns: tuple[str, ...]
+    patterns: tuple[tuple[np.ndarray, int, np.ndarray, np.ndarray], ...]
+    n_obs: int
+    n_dropped: int
+    missing: Literal["listwise", "fiml"]
+
+    def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and N-divisor covariance of complete data (a single pattern)."""
+        _, _, mean, cov = self.patterns[0]
+        return mean, cov
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """The result of one maximum-likelihood fit.
+
+    Attributes
+    ----------
+    theta
+        Free parameter estimates, in :attr:`Structure.names` order.
+    vcov
+        Their covariance matrix (NaN where the information matrix is singular).
+    loglik
+        Log-likelihood at the estimates.
+    converged
+        Whether Fisher scoring met its tolerance.
+    iterations
+        Number of scoring steps.
+    information
+        ``"expected"`` (complete data) or ``"observed"`` (FIML).
+    warnings
+        Problems found (no convergence, singular information, negative variances).
+    """
+
+    theta: np.ndarray
+    vcov: np.ndarray
+    loglik: float
+    converged: bool
+    iterations: int
+    information: str
+    warnings: tuple[str, ...]
+
+
+def structure(syntax: str, meanstructure: bool) -> Structure:
+    """Parse lavaan-style syntax with semopy and read its matrices.
+
+    Parameters
+    ----------
+    syntax
+        Model syntax (``=~``, ``~``, ``~~``, ``~ 1``; ``1*x`` fixes, ``a*x`` labels, and cells
+        with the same label are constrained equal).
+    meanstructure
+        Fit means and intercepts (semopy's ``ModelMeans``) or only covariances (``Model``).
+    """
+    # Imported here, not at the top: semopy takes ~3 s to import (it loads scikit-learn),
+    # and params.py imports this package's SEM options on every parameters load.
+    import semopy
+
+    model = semopy.ModelMeans(syntax) if meanstructure else semopy.Model(syntax)
+    exogenous = list(model.vars.get("observed_exogenous", []))
+    if meanstructure and exogenous != ["1"]:
+        raise AllianceDataError(
+            f"observed predictors {[v for v in exogenous if v != '1']} enter this model as "
+            "fixed covariates, which is not supported here; wrap each in a single-indicator "
+            "latent variable (see sem_syntax.growth_syntax) so that FIML can use it")
+    starts = model.inspect(mode="mx", what="start")
+    labels = model.inspect(mode="mx", what="name")
+    active = [name for name, param in model.parameters.items() if param.active]
+    index = {name: k for k, name in enumerate(active)}
+    fixed, patterns = {}, {}
+    for key, semopy_name in _SEMOPY_NAMES.items():
+        if semopy_name not in starts:
+            continue
+        start, label = starts[semopy_name], labels[semopy_name]
+        values = np.zeros(start.shape)
+        pattern = np.zeros((len(active),) + start.shape)
+        for (i, j), value in np.ndenumerate(label.to_numpy()):
+            if isinstance(value, str) and value in index:
+                pattern[(index[value], i, j)] = 1.0
+            elif isinstance(value, str):
+                values[i, j] = float(model.parameters[value].start)
+            else:
+                values[i, j] = float(value)
+        if key.startswith("gamma"):
+            values, pattern = values[:, 0], pattern[:, :, 0]
+        fixed[key], patterns[key] = values, pattern
+    return Structure(observed=tuple(model.names_lambda[0]), inner=tuple(model.names_lambda[1]),
+                     latent=frozenset(model.vars["latent"]), fixed=fixed, names=tuple(active),
+                     patterns=patterns, meanstructure=meanstructure)
+
+
+def standardize_latent(model: Structure) -> Structure:
+    """Identify each factor by its variance instead of a marker loading (``std.lv``).
+
+    lavaan's ``std.lv = TRUE``: every latent variable whose variance is free gets variance 1
+    and all its fixed non-zero loadings (semopy's automatic markers) become free. Meant for
+    measurement models without loadings fixed on purpose; a bifactor model needs it, since
+    a weak specific factor makes its marker loading, and so its scale, unstable.
+    """
+    psi_pattern = model.patterns["psi"]
+    variance_params = {j: int(np.flatnonzero(psi_pattern[:, j, j])[0])
+                       for j, name in enumerate(model.inner)
+                       if name in model.latent and psi_pattern[:, j, j].any()}
+    keep = np.ones(model.n_free, dtype=bool)
+    keep[list(variance_params.values())] = False
+    fixed = {key: value.copy() for key, value in model.fixed.items()}
+    patterns = {key: value[keep] for key, value in model.patterns.items()}
+    names = list(np.array(model.names)[keep])
+    new_cells = []
+    for j in variance_params:
+        fixed["psi"][j, j] = 1.0
+        for i in np.flatnonzero(fixed["lambda"][:, j]):
+            fixed["lambda"][i, j] = 0.0
+            new_cells.append((i, j))
+            names.append(f"_{model.inner[j]}=~{model.observed[i]}")
+    for key in patterns:
+        extra = np.zeros((len(new_cells),) + patterns[key].shape[1:])
+        if key == "lambda":
+            for k, cell in enumerate(new_cells):
+                extra[(k,) + cell] = 1.0
+        patterns[key] = np.concatenate([patterns[key], extra])
+    return Structure(observed=model.observed, inner=model.inner, latent=model.latent,
+                     fixed=fixed, names=tuple(names), patterns=patterns,
+                     meanstructure=model.meanstructure)
+
+
+def moments(data: pd.DataFrame, columns: tuple[str, ...],
+            missing: Literal["listwise", "fiml"]) -> Moments:
+    """Group the data by pattern of observed variables (one pattern after listwise).
+
+    Raises
+    ------
+    AllianceDataError
+        When a model variable is not a column, or too few cases remain.
+    """
+    absent = [c for c in columns if c not in data.columns]
+    if absent:
+        raise AllianceDataError(f"the model uses columns {absent} that the data lack; "
+                                f"columns present: {list(data.columns)}")
+    values = data.loc[:, list(columns)].to_numpy(dtype=float)
+    observed = np.isfinite(values)
+    keep = observed.all(axis=1) if missing == "listwise" else observed.any(axis=1)
+    values, observed = values[keep], observed[keep]
+    if len(values) <= len(columns):
+        raise AllianceDataError(
+            f"only {len(values)} cases with {missing} handling of {list(columns)}; a model of "
+            f"{len(columns)} variables needs more. Choose other sessions or missing='fiml'")
+    groups = []
+    unique, inverse = np.unique(observed, axis=0, return_inverse=True)
+    for g, pattern in enumerate(unique):
+        idx = np.flatnonzero(pattern)
+        rows = values[inverse.ravel() == g][:, idx]
+        centred = rows - rows.mean(axis=0)
+        groups.append((idx, len(rows), rows.mean(axis=0), centred.T @ centred / len(rows)))
+    return Moments(columns=tuple(columns), patterns=tuple(groups), n_obs=int(keep.sum()),
+                   n_dropped=int((~keep).sum()), missing=missing)
+
+
+def implied(model: Structure, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Model-implied covariance matrix and mean vector of the observed variables."""
+    mats = model.matrices(theta)
+    m = mats["lambda"] @ np.linalg.inv(np.eye(len(model.inner)) - mats["beta"])
+    sigma = m @ mats["psi"] @ m.T + mats["theta"]
+    mean = m @ mats["gamma1"] + mats["gamma2"] if model.meanstructure else None
+    return sigma, mean
+
+
+def inner_covariance(model: Structure, theta: np.ndarray) -> np.ndarray:
+    """Model-implied covariance matrix of the inner (latent) variables."""
+    mats = model.matrices(theta)
+    c = np.linalg.inv(np.eye(len(model.inner)) - mats["beta"])
+    return c @ mats["psi"] @ c.T
+
+
+def derivatives(model: Structure, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """d Sigma / d theta_k (k x p x p) and d mu / d theta_k (k x p) for all parameters."""
+    mats, pat = model.matrices(theta), model.patterns
+    c = np.linalg.inv(np.eye(len(model.inner)) - mats["beta"])
+    m = mats["lambda"] @ c
+    p_mat = c @ mats["psi"] @ m.T
+    d_beta = m @ pat["beta"] @ p_mat
+    d_lambda = pat["lambda"] @ p_mat
+    d_sigma = (d_beta + d_beta.transpose(0, 2, 1) + d_lambda + d_lambda.transpose(0, 2, 1)
+               + m @ pat["psi"] @ m.T + pat["theta"])
+    if not model.meanstructure:
+        return d_sigma, np.zeros(d_sigma.shape[:2])
+    c_gamma = c @ mats["gamma1"]
+    d_mean = (m @ pat["beta"] @ c_gamma + pat["lambda"] @ c_gamma
+              + (m @ pat["gamma1"].T).T + pat["gamma2"])
+    return d_sigma, d_mean
+
+
+def minus2_loglik(model: Structure, data: Moments, theta: np.ndarray) -> float:
+    """-2 log-likelihood of the data under the model (inf where Sigma is not PD)."""
+    sigma, mean = implied(model, theta)
+    total = 0.0
+    for idx, n, xbar, cov in data.patterns:
+        sub = sigma[np.ix_(idx, idx)]
+        sign, logdet = np.linalg.slogdet(sub)
+        if sign <= 0:
+            return np.inf
+        resid = np.zeros(len(idx)) if mean is None else xbar - mean[idx]
+        spread = cov + np.outer(resid, resid)
+        total += n * (len(idx) * _LOG_2PI + logdet + np.trace(np.linalg.solve(sub, spread)))
+    return float(total)
+
+
+def _gradient_information(model: Structure, data: Moments, theta: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of -2 logL and the expected information (of logL) by pattern."""
+    sigma, mean = implied(model, theta)
+    d_sigma, d_mean = derivatives(model, theta)
+    grad = np.zeros(len(theta))
+    info = np.zeros((len(theta), len(theta)))
+    for idx, n, xbar, cov in data.patterns:
+        inv = np.linalg.inv(sigma[np.ix_(idx, idx)])
+        resid = np.zeros(len(idx)) if mean is None else xbar - mean[idx]
+        spread = cov + np.outer(resid, resid)
+        a = inv - inv @ spread @ inv
+        ds = d_sigma[:, idx][:, :, idx]
+        dm = d_mean[:, idx]
+        grad += n * (np.einsum("ij,kij->k", a, ds) - 2 * dm @ (inv @ resid))
+        x = inv @ ds
+        info += n * (0.5 * np.einsum("kij,lji->kl", x, x) + dm @ inv @ dm.T)
+    return grad, info
+
+
+def start_values(model: Structure, data: Moments) -> np.ndarray:
+    """Starting values by simple rules, close to lavaan's ``start = "simple"``.
+
+    Free loadings 1; observed residual variances half the observed variance; a latent
+    variance half the variance of its first fixed-loading indicator, shared among the
+    latent variables loading on it; covariances and regressions 0; intercepts the means.
+    """
+    variance = np.ones(len(model.observed))
+    means = np.zeros(len(model.observed))
+    for idx, _, xbar, cov in data.patterns:  # a rough value per variable is enough
+        variance[idx], means[idx] = np.diag(cov), xbar
+    lam = model.fixed["lambda"]
+    theta = np.zeros(model.n_free)
+    for k in range(model.n_free):
+        if model.patterns["lambda"][k].any():
+            theta[k] = 1.0
+        elif model.patterns["theta"][k].any():
+            i, j = np.argwhere(model.patterns["theta"][k])[0]
+            theta[k] = variance[i] / 2 if i == j else 0.0
+        elif model.patterns["psi"][k].any():
+            i, j = np.argwhere(model.patterns["psi"][k])[0]
+            if i == j:
+                markers = np.flatnonzero(lam[:, i])
+                sharing = np.count_nonzero(lam[markers[0]]) if len(markers) else 1
+                theta[k] = variance[markers[0]] / (2 * sharing) if len(markers) else 0.05
+        elif "gamma2" in model.patterns and model.patterns["gamma2"][k].any():
+            theta[k] = means[np.argmax(model.patterns["gamma2"][k])]
+    return theta
+
+
+def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
+        ) -> Estimates:
+    """Maximum-likelihood estimates by Fisher scoring with step halving.
+
+    Parameters
+    ----------
+    model, data
+        From :func:`structure` and :func:`moments` (same column order).
+    max_iter
+        Largest number of scoring steps.
+    tol
+        Convergence when the largest step is below ``tol * max(1, |theta|)``.
+
+    Notes
+    -----
+    Each step solves ``I(theta) delta = score(theta)`` with the expected information ``I``;
+    the step is halved until -2 logL does not increase (when no step does, the fit counts as
+    converged only if the gradient is ~0). Standard errors use the expected
+    information after listwise deletion and the observed information (central differences
+    of the analytic gradient) under FIML, as lavaan does by default.
+    """
+    theta = start_values(model, data)
+    value = minus2_loglik(model, data, theta)
+    converged, iterations, notes = False, 0, []
+    if not np.isfinite(value):
+        notes.append("the starting values imply a covariance matrix that is not positive "
+                      "definite; the fit was not attempted")
+        max_iter = 0
+    for iterations in range(1, max_iter + 1):
+        grad, info = _gradient_information(model, data, theta)
+        step = np.linalg.lstsq(info, -0.5 * grad, rcond=None)[0]
+        trial = np.inf
+        for _ in range(60):
+            trial = minus2_loglik(model, data, theta + step)
+            if trial <= value + 1e-12 * abs(value):
+                break
+            step = step / 2
+        if trial > value + 1e-12 * abs(value):  # no step improves: stationary or stuck
+            converged = bool(np.max(np.abs(grad)) <= 1e-6 * data.n_obs)
+            break
+        theta, value = theta + step, trial
+        if np.max(np.abs(step) / np.maximum(1.0, np.abs(theta))) < tol:
+            converged = True
+            break
+    if not converged and max_iter:
+        notes.append(f"Fisher scoring did not converge ({iterations} steps)")
+    information = "observed" if data.missing == "fiml" else "expected"
+    info = (_gradient_information(model, data, theta)[1] if information == "expected"
+            else _observed_information(model, data, theta))
+    vcov, singular = invert_information(info)
+    if singular:
+        notes.append("the information matrix is singular: the model may not be identified; "
+                     "standard errors are not available")
+    notes += improper_notes(model, theta)
+    return Estimates(theta=theta, vcov=vcov, loglik=-0.5 * value, converged=converged,
+                     iterations=iterations, information=information, warnings=tuple(notes))
+
+
+def _observed_information(model: Structure, data: Moments, theta: np.ndarray) -> np.ndarray:
+    """Observed information of logL: central differences of the analytic gradient of
+    -2 logL (steps ``1e-5 * max(|theta_k|, 1)``), halved."""
+    return 0.5 * numdiff.hessian(lambda t: _gradient_information(model, data, t)[0], theta,
+                                 numdiff.relative_steps(theta, 1e-5, 1.0), gradient=True)
+
+
+def invert_information(info: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Inverse of an information matrix and whether it is singular (then all NaN)."""
+    eigen = np.linalg.eigvalsh(info)
+    if eigen.min() <= 1e-10 * max(eigen.max(), 1e-300):
+        return np.full(info.shape, np.nan), True
+    return np.linalg.inv(info), False
+
+
+def improper_notes(model: Structure, theta: np.ndarray) -> list[str]:
+    """Warnings for negative variances (Heywood cases) among the estimates."""
+    mats = model.matrices(theta)
+    notes = []
+    for key, names in (("psi", model.inner), ("theta", model.observed)):
+        for i in np.flatnonzero(np.diag(mats[key]) < 0):
+            notes.append(f"the variance of {names[i]} is negative ({mats[key][i, i]:.4g}): "
+                         "an improper solution; check the model and the data")
+    return notes

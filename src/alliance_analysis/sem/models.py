@@ -1,0 +1,341 @@
+"""Structural equation models of the alliance: measurement, dynamics and growth.
+
+Three questions, three kinds of model (DESIGN.md, ``sem.py``):
+
+* **Does the alliance questionnaire measure what its subscales claim?** Confirmatory factor
+  analyses of the items at one session: one factor, three correlated factors (Goal, Task,
+  Bond) and a bifactor model, side by side, with standardized loadings and omega
+  (:func:`fit_cfa`).
+* **Does a better alliance lead to fewer symptoms at the next session, within a client?**
+  The random-intercept cross-lagged panel model beside the traditional CLPM
+  (:mod:`alliance_analysis.sem.panel`).
+* **Does early alliance predict how fast symptoms fall?** A latent growth model
+  (:mod:`alliance_analysis.sem.panel`).
+
+Estimation is ML (FIML with missing data) or, for the ordinal items, DWLS on polychoric
+correlations, with every fit statistic computed by lavaan's conventions
+(:mod:`alliance_analysis.sem.estimation`, :mod:`alliance_analysis.sem.fit`,
+:mod:`alliance_analysis.sem.ordinal`). This module also holds :class:`SemOptions`, the
+``sem:`` section of the run parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from alliance_analysis.sem import estimation as sem_estimation
+from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
+from alliance_analysis.instruments import Instrument
+from alliance_analysis.results import ModelResult
+from alliance_analysis.sem.fit import FIT_NOTE, fit_measures
+from alliance_analysis.sem.ordinal import fit_dwls
+from alliance_analysis.sem.parameters import parameter_table
+from alliance_analysis.sem.syntax import CFA_MODELS, GENERAL_FACTOR, cfa_syntax
+
+#: Columns of every SEM fit table, in order.
+FIT_COLUMNS = ("model", "estimator", "missing", "n_obs", "n_dropped", "npar", "chi2", "df", "p",
+               "cfi", "tli", "rmsea", "rmsea_ci_low", "rmsea_ci_high", "srmr", "loglik", "aic",
+               "bic", "converged", "warnings")
+
+
+def fit_sem(syntax: str, data: pd.DataFrame, name: str,
+            missing: Literal["fiml", "listwise"] = "fiml", meanstructure: bool | None = None,
+            std_lv: bool = False, level: float = 0.95) -> ModelResult:
+    """Fit a structural equation model by maximum likelihood (FIML with missing values).
+
+    Parameters
+    ----------
+    syntax
+        lavaan-style model syntax (see :mod:`alliance_analysis.sem.syntax`).
+    data
+        One row per case (client); the model's observed variables are columns.
+    name
+        Stable name of the result (table and ``results.json`` keys).
+    missing
+        ``"fiml"``: full-information ML, every case with at least one observed model
+        variable is used. ``"listwise"``: only complete cases; the number dropped is in
+        ``fit["n_dropped"]``.
+    meanstructure
+        Fit means and intercepts; default: with FIML, as lavaan. Pass True for syntax with
+        intercept statements (``x ~ 1``).
+    std_lv
+        Identify each factor by fixing its variance to 1 and freeing all its loadings
+        (lavaan's ``std.lv = TRUE``) instead of fixing its first loading to 1.
+    level
+        Confidence level of the Wald intervals.
+
+    Returns
+    -------
+    ModelResult
+        ``params``: ``term, estimate, se, ci_low, ci_high, p, std_estimate, lhs, op, rhs,
+        free, label`` (``std_estimate`` is lavaan's ``std.all``). ``fit``: the statistics of
+        :func:`alliance_analysis.sem.fit.fit_measures` plus ``estimator, missing, test,
+        information, iterations, converged, warnings, note``.
+
+    References
+    ----------
+    Bollen, K. A. (1989). *Structural equations with latent variables*. Wiley.
+    Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. *Journal of
+    Statistical Software*, 48(2), 1-36.
+    """
+    if meanstructure is None:
+        meanstructure = missing == "fiml"
+    model = sem_estimation.structure(syntax, meanstructure)
+    if std_lv:
+        model = sem_estimation.standardize_latent(model)
+    moments = sem_estimation.moments(data, model.observed, missing)
+    estimates = sem_estimation.fit(model, moments)
+    measures = fit_measures(model, moments, estimates)
+    notes = list(estimates.warnings)
+    if not measures["saturated_converged"]:
+        notes.append("the EM estimates of the saturated model did not converge: chi-square "
+                     "and the fit indices are approximate")
+    fit = {**measures, "estimator": "ML", "missing": missing, "test": "standard",
+           "information": estimates.information, "iterations": estimates.iterations,
+           "converged": estimates.converged, "warnings": notes, "note": FIT_NOTE}
+    _warn(name, tuple(notes))
+    return ModelResult(name=name, params=parameter_table(model, estimates, level),
+                       fit=fit, spec=syntax)
+
+
+def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = False,
+                    level: float = 0.95) -> ModelResult:
+    """Fit a measurement model to ordinal items by DWLS on polychoric correlations (WLSMV).
+
+    Incomplete rows are dropped (listwise). Standard errors are robust (sandwich) and
+    ``chi2`` is the scaled-shifted statistic, both as lavaan's ``estimator = "WLSMV"``;
+    ``chi2_unscaled`` is the plain DWLS statistic, from which ``cfi``, ``tli`` and
+    ``rmsea`` are computed (lavaan's unscaled indices). Log-likelihood, AIC and BIC are not
+    defined for DWLS (NaN). ``extra["thresholds"]`` holds the item thresholds. ``std_lv``
+    as in :func:`fit_sem`. See :func:`alliance_analysis.sem.ordinal.fit_dwls`.
+    """
+    result = fit_dwls(syntax, data, std_lv=std_lv)
+    fit = {**result.fit, "estimator": "DWLS", "missing": "listwise", "test": "scaled_shifted",
+           "information": result.estimates.information,
+           "iterations": result.estimates.iterations,
+           "converged": result.estimates.converged,
+           "warnings": list(result.estimates.warnings),
+           "note": FIT_NOTE + " DWLS: polychoric correlations, robust SEs, scaled-shifted "
+           "chi-square (lavaan WLSMV); CFI, TLI and RMSEA from the unscaled statistic, as "
+           "lavaan's cfi/tli/rmsea; no log-likelihood."}
+    _warn(name, result.estimates.warnings)
+    params = parameter_table(result.model, result.estimates, level)
+    return ModelResult(name=name, params=params, fit=fit, spec=syntax,
+                       extra={"thresholds": result.thresholds})
+
+
+def fit_table(results: Mapping[str, ModelResult]) -> pd.DataFrame:
+    """Fit statistics of several models side by side, one row each (:data:`FIT_COLUMNS`)."""
+    rows = []
+    for result in results.values():
+        row = {key: result.fit.get(key, np.nan) for key in FIT_COLUMNS if key != "model"}
+        row["warnings"] = "; ".join(result.fit["warnings"])
+        rows.append({"model": result.name, **row})
+    return pd.DataFrame(rows, columns=list(FIT_COLUMNS))
+
+
+def _warn(name: str, notes: tuple[str, ...]) -> None:
+    """Raise each problem of a fit as a ConvergenceWarning naming the model."""
+    for note in notes:
+        warnings.warn(f"{name}: {note}", ConvergenceWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class CfaComparison:
+    """The CFAs of one questionnaire at one session, compared.
+
+    Attributes
+    ----------
+    results
+        One :class:`ModelResult` per model of
+        :data:`alliance_analysis.sem.syntax.CFA_MODELS`.
+    omega
+        Model-based reliability: one row per model and scale (see :func:`omega_table`).
+    session
+        The session whose items were analysed.
+    items
+        The items, in the questionnaire's order.
+    """
+
+    results: Mapping[str, ModelResult]
+    omega: pd.DataFrame
+    session: int
+    items: tuple[str, ...]
+
+    def fit_table(self) -> pd.DataFrame:
+        """The models' fit statistics side by side (note: :data:`FIT_NOTE`)."""
+        return fit_table(self.results)
+
+    def loadings(self) -> pd.DataFrame:
+        """Every loading: ``model, factor, item, estimate, se, p, std_estimate``."""
+        frames = []
+        for name, result in self.results.items():
+            rows = result.params.loc[result.params["op"] == "=~"]
+            frames.append(pd.DataFrame({
+                "model": name, "factor": rows["lhs"], "item": rows["rhs"],
+                "estimate": rows["estimate"], "se": rows["se"], "p": rows["p"],
+                "std_estimate": rows["std_estimate"]}))
+        return pd.concat(frames, ignore_index=True)
+
+    def loadings_matrix(self) -> pd.DataFrame:
+        """Standardized loadings, items by ``model: factor`` (blank where not loading)."""
+        table = self.loadings()
+        table["column"] = table["model"] + ": " + table["factor"]
+        wide = table.pivot(index="item", columns="column", values="std_estimate")
+        columns = list(dict.fromkeys(table["column"]))
+        return wide.loc[list(self.items), columns].reset_index().rename_axis(columns=None)
+
+
+def fit_cfa(sessions: pd.DataFrame, instrument: Instrument, session: int,
+            estimator: Literal["ML", "DWLS"] = "ML",
+            missing: Literal["fiml", "listwise"] = "fiml") -> CfaComparison:
+    """One-factor, three-factor and bifactor CFAs of a questionnaire's items at one session.
+
+    Parameters
+    ----------
+    sessions
+        The canonical session table (one row per client and session).
+    instrument
+        The questionnaire (its items and subscales), e.g. ``get_instrument("wai")``.
+    session
+        Which session's ratings to analyse (one row per client).
+    estimator
+        ``"ML"`` treats the Likert items as continuous (FIML or listwise per ``missing``);
+        ``"DWLS"`` treats them as ordinal: polychoric correlations, robust SEs and the
+        scaled-shifted chi-square (lavaan's WLSMV; listwise). The fit table says which.
+    missing
+        Missing items under ML: ``"fiml"`` or ``"listwise"``.
+
+    Returns
+    -------
+    CfaComparison
+
+    Notes
+    -----
+    Each factor's variance is fixed to 1 and all its loadings are free (lavaan's
+    ``std.lv = TRUE``): with a marker loading, a weak specific factor of the bifactor model
+    makes the factor's scale, and the fit, unstable. The fit is the same either way for the
+    one- and three-factor models.
+
+    Models are compared by their fit indices (Hu & Bentler 1999 suggest CFI >= .95,
+    RMSEA <= .06, SRMR <= .08 as rough guides, not tests) and, under ML, by AIC and BIC.
+    A bifactor model usually fits at least as well as the correlated-factors model because
+    it has more parameters; omega hierarchical says whether a general alliance factor
+    dominates (Reise 2012).
+
+    References
+    ----------
+    Hu, L., & Bentler, P. M. (1999). Cutoff criteria for fit indexes in covariance structure
+    analysis. *Structural Equation Modeling*, 6, 1-55.
+    Reise, S. P. (2012). The rediscovery of bifactor measurement models. *Multivariate
+    Behavioral Research*, 47, 667-696.
+    Hatcher, R. L., & Gillaspy, J. A. (2006). Development and validation of a revised short
+    version of the Working Alliance Inventory. *Psychotherapy Research*, 16, 12-25.
+    """
+    data = session_items(sessions, instrument, session)
+    results, omegas = {}, []
+    for kind in CFA_MODELS:
+        syntax = cfa_syntax(instrument, kind)
+        result = (fit_sem_ordinal(syntax, data, kind, std_lv=True) if estimator == "DWLS"
+                  else fit_sem(syntax, data, kind, missing=missing, std_lv=True))
+        results[kind] = result
+        omegas.append(omega_table(result, instrument, kind))
+    return CfaComparison(results=results, omega=pd.concat(omegas, ignore_index=True),
+                         session=session, items=tuple(instrument.items()))
+
+
+def session_items(sessions: pd.DataFrame, instrument: Instrument, session: int
+                  ) -> pd.DataFrame:
+    """The instrument's items at one session, one row per client (index ``client_id``).
+
+    Raises
+    ------
+    AllianceDataError
+        When the items are not columns, or nobody rated that session.
+    """
+    items = instrument.items()
+    absent = [c for c in items if c not in sessions.columns]
+    if absent:
+        raise AllianceDataError(f"the session table lacks the {instrument.key} item columns "
+                                f"{absent}; run the clean stage with this instrument")
+    rows = sessions.loc[sessions["session"] == session, ["client_id", *items]]
+    if rows.empty:
+        raise AllianceDataError(
+            f"no client has session {session}; sessions present: "
+            f"{sorted(int(s) for s in sessions['session'].dropna().unique())[:20]}. Choose "
+            "another sem.cfa_session")
+    return rows.set_index("client_id").astype(float)
+
+
+def omega_table(result: ModelResult, instrument: Instrument, kind: str) -> pd.DataFrame:
+    """McDonald's omega from a fitted CFA, for the total score and each subscale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, estimator, scale, n_items, omega_total, omega_h, note``: ``omega_total`` is
+        the share of the sum score's variance due to all common factors; ``omega_h``
+        (bifactor only) is the share due to the general factor alone (omega hierarchical)
+        for the total score, and to the specific factor alone (omega hierarchical subscale)
+        for a subscale. Both are NaN, with a ``note``, when the fit did not converge or
+        has warnings (e.g. a negative variance): omega of an improper solution means
+        nothing.
+
+    Notes
+    -----
+    With loadings ``L``, factor covariance ``Psi`` and residual covariance ``Theta`` of the
+    items ``I`` of a scale, and ``1`` a vector of ones:
+    ``omega_total = 1' L Psi L' 1 / 1' (L Psi L' + Theta) 1`` and
+    ``omega_h = (sum_I l_g)^2 psi_g / 1' (L Psi L' + Theta) 1`` for factor ``g``
+    (McDonald 1999; Reise 2012). Under DWLS these refer to the latent response variables
+    of the ordinal items (polychoric metric).
+
+    References
+    ----------
+    McDonald, R. P. (1999). *Test theory: A unified treatment*. Erlbaum.
+    Reise, S. P. (2012). The rediscovery of bifactor measurement models. *Multivariate
+    Behavioral Research*, 47, 667-696.
+    """
+    params = result.params
+    load = params.loc[params["op"] == "=~"].pivot_table(
+        index="rhs", columns="lhs", values="estimate", fill_value=0.0)
+    factors = list(load.columns)
+    cov = params.loc[(params["op"] == "~~")]
+    psi = _symmetric(cov, factors).to_numpy()
+    items_all = list(load.index)
+    theta = _symmetric(cov, items_all)
+    scales = {"total": instrument.items()}
+    if kind != "one_factor":
+        scales.update({name: instrument.subscale_items(name) for name in instrument.subscales})
+    usable = bool(result.fit["converged"]) and not result.fit["warnings"]
+    note = "" if usable else "not computed: the fit did not converge or has warnings"
+    rows = []
+    for scale, items in scales.items():
+        lam = load.loc[items].to_numpy()
+        common = lam @ psi @ lam.T
+        total = common.sum() + theta.loc[items, items].to_numpy().sum()
+        factor = GENERAL_FACTOR if scale == "total" else scale
+        omega_h = np.nan
+        if kind == "bifactor":
+            g = factors.index(factor)
+            omega_h = lam[:, g].sum() ** 2 * psi[g, g] / total
+        rows.append({"model": kind, "estimator": result.fit["estimator"], "scale": scale,
+                     "n_items": len(items),
+                     "omega_total": common.sum() / total if usable else np.nan,
+                     "omega_h": omega_h if usable else np.nan, "note": note})
+    return pd.DataFrame(rows)
+
+
+def _symmetric(cov: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """A symmetric matrix over ``names`` from ``~~`` rows (0 where absent)."""
+    out = pd.DataFrame(0.0, index=names, columns=names)
+    for lhs, rhs, value in cov[["lhs", "rhs", "estimate"]].itertuples(index=False):
+        if lhs in out.index and rhs in out.index:
+            out.loc[lhs, rhs] = out.loc[rhs, lhs] = value
+    return out

@@ -67,3 +67,21 @@ def check_html_page(page: Path) -> list[str]:
     missing = [link for link in local if not (page.parent / link).exists()]
     assert not missing, f"links to missing files: {missing}"
     return local
+
+
+def stopped_at_start(value_grad, values, start, lower, max_iter):
+    """A stand-in for the engine's optimizer that stops at its start (not an optimum).
+
+    Patched over ``alliance_analysis.multilevel.engine.nested.minimise`` by tests of the
+    non-convergence flags.
+    """
+    import numpy as np
+
+    from alliance_analysis.multilevel.engine import optimize
+
+    value, gradient = value_grad(start)
+    largest = float(np.max(np.abs(gradient)))
+    attempt = optimize.Attempt("TNC", start, value, gradient,
+                               optimize.hessian(value_grad, start), np.ones(start.size, bool),
+                               largest, largest, 1, "stopped at the start (test)")
+    return attempt, [attempt]

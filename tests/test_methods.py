@@ -47,3 +47,17 @@ def test_results_paragraph_uses_only_recorded_numbers() -> None:
     assert "b = -1.50, 95% CI [-2.00, -1.00], p < .001" in text and "b = -4.00, p = .030" in text
     assert "RI-CLPM" not in text and "recovered" not in text  # stages absent: no sentence
     assert results_paragraph(params, {}) == ""
+
+
+def test_methods_name_the_fitter_the_own_models_and_the_scoring_rules() -> None:
+    demo = load_params(ROOT / "params" / "demo.yaml")
+    text = methods_paragraph(demo, {})
+    assert "nested engine" in text and "Satterthwaite" in text and "Kuznetsova" in text
+    assert "statsmodels (Seabold" not in text  # the engine fits the models, not statsmodels
+    assert "The model growth_arm, phq9_total ~ I(session - 1) * C(arm)" in text
+    assert "likelihood-ratio tests (growth with growth_arm)" in text
+    raw = demo.to_plain()
+    raw["scoring"] = {"phq9": {"min_items": 8, "rounding": "half_even"}}
+    changed = methods_paragraph(parse_params(raw, base_dir=ROOT), {})
+    assert ("PHQ-9 scores were prorated from at least 8 of 9 items and rounded half to even "
+            "to whole points.") in changed

@@ -22,8 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import stopped_at_start
 from alliance_analysis.errors import AllianceParamsError, ConvergenceWarning
-from alliance_analysis.multilevel.models import growth_model, within_between_model
+from alliance_analysis.multilevel.engine import nested
+from alliance_analysis.multilevel.mixedfit import fit_mixed
+from alliance_analysis.multilevel.models import growth_model, random_part, within_between_model
 from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.params import parse_params
 from alliance_analysis.data.prepare import prepare
@@ -115,7 +118,8 @@ def test_sleepstudy_reproduces_bates_2015() -> None:
     published(variance(result, "client", "(Intercept)", "session")["sdcor"], 0.066, 3)
     published(variance(result, "residual", None)["vcov"], 654.94, 2)
     published(result.fit["reml_criterion"], 1743.628, 3)
-    assert result.fit["optimizer"] == "lbfgs" and result.fit["warnings"] == []
+    # the nested engine's optimizer (statsmodels' "lbfgs" before project issue 15)
+    assert result.fit["optimizer"].startswith("TNC") and result.fit["warnings"] == []
 
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
@@ -142,14 +146,18 @@ def test_within_between_matches_lme4(method: str) -> None:
                        {"client": "client"})
 
 
-def test_three_level_correlated_slope_is_refused_clearly() -> None:
+def test_three_level_correlated_slope_is_refused_clearly_by_statsmodels_only() -> None:
+    """statsmodels' translation of the options (tutorials, tests) refuses the model it cannot
+    express; the analyses fit it with the engine (lme4 check below)."""
     options = MultilevelOptions(correlated_slope=True)
     with pytest.raises(AllianceParamsError) as error:
-        growth_model(threelevel(), "y", options)
+        random_part(options, "session")
     message = str(error.value)
     for hint in ("statsmodels cannot fit", "correlated_slope: false",
-                 "therapist_level: false", "client_slope: false", "engine: engine"):
+                 "therapist_level: false", "client_slope: false", "nested engine"):
         assert hint in message
+    result = growth_model(threelevel(), "y", options)
+    assert result.fit["converged"] and "(1 + session | client_id)" in result.spec
 
 
 def test_recovers_within_and_between_effects_of_the_simulation(tmp_path: Path) -> None:
@@ -184,10 +192,32 @@ def test_zero_slope_variance_is_flagged_singular() -> None:
         assert any("SINGULAR FIT" in w for w in result.fit["warnings"])
 
 
-def test_non_convergence_is_flagged_and_the_result_returned() -> None:
+def test_non_convergence_is_flagged_and_the_result_returned(monkeypatch) -> None:
+    """The engine's max_iter cannot starve it (Newton polishing finishes the fit), so its
+    optimizer is replaced by one stopping at the start."""
+    monkeypatch.setattr(nested, "minimise", stopped_at_start)
+    with pytest.warns(ConvergenceWarning, match="NOT CONVERGED"):
+        result = growth_model(sleepstudy(), "reaction", MultilevelOptions(**TWO_LEVEL))
+    assert result.fit["converged"] is False
+    assert any(w.startswith("NOT CONVERGED") for w in result.fit["warnings"])
+    assert list(result.extra["optimizer_attempts"]["optimizer"]) == ["TNC"]
+    assert "did NOT converge" in result.to_markdown()
+
+
+def statsmodels_growth(options: MultilevelOptions) -> ModelResult:
+    """sleepstudy's growth model fitted by statsmodels (:mod:`~alliance_analysis.multilevel.mixedfit`,
+    kept for the tutorials and as an independent check)."""
+    data = sleepstudy().assign(session=lambda d: d["session"] - 1)
+    result, _ = fit_mixed("growth", data, "reaction_total", ["session"],
+                          random_part(options, "session"), options.reml, options.optimizers,
+                          options.max_iter, options.ci_level)
+    return result
+
+
+def test_statsmodels_non_convergence_is_flagged_and_the_result_returned() -> None:
     options = MultilevelOptions(**TWO_LEVEL, optimizers=("lbfgs", "bfgs"), max_iter=1)
     with pytest.warns(ConvergenceWarning, match="NOT CONVERGED"):
-        result = growth_model(sleepstudy(), "reaction", options)
+        result = statsmodels_growth(options)
     assert result.fit["converged"] is False
     assert any(w.startswith("NOT CONVERGED") for w in result.fit["warnings"])
     assert any("ConvergenceWarning" in w for w in result.fit["warnings"])  # statsmodels' own
@@ -195,9 +225,9 @@ def test_non_convergence_is_flagged_and_the_result_returned() -> None:
     assert "did NOT converge" in result.to_markdown()
 
 
-def test_a_failed_optimizer_is_followed_by_the_next_and_recorded() -> None:
+def test_a_failed_statsmodels_optimizer_is_followed_by_the_next_and_recorded() -> None:
     options = MultilevelOptions(**TWO_LEVEL, optimizers=("nm", "lbfgs"), max_iter=40)
-    result = growth_model(sleepstudy(), "reaction", options)
+    result = statsmodels_growth(options)
     attempts = result.extra["optimizer_attempts"]
     assert list(attempts["optimizer"]) == ["nm", "lbfgs"]
     assert result.fit["converged"] and result.fit["optimizer"] == "lbfgs"
@@ -219,9 +249,9 @@ def test_group_intercepts_are_lme4_conditional_modes() -> None:
 
 @pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
 def test_engine_route_fits_the_correlated_three_level_model_as_lme4(reml: bool) -> None:
-    """``engine: engine`` through growth_model, against lme4's
+    """growth_model (the nested engine), against lme4's
     ``y ~ session + (1 + session | client) + (1 | therapist)`` (same tolerances)."""
-    options = MultilevelOptions(correlated_slope=True, engine="engine", reml=reml)
+    options = MultilevelOptions(correlated_slope=True, reml=reml)
     result = growth_model(threelevel(), "y", options)
     fit = LME4["threelevel_correlated"]["fits"]["REML" if reml else "ML"]
     ours = estimates(result)

@@ -171,3 +171,45 @@ def test_options_are_not_coerced(tmp_path: Path, section: str, key: str, value: 
     raw = {"name": "t", "data": {"path": str(data)}, section: {key: value}}
     with pytest.raises(AllianceParamsError, match=f"key '{section}.{key}'"):
         parse_params(raw, base_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# scoring: changes to an instrument's scoring rule
+# --------------------------------------------------------------------------------------------
+
+def _scoring_params(tmp_path: Path, scoring: object):
+    data = tmp_path / "d.csv"
+    data.write_text("client_id,therapist_id,session\n")
+    return parse_params({"name": "t", "data": {"path": str(data)}, "scoring": scoring},
+                        base_dir=tmp_path)
+
+
+def test_scoring_rule_reaches_the_instrument_definitions(tmp_path: Path) -> None:
+    params = _scoring_params(tmp_path, {"phq9": {"min_items": 8, "rounding": "half_even"}})
+    phq9 = {i.key: i for i in params.instrument_definitions()}["phq9"]
+    assert (phq9.prorate_min_items, phq9.rounding, phq9.rounding_decimals) == (8, "half_even", 0)
+    assert params.measures()[1] == phq9
+    gad7 = {i.key: i for i in params.instrument_definitions()}["gad7"]
+    assert (gad7.prorate_min_items, gad7.rounding) == (6, "none")  # untouched
+
+
+def test_scoring_rule_of_an_unlisted_instrument_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AllianceParamsError, match=r"scoring: \['phq8'\] are not among"):
+        _scoring_params(tmp_path, {"phq8": {"min_items": 7}})
+
+
+def test_scoring_min_items_above_the_item_count_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AllianceParamsError, match=r"scoring\.phq9: .*prorate_min_items must be "
+                                                  r"within 1\.\.9; got 10"):
+        _scoring_params(tmp_path, {"phq9": {"min_items": 10}})
+
+
+@pytest.mark.parametrize(("rule", "key"), [
+    ({"rounding": "sometimes"}, "scoring.phq9.rounding"),
+    ({"decimals": 7}, "scoring.phq9.decimals"),
+    ({"min_items": 0}, "scoring.phq9.min_items"),
+    ({"round": "half_up"}, "scoring.phq9.round"),
+])
+def test_invalid_scoring_rule_names_its_key(tmp_path: Path, rule: dict, key: str) -> None:
+    with pytest.raises(AllianceParamsError, match=key.replace(".", r"\.")):
+        _scoring_params(tmp_path, {"phq9": rule})

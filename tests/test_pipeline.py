@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from alliance_analysis import pipeline
 from alliance_analysis.cli import main
-from alliance_analysis.errors import AllianceDataError, AllianceRunError
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError, AllianceRunError
 from alliance_analysis.data.io import file_sha256
 from conftest import check_html_page, write_params
 
@@ -102,3 +103,62 @@ def test_other_notebook_failure_is_a_run_error(tmp_path: Path, small_study: Path
     with pytest.raises(AllianceRunError, match=r"01_clean failed in cell 3.*ZeroDivisionError"):
         pipeline.run(params, out=tmp_path / "run", notebooks=("01_clean",))
     assert main(["run", str(params), "--out", str(tmp_path / "run2")]) == 1
+
+
+OWN_MODELS = """\
+scoring:
+  phq9: {min_items: 8, rounding: half_even}
+models:
+  growth:
+    formula: "phq9_total ~ I(session - 1) + (1 + I(session - 1) | client_id) + (1 | therapist_id)"
+  growth_arm:
+    formula: "phq9_total ~ I(session - 1) * C(arm) + (1 + I(session - 1) | client_id) + (1 | therapist_id)"
+    where: "session <= 8"
+  within_between:
+    formula: "phq9_total ~ I(session - 1) + wai_within_lag1 + wai_between + (1 | client_id)"
+    reml: false
+comparisons:
+  - [growth, within_between]
+"""
+
+
+def test_run_with_own_models_and_scoring_rules(tmp_path: Path, small_study: Path) -> None:
+    """``alliance run`` with scoring:, models: and comparisons: writes the promised outputs."""
+    params = write_params(tmp_path, small_study, extra=OWN_MODELS)
+    run_dir = pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed",
+                           notebooks=("01_clean", "03_multilevel"))
+    tables = run_dir / "tables"
+    for name in ("growth", "growth_arm", "within_between"):
+        fixed = pd.read_csv(tables / f"model_{name}_fixed.csv")
+        assert list(fixed.columns) == ["term", "estimate", "se", "df", "t", "p", "ci_low",
+                                       "ci_high"]
+        random = pd.read_csv(tables / f"model_{name}_random.csv")
+        assert list(random.columns) == ["group", "term", "term2", "variance", "sd_or_corr"]
+        assert random["group"].iloc[-1] == "Residual"
+    covariance = pd.read_csv(tables / "model_growth_random.csv").dropna(subset=["term2"])
+    assert len(covariance) == 1 and -1 <= covariance["sd_or_corr"].iloc[0] <= 1
+    assert "I(session - 1):C(arm)[T.PDT]" in set(
+        pd.read_csv(tables / "model_growth_arm_fixed.csv")["term"])
+    comparison = pd.read_csv(tables / "model_comparisons.csv")
+    refit = dict(zip(comparison["model"], comparison["refit"], strict=True))
+    assert refit == {"growth": True, "within_between": False}  # REML growth refitted by ML
+    results = json.loads((run_dir / "results.json").read_text())
+    for key in ("loglik", "aic", "bic", "n_obs", "n_clients", "n_therapists", "converged",
+                "singular", "reml"):
+        assert f"models.growth.{key}" in results
+    assert results["models.growth.reml"] is True and results["models.within_between.reml"] is False
+    ledger = pd.read_csv(tables / "ledger_cells.csv")
+    prorated = ledger[(ledger["rule"] == "prorated") & (ledger["column"] == "phq9_total")]
+    assert len(prorated) and prorated["reason"].str.contains("8 of 9 items").all()
+    index = (run_dir / "index.html").read_text()
+    assert "model_growth_fixed" in index
+
+
+def test_bad_model_stops_the_run_before_any_model_is_fitted(tmp_path: Path,
+                                                            small_study: Path) -> None:
+    bad = "models:\n  m:\n    formula: \"phq9_total ~ sesion + (1 | client_id)\"\n"
+    params = write_params(tmp_path, small_study, extra=bad)
+    with pytest.raises(AllianceParamsError, match=r"(?s)03_multilevel failed in cell \d+ .*"
+                                                  r"models.m: \['sesion'\] is not a column"):
+        pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed",
+                     notebooks=("01_clean", "03_multilevel"))

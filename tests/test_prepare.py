@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alliance_analysis.params import load_params
 from alliance_analysis.data.prepare import load_processed, prepare
+from alliance_analysis.data.scoring import SCORING_RULES
+from alliance_analysis.params import load_params, parse_params, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +61,66 @@ def test_every_prorated_score_has_a_ledger_entry(demo) -> None:
                            & sessions[f"{key}_total"].notna()]
         logged = prorated[prorated.column == f"{key}_total"]
         assert set(partial["source_row"]) == set(logged["source_row"])
+
+
+def test_every_score_left_missing_for_too_few_items_has_a_ledger_entry(demo) -> None:
+    prepared, _ = demo
+    sessions = prepared.sessions
+    missing = prepared.ledger_cells[prepared.ledger_cells.rule == "too_few_items"]
+    assert missing[["old_value", "new_value"]].isna().all().all()
+    for instrument in prepared.instruments:
+        given = sessions[f"{instrument.key}_n_items"] > 0
+        columns = [instrument.score_column()]
+        columns += [instrument.score_column(name) for name in instrument.subscales]
+        for column in columns:
+            expected = sessions.loc[given & sessions[column].isna(), "source_row"]
+            logged = missing.loc[missing.column == column, "source_row"]
+            assert sorted(expected) == sorted(logged), column
+    not_given = sessions.loc[sessions["phq9_n_items"] == 0, "source_row"]
+    assert not set(not_given) & set(missing.loc[missing.column == "phq9_total", "source_row"])
+
+
+def test_headline_counts_agree_with_the_cleaning_summary(demo) -> None:
+    prepared, _ = demo
+    headline, summary = prepared.headline(), prepared.summary().set_index("rule")
+    assert headline["clean.cells_changed"] == summary["cells_changed"].sum()
+    assert headline["clean.rows_excluded"] == summary["rows_excluded"].sum()
+    scores = summary["scores"].reindex(list(SCORING_RULES), fill_value=0)
+    assert (headline["clean.scores_prorated"], headline["clean.scores_missing"],
+            headline["clean.scores_rounded"]) == tuple(scores)
+    assert (summary.loc[~summary.index.isin(SCORING_RULES), "scores"] == 0).all()
+    cells = prepared.ledger_cells
+    assert headline["clean.cells_changed"] == (~cells.rule.isin(SCORING_RULES)).sum()
+    assert headline["clean.cells_changed"] + scores.sum() == len(cells)
+    # the demo has no scoring: section, so nothing is rounded
+    assert headline["clean.scores_rounded"] == 0
+
+
+def test_scoring_section_rounds_scores_and_logs_them(demo, tmp_path: Path) -> None:
+    prepared, folder = demo
+    raw, base = read_yaml(ROOT / "params" / "demo.yaml")
+    raw["scoring"] = {"phq9": {"min_items": 8, "rounding": "half_even"},
+                      "wai": {"rounding": "half_up", "decimals": 1}}
+    (tmp_path / "pseudonym.key").write_bytes((folder / "pseudonym.key").read_bytes())
+    rounded = prepare(parse_params(raw, base_dir=base), tmp_path)
+    sessions, cells = rounded.sessions, rounded.ledger_cells
+    assert ((sessions["phq9_total"].dropna() % 1) == 0).all()
+    assert ((sessions["wai_total"].dropna() * 10).round(9) % 1 == 0).all()
+    logged = cells[cells.rule == "rounded"]
+    assert set(logged["column"]) <= {"wai_total", "wai_goal", "wai_task", "wai_bond"}
+    assert len(logged) == rounded.headline()["clean.scores_rounded"] > 0
+    by_row = sessions.set_index("source_row")
+    for entry in logged.itertuples():
+        assert float(entry.new_value) == by_row.loc[entry.source_row, entry.column]
+        assert float(entry.old_value) != float(entry.new_value)
+    # 7 of 9 PHQ-9 items was enough before (prorate_min_items 7), no longer with min_items 8
+    seven = prepared.sessions["phq9_n_items"] == 7
+    assert seven.sum() > 0
+    assert prepared.sessions.loc[seven, "phq9_total"].notna().all()
+    assert by_row.loc[prepared.sessions.loc[seven, "source_row"], "phq9_total"].isna().all()
+    headline = rounded.headline()
+    assert headline["clean.scores_missing"] > prepared.headline()["clean.scores_missing"]
+    assert headline["clean.cells_changed"] == prepared.headline()["clean.cells_changed"]
 
 
 def test_codebook_describes_every_column(demo) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from alliance_analysis.report.tables import format_apa, format_p
 from alliance_analysis.report.runfolder import RunFolder
+from alliance_analysis.results import ModelResult
 
 
 @pytest.mark.parametrize("p, text", [(0.0004, "< .001"), (0.001, ".001"), (0.0345, ".035"),
@@ -48,9 +49,7 @@ def test_results_json_is_sorted_and_plain(tmp_path: Path) -> None:
     assert run.results_file.read_text() == '{\n  "a.y": 2,\n  "b.x": 1.5,\n  "c.z": null\n}\n'
 
 
-def _model(name: str, converged: bool, singular: bool, warnings: list[str]) -> "ModelResult":
-    from alliance_analysis.results import ModelResult
-
+def _model(name: str, converged: bool, singular: bool, warnings: list[str]) -> ModelResult:
     params = pd.DataFrame({"term": ["x"], "estimate": [1.0], "se": [0.1], "ci_low": [0.8],
                            "ci_high": [1.2], "p": [0.01]})
     return ModelResult(name, params, {"converged": converged, "singular": singular,

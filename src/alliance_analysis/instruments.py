@@ -50,15 +50,20 @@ with warnings.catch_warnings():
         ``<key>_total`` and ``<key>_<subscale>`` (see :meth:`score_column`). Item numbers in
         `subscales` and `reverse` are 1-based, as printed on the form.
 
-        Scoring rule, applied by :mod:`alliance_analysis.data.scoring`: reverse-keyed items are first
-        recoded as ``item_min + item_max - x``; the total is then the sum (``scoring="sum"``) or the
-        mean (``scoring="mean"``) of the items. With `prorate_min_items` set, a total is still
-        computed when at least that many items were answered: the mean of the answered items
-        (``"mean"``), or that mean times `n_items` (``"sum"``, a *prorated* sum). With
-        `prorate_min_items` None any missing item makes the total missing. With `rounding` set,
-        every score is then rounded to `rounding_decimals` decimals (e.g. a prorated PHQ-9 sum
-        of 13.5 to 14 under ``"half_even"``), as some services' exports do; a researcher
-        matching such an export states it under ``scoring:`` in the parameters.
+        Scoring rule, applied by :mod:`alliance_analysis.data.scoring`: reverse-keyed items are
+        first recoded as ``item_min + item_max - x``; the total is then the sum
+        (``scoring="sum"``) or the mean (``scoring="mean"``) of the items. With
+        `prorate_min_items` set, a total is still computed when at least that many items were
+        answered: the mean of the answered items (``"mean"``), or that mean times `n_items`
+        (``"sum"``, a *prorated* sum). With `prorate_min_items` None any missing item makes the
+        total missing. With `rounding` set, every score is then rounded to `rounding_decimals`
+        decimals, as some services' exports do: ``"half_even"`` sends a half to the even
+        neighbour (a prorated PHQ-9 sum of 12.5 to 12, 13.5 to 14), as IEEE 754's default
+        rounding and R's ``round()`` do; ``"half_up"`` sends it away from zero (12.5 to 13), as
+        SPSS's ``RND()`` and Excel's ``ROUND`` do (sources:
+        :func:`alliance_analysis.data.scoring.round_scores`). A researcher matching such an
+        export states it under ``scoring:`` in the parameters. Every score prorated, left
+        missing for too few items, or changed by rounding gets an entry in the cell ledger.
 
         `cutoff` is a boundary on the total whose direction follows `construct`: for
         ``"symptoms"`` and ``"outcome"`` a total at or above it marks clinical caseness; for
@@ -96,8 +101,9 @@ with warnings.catch_warnings():
         )
         rounding: Literal["none", "half_even", "half_up"] = Field(
             default="none", description="round every score to `rounding_decimals` decimals: "
-            "'half_even' (banker's rounding, as R's round() and SPSS's RND with mode) or "
-            "'half_up' (halves away from zero); 'none' keeps the exact score")
+            "'half_even' (a half to the even neighbour: IEEE 754's default, R's round()) or "
+            "'half_up' (a half away from zero: SPSS's RND(), Excel's ROUND); 'none' keeps the "
+            "exact score")
         rounding_decimals: int = Field(
             default=0, ge=0, le=6, description="decimals kept when `rounding` is set")
         bands: list[tuple[float, str]] = Field(

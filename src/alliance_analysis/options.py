@@ -187,6 +187,10 @@ class MultilevelOptions(Options):
           therapist_level: false
           correlated_slope: true # lme4's (1 + session | client)
 
+    Every linear mixed model of the analyses is fitted by the nested engine
+    (:func:`alliance_analysis.multilevel.engine.nested.fit_nested`: lme4's profiled REML/ML,
+    Satterthwaite df); statsmodels MixedLM is no longer used by the analyses (project issue 15).
+
     *Premature dropout* is defined once per run, under ``change:`` (``dropout``,
     ``dropout_sessions``, ``dropout_column``; see
     :func:`alliance_analysis.change.markers.dropout_status`). ``early_sessions`` must be below the
@@ -212,7 +216,7 @@ class MultilevelOptions(Options):
         True, description="random client slope of time (clients change at different rates)")
     correlated_slope: bool = Field(
         False, description="let the client intercept and slope correlate, as lme4's "
-        "(1 + time | client); statsmodels can fit this only with therapist_level false")
+        "(1 + time | client), with or without a therapist level")
     lagged_outcome: bool = Field(
         False, description="within/between models: add the current symptom level (session "
         "t) as a covariate of symptoms at t+1 (see the Nickell-bias note in the docs)")
@@ -225,23 +229,39 @@ class MultilevelOptions(Options):
     therapist_rater: str | None = Field(
         "wai_t", description="the therapist-rated alliance instrument for the client-therapist "
         "perspective models; None skips them")
+    inference: Literal["satterthwaite", "wald"] = Field(
+        "satterthwaite", description="tests and intervals of fixed effects: t with "
+        "Satterthwaite df, as lmerTest (default), or Wald z (normal), only where asked")
     ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval")
     icc_ci: Literal["delta", "bootstrap"] = Field(
         "delta", description="CI of intraclass correlations: delta method on the logit scale "
-        "(fast) or seeded parametric bootstrap (slower, better in few therapists)")
+        "(fast; at the boundary, a variance estimated at ~0, it is uninformative and the "
+        "parametric bootstrap is used instead, with a note) or seeded parametric bootstrap "
+        "(slower, better in few therapists)")
     bootstrap_samples: int = Field(
-        200, ge=10, description="parametric bootstrap replications when icc_ci is 'bootstrap'")
+        200, ge=10, description="parametric bootstrap replications of the ICC intervals")
     optimizers: tuple[Literal["lbfgs", "bfgs", "cg", "powell", "nm"], ...] = Field(
         DEFAULT_OPTIMIZERS, min_length=1, description="statsmodels MixedLM optimizers tried in "
-        "order; a later one only when the earlier fail to converge or to reach a zero gradient")
-    engine: Literal["statsmodels", "engine"] = Field(
-        "statsmodels", description="fitter of the growth, within/between and early-alliance "
-        "models: statsmodels MixedLM, or the project's nested engine (alliance_analysis.multilevel.engine.nested: "
-        "lme4's profiled REML/ML, 10-100x faster, and able to fit a correlated client intercept "
-        "and slope beside a therapist intercept); therapist-effect, ICC and perspective models "
-        "always use statsmodels")
+        "order, for statsmodels fits outside the analyses only (tutorials, the power study's "
+        "statsmodels check); the analyses' models are fitted by the nested engine")
+    engine: Literal["engine"] = Field(
+        "engine", description="fitter of every linear mixed model: the nested engine "
+        "(alliance_analysis.multilevel.engine.nested, lme4's profiled REML/ML) is the only "
+        "one; the key is kept so that older parameter files still read")
     max_iter: int = Field(
-        1000, ge=1, description="maximum iterations of each optimizer attempt")
+        1000, ge=1, description="maximum iterations of each optimizer run (the engine: "
+        "deviance evaluations of each TNC run)")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_retired(cls, value: Any) -> Any:
+        if value == "statsmodels":
+            raise ValueError(
+                "statsmodels MixedLM is retired from the analyses (project issue 15: it "
+                "missed lme4's optimum and singular fits while reporting convergence); every "
+                "mixed model is fitted by the nested engine. Remove the key or write "
+                "engine: engine")
+        return value
 
 
 class SemOptions(Options):
@@ -477,6 +497,12 @@ class ModelSpec(Options):
     level: Literal["session", "client"] = Field(
         "session", description="rows of the model: sessions, or one row per client")
     label: str | None = Field(None, description="a title for the report (default: the name)")
+    bootstrap_samples: int = Field(
+        0, ge=0, description="parametric-bootstrap samples for percentile intervals of the "
+        "variance components, SDs, correlations and ICCs (0: none; 1,000 for a paper)")
+    inference: Literal["satterthwaite", "wald"] = Field(
+        "satterthwaite", description="tests of the fixed effects: t with Satterthwaite df "
+        "(lmerTest), or Wald z (normal)")
 
     @field_validator("formula")
     @classmethod

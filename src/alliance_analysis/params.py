@@ -21,6 +21,7 @@ key, the value given and what is allowed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -32,7 +33,7 @@ from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import Instrument, get_instrument
 from alliance_analysis.options import (ChangeOptions, CleaningOptions, Columns, DataSource,
                                        ItemMapping, MultilevelOptions, Options, PrivacyOptions,
-                                       ScoringRule, SemOptions, relative_path)
+                                       ModelSpec, ScoringRule, SemOptions, relative_path)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,6 +77,12 @@ class RunParams(Options):
         {}, description="instrument definitions beyond the shipped ones (see instruments.py)")
     scoring: dict[str, ScoringRule] = Field(
         {}, description="instrument: changes to its scoring rule (min_items, rounding, decimals)")
+    models: dict[str, ModelSpec] = Field(
+        {}, description="name: a model in lme4's formula syntax, fitted in the multilevel stage "
+        "in the order given (see ModelSpec)")
+    comparisons: tuple[tuple[str, str], ...] = Field(
+        (), description="pairs of model names compared by a likelihood-ratio test, e.g. "
+        "[[growth, growth_covariates]]")
     privacy: PrivacyOptions = PrivacyOptions()
     cleaning: CleaningOptions = CleaningOptions()
     multilevel: MultilevelOptions = MultilevelOptions()
@@ -114,8 +121,8 @@ class RunParams(Options):
         for key in self.scoring:
             try:
                 self._instrument(key)
-            except ValueError as exc:
-                message = str(exc).split("\n", 1)[-1].strip()
+            except ValidationError as exc:
+                message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
                 raise ValueError(f"scoring.{key}: {message}") from None
         return self
 
@@ -126,6 +133,37 @@ class RunParams(Options):
         if rule is None or not rule.overrides():
             return instrument
         return Instrument.model_validate({**instrument.model_dump(), **rule.overrides()})
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"model names {bad} must be letters, digits and '_', starting "
+                             "with a letter (they name the tables model_<name>_*.csv)")
+        return value
+
+    @field_validator("comparisons", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in value)
+        return value
+
+    @model_validator(mode="after")
+    def _compared_models_exist(self) -> RunParams:
+        """Every model named in ``comparisons`` is listed under ``models`` and linear."""
+        for first, second in self.comparisons:
+            for name in (first, second):
+                if name not in self.models:
+                    raise ValueError(f"comparisons: model {name!r} is not under models "
+                                     f"(models: {list(self.models)})")
+                if self.models[name].family != "gaussian":
+                    raise ValueError(f"comparisons: model {name!r} is {self.models[name].family}"
+                                     "; likelihood-ratio tests compare linear mixed models")
+            if first == second:
+                raise ValueError(f"comparisons: [{first}, {second}] compares a model with itself")
+        return self
 
     @model_validator(mode="after")
     def _early_alliance_before_dropout(self) -> RunParams:
@@ -187,6 +225,10 @@ def _describe_error(err: dict[str, Any], model: type[BaseModel]) -> str:
     if err["type"] == "missing":
         return f"missing required key '{key}'"
     message = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across sections names its keys itself; never echo the whole file
+        return message
+    if "\n" in message:  # it shows the value itself (a formula with a caret under the problem)
+        return f"key '{key}': {message}"
     return f"key '{key}': {message}; got {value!r}"
 
 

@@ -21,7 +21,8 @@ from alliance_analysis.params import RunParams
 from alliance_analysis.data.privacy import (GateResult, dates_to_days, gate, load_or_create_key,
                                        pseudonymise)
 from alliance_analysis.data.schema import codebook, session_schema
-from alliance_analysis.data.scoring import score
+from alliance_analysis.data.scoring import (PRORATED_RULE, ROUNDED_RULE, SCORING_RULES,
+                                            TOO_FEW_ITEMS_RULE, score)
 
 
 
@@ -34,8 +35,12 @@ class Prepared:
     sessions
         The canonical, scored session table (``sessions.parquet``).
     ledger_rows, ledger_cells
-        The ledgers (``ledger_rows.csv``, ``ledger_cells.csv``); prorated scores are entries
-        of ``ledger_cells`` with rule ``prorated``.
+        The ledgers (``ledger_rows.csv``, ``ledger_cells.csv``). Besides the cleaning rules'
+        cell changes, ``ledger_cells`` holds the scoring entries
+        (:data:`alliance_analysis.data.scoring.SCORING_RULES`): scores prorated (rule
+        ``prorated``), left missing because too few items were answered (``too_few_items``)
+        and changed by rounding (``rounded``); see
+        :class:`~alliance_analysis.data.scoring.ScoreResult`.
     codebook
         Every column of ``sessions``, and every input column not used (``codebook.csv``).
     instruments
@@ -61,23 +66,50 @@ class Prepared:
     files: dict[str, Path]
 
     def summary(self) -> pd.DataFrame:
-        """Rules x counts, including prorated scores."""
-        return CleanResult(self.sessions, self.ledger_rows, self.ledger_cells).summary()
+        """Counts by rule: rows excluded, rows flagged, cells changed and scores logged.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per rule that excluded or flagged a row or has a ledger entry, sorted by
+            rule, with ``rows_excluded``, ``rows_flagged``, ``cells_changed`` (the cleaning
+            rules' changes to input cells) and ``scores`` (the scoring rules' entries:
+            scores ``prorated``, left missing for ``too_few_items``, or ``rounded``). The
+            column totals are the ``clean.rows_excluded``, ``clean.cells_changed`` and
+            ``clean.scores_*`` counts of :meth:`headline`; ``rows_flagged`` counts flags, so a
+            row with two flags counts twice (``clean.rows_flagged`` counts rows).
+        """
+        table = CleanResult(self.sessions, self.ledger_rows, self.ledger_cells).summary()
+        scoring = table["rule"].isin(SCORING_RULES)
+        table["scores"] = table["cells_changed"].where(scoring, 0)
+        table["cells_changed"] = table["cells_changed"].where(~scoring, 0)
+        return table
 
     def excluded(self) -> pd.DataFrame:
         """The excluded rows of the ledger."""
         return self.ledger_rows[self.ledger_rows["status"] == "excluded"].reset_index(drop=True)
 
     def headline(self) -> dict[str, int]:
-        """Headline counts of the clean stage, keyed ``clean.*`` for ``results.json``."""
+        """Headline counts of the clean stage, keyed ``clean.*`` for ``results.json``.
+
+        ``clean.cells_changed`` counts the cleaning rules' entries of ``ledger_cells`` only;
+        the scoring entries are counted apart: ``clean.scores_prorated`` (scores computed
+        from incomplete items), ``clean.scores_missing`` (scores left missing because too few
+        items were answered, in rows where the questionnaire was given) and
+        ``clean.scores_rounded`` (complete scores changed by the instrument's rounding). Each
+        equals the sum of its column (or rule) in :meth:`summary`.
+        """
         rows = self.ledger_rows
+        rule = self.ledger_cells["rule"]
         return {
             "clean.rows_input": len(rows),
             "clean.rows_kept": int((rows["status"] == "kept").sum()),
             "clean.rows_excluded": int((rows["status"] == "excluded").sum()),
             "clean.rows_flagged": int((rows["flags"] != "").sum()),
-            "clean.cells_changed": int((self.ledger_cells["rule"] != "prorated").sum()),
-            "clean.scores_prorated": int((self.ledger_cells["rule"] == "prorated").sum()),
+            "clean.cells_changed": int((~rule.isin(SCORING_RULES)).sum()),
+            "clean.scores_prorated": int((rule == PRORATED_RULE).sum()),
+            "clean.scores_missing": int((rule == TOO_FEW_ITEMS_RULE).sum()),
+            "clean.scores_rounded": int((rule == ROUNDED_RULE).sum()),
             "clean.clients": int(self.sessions["client_id"].nunique()),
             "clean.therapists": int(self.sessions["therapist_id"].nunique()),
         }
@@ -165,7 +197,7 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
     key = load_or_create_key(params.privacy.key_file or processed_dir / "pseudonym.key")
     sessions, ledger_rows, ledger_cells = _pseudonymise_ids(result, key)
     scored = score(sessions, instruments)
-    ledger_cells = pd.concat([ledger_cells, scored.prorated], ignore_index=True)
+    ledger_cells = pd.concat([ledger_cells, scored.ledger], ignore_index=True)
     ledger_cells = ledger_cells.sort_values(["source_row", "column"], kind="stable")
     ledger_cells = ledger_cells.reset_index(drop=True)
     sessions = session_schema(instruments).validate(scored.sessions)

@@ -6,8 +6,12 @@ columns: time codes, person-mean centring, detrending, lags; client summaries co
 :mod:`alliance_analysis.data.clients`),
 :mod:`~alliance_analysis.multilevel.icc` (intraclass correlations),
 :mod:`~alliance_analysis.multilevel.perspectives` (client and therapist ratings),
-:mod:`~alliance_analysis.multilevel.mixedfit` (statsmodels MixedLM, checked) and
-:mod:`~alliance_analysis.multilevel.engine` (the nested engine: lme4's profiled REML/ML).
+:mod:`~alliance_analysis.multilevel.specified` (the researcher's own models, ``models:``),
+:mod:`~alliance_analysis.multilevel.bootstrap` (parametric-bootstrap intervals),
+:mod:`~alliance_analysis.multilevel.engine` (the nested engine that fits every linear mixed
+model: lme4's profiled REML/ML, Satterthwaite df) and
+:mod:`~alliance_analysis.multilevel.mixedfit` (statsmodels MixedLM, kept only as an
+independent check for the tests, the tutorials and the power study).
 
 May import: data, stats, options, params, instruments, results, errors. Never
 :mod:`alliance_analysis.sem` or :mod:`alliance_analysis.change` (the model families are

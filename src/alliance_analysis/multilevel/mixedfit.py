@@ -1,11 +1,17 @@
 """Fitting linear mixed models with statsmodels without taking a fit on trust.
 
-This is the ``engine: statsmodels`` route of the multilevel models (the other is the nested
-engine, :mod:`alliance_analysis.multilevel.engine`). Every statsmodels ``MixedLM`` fit of the
-package runs through :func:`try_optimizers` here (the optimizers in turn with the gradient
-check, items 1-2 below): from :func:`fit_mixed`, which builds the model from a formula and the
-random part, or directly for the parametric-bootstrap refits of
-:mod:`alliance_analysis.multilevel.icc`. :func:`fit_mixed`
+**Not used by the analyses.** Since project issue 15 every linear mixed model of
+:mod:`alliance_analysis.multilevel.models`, :mod:`~alliance_analysis.multilevel.icc` and
+:mod:`~alliance_analysis.multilevel.perspectives` is fitted by the nested engine
+(:mod:`alliance_analysis.multilevel.engine`, lme4-exact): statsmodels was off by up to 0.63%
+in variance components while reporting convergence, missed two singular fits, and gave one
+null model's therapist variance 145 times too small. This module stays for the tutorials
+(:mod:`alliance_analysis.teaching.tutorials`), the power study's ``engine: statsmodels``
+check, and the tests' independent statsmodels fits.
+
+Every statsmodels ``MixedLM`` fit of the package runs through :func:`try_optimizers` here (the
+optimizers in turn with the gradient check, items 1-2 below), from :func:`fit_mixed`, which
+builds the model from a formula and the random part. :func:`fit_mixed`
 
 1. tries the optimizers of :attr:`MultilevelOptions.optimizers` in order (default L-BFGS,
    BFGS, Powell, Nelder-Mead) and stops at the first fit that both reports convergence

@@ -8,7 +8,21 @@ researcher's names (``session``, ``wai_within_lag1``, ``wai_between``, ...), the
 components and their correlations (``extra["variance_components"]``), ICCs where the model
 has them (``extra["icc"]``), and the fit: numbers of sessions, clients and therapists,
 log-likelihood, AIC/BIC (ML only), the optimizer used, ``converged``, ``singular`` and every
-warning. How each fit is checked is described in :mod:`alliance_analysis.multilevel.mixedfit`.
+warning.
+
+Every linear mixed model here is fitted by the nested engine,
+:func:`alliance_analysis.multilevel.engine.nested.fit_nested` (lme4's profiled REML/ML deviance,
+to lme4's optimum, with lme4's convergence and singularity checks and lmerTest's
+Satterthwaite df: the ``params`` tables have ``df`` and ``t`` columns, and their intervals and
+p-values are t-based). statsmodels MixedLM is retired from the analyses (project issue 15): it
+was off by up to 0.63% in variance components while reporting convergence, missed singular
+fits, and gave one null model's therapist variance 145 times too small.
+:func:`random_part` still translates the options into statsmodels' terms, for the tutorials
+and for independent checks in the tests (:mod:`alliance_analysis.multilevel.mixedfit`).
+
+The engine fits nested designs only (every client with one therapist); a crossed design
+(clients seen by several therapists) stops with the engine's error rather than falling back
+to another fitter (``cleaning: multiple_therapists: split`` makes the data nested).
 
 The model families (project issue 4):
 
@@ -42,6 +56,7 @@ References
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -52,9 +67,11 @@ from scipy import stats
 from alliance_analysis.data.clients import client_table, early_alliance
 from alliance_analysis.multilevel import derive
 from alliance_analysis.multilevel.derive import CLIENT, THERAPIST, score_column
-from alliance_analysis.errors import AllianceParamsError
-from alliance_analysis.multilevel.icc import intercept_iccs, null_model_iccs
-from alliance_analysis.multilevel.mixedfit import REML_AIC_NOTE, MixedFit, RandomPart, fit_mixed
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError
+from alliance_analysis.multilevel.engine.nested import fit_nested
+from alliance_analysis.multilevel.icc import (InterceptModel, fit_random_intercepts,
+                                              intercept_iccs, nested_only, null_model_iccs)
+from alliance_analysis.multilevel.mixedfit import REML_AIC_NOTE, MixedFit, RandomPart
 from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.params import RunParams
 from alliance_analysis.results import ModelResult
@@ -80,6 +97,11 @@ class MultilevelResults:
 def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
     """The random effects the options ask for, in statsmodels' and lme4's terms.
 
+    Not used by the analyses (they fit every model with the nested engine, see the module
+    notes): this is the statsmodels translation for the tutorials
+    (:mod:`alliance_analysis.teaching.tutorials`), the power study's statsmodels check and
+    the tests' independent statsmodels fits.
+
     ``time`` is the time column for a client slope (``None``: intercepts only). Two levels:
     clients are statsmodels' groups, with a correlated ``re_formula`` or an independent slope
     variance component. Three levels: therapists are the groups and each client's intercept
@@ -90,13 +112,10 @@ def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
     ------
     AllianceParamsError
         For a correlated client intercept and slope together with a therapist level, which
-        statsmodels cannot express.
+        statsmodels cannot express (the analyses fit it with the engine).
     """
     slope = options.client_slope and time is not None
     if options.therapist_level and slope and options.correlated_slope:
-        if options.engine == "engine":  # fitted by the engine; no statsmodels form exists
-            return RandomPart(THERAPIST, "1", "therapist",
-                              f"(1 | therapist) + (1 + {time} | client)")
         raise AllianceParamsError(
             "multilevel: statsmodels cannot fit a correlated client intercept and slope "
             f"(lme4: (1 + {time} | client)) together with a therapist intercept; MixedLM "
@@ -104,7 +123,7 @@ def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
             "clients in therapists as independent variance components. Set one of: "
             "correlated_slope: false (three levels, client intercept and slope independent), "
             "therapist_level: false (two levels, correlated intercept and slope), or "
-            "client_slope: false; or engine: engine, whose nested mixed-model engine fits it")
+            "client_slope: false (the analyses' nested engine fits all of them)")
     if options.therapist_level:
         vc = {"client": f"0 + C({CLIENT})"}
         terms = {"client": ("client", "(Intercept)")}
@@ -123,36 +142,45 @@ def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
 
 
 def _fit(name: str, frame: pd.DataFrame, outcome: str, predictors: Sequence[str],
-         random: RandomPart, options: MultilevelOptions, note: str = "") -> ModelResult:
-    if options.engine == "engine":
-        return _fit_engine(name, frame, outcome, predictors, options, note)
-    result, _ = fit_mixed(name, frame, outcome, predictors, random, options.reml,
-                          options.optimizers, options.max_iter, options.ci_level, note)
-    return result
+         options: MultilevelOptions, note: str = "") -> ModelResult:
+    """``outcome ~ predictors`` with the options' random part, by the nested engine.
 
-
-def _fit_engine(name: str, frame: pd.DataFrame, outcome: str, predictors: Sequence[str],
-                options: MultilevelOptions, note: str) -> ModelResult:
-    """The same model through :func:`alliance_analysis.multilevel.engine.nested.fit_nested`.
-
-    Results follow the statsmodels route's conventions: AIC/BIC empty under REML (with the
-    same note), and ``extra["group_intercepts"]`` holds the top level's random intercepts.
+    Random part: a client intercept, plus a client slope of ``options.time`` when
+    ``client_slope`` (correlated with the intercept when ``correlated_slope``, lme4's
+    ``(1 + time | client)``, else ``(1 + time || client)``), and a therapist intercept when
+    ``therapist_level``: every combination, including the correlated slope beside a therapist
+    intercept that statsmodels could not express.
     """
-    from alliance_analysis.multilevel.engine.nested import fit_nested
-
     random = ["1", options.time] if options.client_slope else ["1"]
-    result = fit_nested(frame, outcome, list(predictors), random=random, client=CLIENT,
-                        therapist=THERAPIST if options.therapist_level else None,
-                        correlated=options.correlated_slope, reml=options.reml,
-                        ci_level=options.ci_level, max_iter=options.max_iter, name=name)
+    try:
+        result = fit_nested(frame, outcome, list(predictors), random=random, client=CLIENT,
+                            therapist=THERAPIST if options.therapist_level else None,
+                            correlated=options.correlated_slope, reml=options.reml,
+                            ci_level=options.ci_level, max_iter=options.max_iter, name=name,
+                            inference=options.inference)
+    except AllianceDataError as exc:  # a crossed design: no fallback to statsmodels
+        raise nested_only(name, exc) from exc
+    return _conventions(result, options, THERAPIST if options.therapist_level else CLIENT,
+                        note)
+
+
+def _conventions(result: ModelResult, options: MultilevelOptions, top: str,
+                 note: str) -> ModelResult:
+    """The analyses' result conventions on an engine fit.
+
+    AIC and BIC empty under REML (with :data:`~alliance_analysis.multilevel.mixedfit.REML_AIC_NOTE`;
+    the engine reports lme4's REML-likelihood AIC, not comparable across fixed effects),
+    ``extra["group_intercepts"]``: the random intercepts of the top level ``top`` (column
+    ``therapist_id`` or ``client_id``), ``level, group, estimate, se, ci_low, ci_high``
+    sorted by estimate (the caterpillar plots), and ``note`` appended to the spec.
+    """
     fit = dict(result.fit)
     if options.reml:
         fit.update(aic=np.nan, bic=np.nan, note=REML_AIC_NOTE)
     effects = result.extra["random_effects"]
-    top = "therapist" if options.therapist_level else "client"
-    intercepts = effects[(effects["level"] == top) & (effects["term"] == "(Intercept)")]
-    intercepts = intercepts.drop(columns="term").assign(
-        level=THERAPIST if options.therapist_level else CLIENT)
+    level = "therapist" if top == THERAPIST else "client"
+    intercepts = effects[(effects["level"] == level) & (effects["term"] == "(Intercept)")]
+    intercepts = intercepts.drop(columns="term").assign(level=top)
     intercepts = intercepts.sort_values(["estimate", "group"]).reset_index(drop=True)
     spec = result.spec + (f"; {note}" if note else "")
     return replace(result, fit=fit, spec=spec,
@@ -188,7 +216,7 @@ def growth_model(sessions: pd.DataFrame, score: str, options: MultilevelOptions,
     score
         Instrument key of the outcome, e.g. ``"phq9"`` (column ``phq9_total``).
     options
-        The multilevel options (time, levels, slope, REML/ML, optimizers).
+        The multilevel options (time, levels, slope, REML/ML, iterations).
     name
         Stable name of the result.
 
@@ -197,11 +225,6 @@ def growth_model(sessions: pd.DataFrame, score: str, options: MultilevelOptions,
     ModelResult
         Terms ``(Intercept)`` (expected score at the origin) and the time term (change per
         unit of time); variance components by level.
-
-    Raises
-    ------
-    AllianceParamsError
-        When a correlated client slope is asked for with a therapist level.
 
     Notes
     -----
@@ -213,8 +236,7 @@ def growth_model(sessions: pd.DataFrame, score: str, options: MultilevelOptions,
     outcome = score_column(score)
     derive.require_columns(sessions, [outcome, CLIENT, THERAPIST, "session"], "growth_model")
     frame = _with_time(derive.in_session_order(sessions), options)
-    return _fit(name, frame, outcome, [options.time], random_part(options, options.time),
-                options, _time_note(options))
+    return _fit(name, frame, outcome, [options.time], options, _time_note(options))
 
 
 def within_between_model(sessions: pd.DataFrame, alliance: str | Sequence[str], symptoms: str,
@@ -283,6 +305,17 @@ def within_between_model(sessions: pd.DataFrame, alliance: str | Sequence[str], 
        Dynamic models of individual change in psychotherapy process research. Journal of
        Consulting and Clinical Psychology, 85(6), 537-549.
     """
+    frame, outcome, predictors, note = within_between_frame(sessions, alliance, symptoms,
+                                                            options)
+    return _fit(name, frame, outcome, predictors, options, note)
+
+
+def within_between_frame(sessions: pd.DataFrame, alliance: str | Sequence[str], symptoms: str,
+                         options: MultilevelOptions) -> tuple[pd.DataFrame, str, list[str], str]:
+    """The rows, outcome, predictors and note of :func:`within_between_model`.
+
+    Shared with the power study's independent statsmodels check of the same model.
+    """
     keys = [alliance] if isinstance(alliance, str) else list(alliance)
     outcome = score_column(symptoms)
     derive.require_columns(sessions, [outcome, *map(score_column, keys), CLIENT, "session"],
@@ -302,8 +335,7 @@ def within_between_model(sessions: pd.DataFrame, alliance: str | Sequence[str], 
     note = (f"{_time_note(options)}; lag = previous attended session ({gaps} lag(s) across "
             "a gap in session numbers); alliance "
             + ("detrended within client" if options.detrend else "person-mean centred"))
-    return _fit(name, frame, outcome, predictors, random_part(options, options.time),
-                options, note)
+    return frame, outcome, predictors, note
 
 
 def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
@@ -321,7 +353,8 @@ def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
                           + <alliance>_client_deviation + (1 | therapist)
 
     The row ``therapist_minus_client`` is the difference of the two alliance coefficients
-    (Raudenbush & Bryk's contextual effect), with its Wald SE: an interval away from
+    (Raudenbush & Bryk's contextual effect), with its SE, Satterthwaite df and t interval
+    (:func:`contextual_difference`): an interval away from
     zero says the therapist and client parts of the alliance relate differently to outcome;
     with symptoms as the outcome a negative difference means the therapist part is the
     stronger, as Baldwin et al. found.
@@ -340,9 +373,10 @@ def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
         Instrument keys.
     options
         ``early_sessions``, ``icc_ci``, ``bootstrap_samples``, ``ci_level``, ``reml``,
-        optimizers.
+        ``max_iter``.
     seed
-        Seed of the parametric bootstrap (used when ``icc_ci`` is ``"bootstrap"``).
+        Seed of the parametric bootstrap (used when ``icc_ci`` is ``"bootstrap"``, and for
+        a delta-method request at the boundary).
     """
     derive.require_columns(sessions, [score_column(alliance), score_column(symptoms), CLIENT,
                                       THERAPIST, "session"], "therapist_effects")
@@ -355,24 +389,60 @@ def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
                                 f"{alliance}_client_deviation": clients[early] - therapist_mean})
     terms = [f"{symptoms}_baseline", f"{alliance}_therapist_mean",
              f"{alliance}_client_deviation"]
-    random = RandomPart(THERAPIST, "1", "therapist", "(1 | therapist)")
-    result, fitted = fit_mixed(
-        "therapist_effects", clients, f"{symptoms}_post", terms, random, options.reml,
-        options.optimizers, options.max_iter, options.ci_level,
-        f"one row per client; early alliance = mean of sessions 1-{options.early_sessions}")
-    difference = fixed_effect_difference(fitted, terms[1], terms[2], options.ci_level)
+    outcome = f"{symptoms}_post"
+    note = f"one row per client; early alliance = mean of sessions 1-{options.early_sessions}"
+    # One row per client with a therapist intercept, lme4's (1 | therapist): the engine's
+    # lower grouping factor is the therapist (fit_random_intercepts names the level).
+    fitted = fit_random_intercepts(clients, outcome, terms, ("therapist",), options,
+                                   "therapist_effects")
+    result = _conventions(fitted.result, options, THERAPIST, note)
+    difference = contextual_difference(clients, fitted, terms[1], terms[2], early, options)
     params = pd.concat([result.params, difference], ignore_index=True)
     icc = pd.concat([
         null_model_iccs(ordered, alliance, options, seed),
         null_model_iccs(ordered, symptoms, options, seed + 1),
         intercept_iccs(fitted, f"{symptoms}_post_adjusted", options, seed + 2),
     ], ignore_index=True)
-    return replace(result, params=params, extra={**result.extra, "icc": icc})
+    fit = dict(result.fit)
+    fit["warnings"] = list(fit["warnings"]) + difference.attrs.get("warnings", [])
+    return replace(result, params=params, fit=fit, extra={**result.extra, "icc": icc})
+
+
+def contextual_difference(clients: pd.DataFrame, fitted: InterceptModel, first: str,
+                          second: str, total: str, options: MultilevelOptions) -> pd.DataFrame:
+    """``first - second`` of two fixed effects, with the engine's SE, Satterthwaite df,
+    t interval and p-value, as the row ``therapist_minus_client``.
+
+    ``first`` and ``second`` must add up to the column ``total`` (therapist mean + client
+    deviation = the client's early alliance). Since ``b1 x1 + b2 x2 = (b1 - b2) x1 + b2
+    (x1 + x2)``, the model refitted with ``total`` in place of ``second`` has the difference
+    as the coefficient of ``first`` (Raudenbush & Bryk's contextual effect): the same
+    likelihood and variance components, and the estimate, SE and Satterthwaite df of the
+    contrast (lmerTest's ``contest`` of ``L = (0, 0, 1, -1)``). When the refit's
+    log-likelihood differs from the fit's by more than 1e-6, the row's table carries a
+    warning (``attrs["warnings"]``).
+    """
+    predictors = [first if t == first else total if t == second else t
+                  for t in fitted.predictors]
+    with warnings.catch_warnings():  # its flags are the model's own, already raised
+        warnings.simplefilter("ignore")
+        refit = fit_random_intercepts(clients, fitted.outcome, predictors, fitted.levels,
+                                      options, fitted.result.name).result
+    row = refit.params.set_index("term").loc[[first]].reset_index()
+    row["term"] = "therapist_minus_client"
+    gap = abs(refit.fit["loglik"] - fitted.result.fit["loglik"])
+    if gap > 1e-6 * max(1.0, abs(fitted.result.fit["loglik"])):
+        row.attrs["warnings"] = [
+            f"therapist_minus_client: the reparametrised refit's log-likelihood differs by "
+            f"{gap:.2g} from the model's; its SE and df may be off"]
+    return row
 
 
 def fixed_effect_difference(fitted: MixedFit, first: str, second: str,
                             ci_level: float) -> pd.DataFrame:
-    """``first - second`` of two fixed effects with its Wald SE, interval and p-value."""
+    """``first - second`` of two fixed effects of a statsmodels fit, with its Wald SE,
+    interval and p-value (for the tutorials' statsmodels models; the analyses use
+    :func:`contextual_difference`)."""
     cov = fitted.fixed_cov()
     estimate = fitted.result.fe_params[first] - fitted.result.fe_params[second]
     se = float(np.sqrt(cov.loc[first, first] + cov.loc[second, second]
@@ -429,7 +499,6 @@ def early_alliance_slope(sessions: pd.DataFrame, alliance: str, symptoms: str,
     frame = _with_time(ordered, options)
     frame = frame.assign(**{name: frame[CLIENT].map(early - early.mean())})
     return _fit("early_alliance_slope", frame, score_column(symptoms),
-                [options.time, name, f"{options.time}:{name}"],
-                random_part(options, options.time), options,
+                [options.time, name, f"{options.time}:{name}"], options,
                 f"{_time_note(options)}; {name} = mean of sessions 1-{options.early_sessions}, "
                 "centred at the client mean")

@@ -4,7 +4,10 @@ Where both the client (e.g. WAI-SR, 1-5) and the therapist (e.g. WAI-S therapist
 rate the alliance, :func:`rater_agreement` describes how far they agree, and
 :func:`rater_within_between` asks whether each rater's view predicts next-session symptoms
 when both are in one model. :func:`rater_models` runs both, or none when the run has no
-therapist ratings.
+therapist ratings. Their mixed models (the discrepancy's trajectory, the joint
+within/between model) are :func:`~alliance_analysis.multilevel.models.growth_model` and
+:func:`~alliance_analysis.multilevel.models.within_between_model`, fitted by the nested engine
+like every mixed model of the analyses (t intervals with Satterthwaite df).
 
 References
 ----------

@@ -13,10 +13,11 @@ The two models
 ``within_between``
     ``phq9_total ~ time + wai_within_lag1 + wai_between`` with the random part of the
     multilevel options, as :func:`alliance_analysis.multilevel.models.within_between_model` fits
-    it, with statsmodels or with :func:`alliance_analysis.multilevel.engine.nested.fit_nested` (the multilevel
-    options' ``engine``). The test is the Wald z test of the target
-    term; the interval its Wald interval; the true value ``within_effect`` or
-    ``between_effect`` of the design.
+    it with the nested engine (``engine: engine``; the test is the t test with
+    Satterthwaite's df, as the analysis reports it, or the Wald z test with
+    ``multilevel: {inference: wald}``), or with statsmodels MixedLM (``engine: statsmodels``,
+    an independent check: Wald z). The interval is the test's; the true value
+    ``within_effect`` or ``between_effect`` of the design.
 ``therapist_alliance``
     Is there therapist variance in alliance? ``wai_total ~ 1`` with random intercepts of
     therapists and clients (sessions in clients in therapists, the null model of
@@ -65,7 +66,8 @@ from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.data.schema import SOURCE_ROW
 from alliance_analysis.multilevel.mixedfit import SINGULAR_TOL, MixedFit, RandomPart, fit_mixed
-from alliance_analysis.multilevel.models import within_between_model
+from alliance_analysis.multilevel.models import (random_part, within_between_frame,
+                                                 within_between_model)
 from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.results import ModelResult
 from alliance_analysis.data.scoring import score
@@ -222,21 +224,21 @@ def _from_params(result: ModelResult, target: str) -> TargetFit:
                      int(result.fit["n_clients"]))
 
 
-def _within_between(sessions: pd.DataFrame, target: str, options: MultilevelOptions,
-                    engine: str) -> TargetFit:
-    """:func:`~alliance_analysis.multilevel.models.within_between_model` with the chosen fitter."""
-    options = options.model_copy(update={"engine": engine})
-    return _from_params(within_between_model(sessions, "wai", "phq9", options), target)
-
-
 def _within_between_statsmodels(sessions: pd.DataFrame, target: str,
                                 options: MultilevelOptions) -> TargetFit:
-    return _within_between(sessions, target, options, "statsmodels")
+    """The within/between model by statsmodels MixedLM: an independent check of the engine
+    (the analyses fit it with the engine only)."""
+    frame, outcome, predictors, note = within_between_frame(sessions, "wai", "phq9", options)
+    result, _ = fit_mixed("within_between", frame, outcome, predictors,
+                          random_part(options, options.time), options.reml, options.optimizers,
+                          options.max_iter, options.ci_level, note)
+    return _from_params(result, target)
 
 
 def _within_between_engine(sessions: pd.DataFrame, target: str,
                            options: MultilevelOptions) -> TargetFit:
-    return _within_between(sessions, target, options, "engine")
+    """:func:`~alliance_analysis.multilevel.models.within_between_model` (the nested engine)."""
+    return _from_params(within_between_model(sessions, "wai", "phq9", options), target)
 
 
 # -- therapist variance of alliance ---------------------------------------------------------

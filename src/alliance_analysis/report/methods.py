@@ -40,6 +40,9 @@ REFERENCES = {
     "Seabold & Perktold, 2010": "Seabold, S., & Perktold, J. (2010). statsmodels: Econometric "
     "and statistical modeling with Python. Proceedings of the 9th Python in Science "
     "Conference, 92-96.",
+    "Kuznetsova et al., 2017": "Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. "
+    "(2017). lmerTest package: Tests in linear mixed effects models. Journal of Statistical "
+    "Software, 82(13), 1-26.",
     "Igolkina & Meshcheryakov, 2020": "Igolkina, A. A., & Meshcheryakov, G. (2020). semopy: A "
     "Python package for structural equation modeling. Structural Equation Modeling, 27(6), "
     "952-963.",
@@ -58,8 +61,28 @@ def _data_sentences(params: RunParams) -> list[str]:
         "), and every excluded row and changed value was recorded in a cleaning ledger.",
         "Scale scores followed each instrument's scoring rule; scores with a few missing items "
         "were prorated as the mean of the answered items when at least the instrument's "
-        "minimum number of items was answered.",
+        "minimum number of items was answered; every prorated score and every score left "
+        "missing for too few items is in the ledger.",
+        *_scoring_sentences(params),
     ]
+
+
+def _scoring_sentences(params: RunParams) -> list[str]:
+    """What the run's ``scoring:`` changed, per instrument."""
+    words = {"half_even": "rounded half to even", "half_up": "rounded half up"}
+    out = []
+    for key, rule in params.scoring.items():
+        instrument = next(i for i in params.instrument_definitions() if i.key == key)
+        parts = []
+        if rule.min_items is not None:
+            parts.append(f"prorated from at least {rule.min_items} of {instrument.n_items} items")
+        if instrument.rounding != "none":
+            decimals = instrument.rounding_decimals
+            parts.append(f"{words[instrument.rounding]} to "
+                         + ("whole points" if decimals == 0 else f"{decimals} decimal(s)"))
+        if parts:
+            out.append(f"{instrument.abbreviation()} scores were {' and '.join(parts)}.")
+    return out
 
 
 def _abbreviation(params: RunParams, key: str) -> str:
@@ -74,12 +97,11 @@ def _multilevel_sentences(params: RunParams) -> list[str]:
         else "sessions nested in clients"
     estimator = "restricted maximum likelihood (REML)" if options.reml else "maximum likelihood"
     return [
-        f"Multilevel (mixed-effects) models for {levels} were fitted by {estimator} with "
-        f"statsmodels (Seabold & Perktold, 2010), starting with the optimizer "
-        f"{options.optimizers[0]} and continuing with {', '.join(options.optimizers[1:])} "
-        "(from the best converged estimate) until a fit passed lme4's convergence checks "
-        "(scaled gradient) and was not singular; the estimators were checked against lme4 "
-        "(Bates et al., 2015).",
+        f"Multilevel (mixed-effects) models for {levels} were fitted by {estimator}, "
+        "minimising lme4's profiled deviance (Bates et al., 2015) with alliance-analysis's "
+        "nested engine, whose estimates equal lme4's; fits were checked with lme4's "
+        "scaled-gradient criterion and for singularity, and fixed effects were tested by t "
+        "tests with Satterthwaite's degrees of freedom (Kuznetsova et al., 2017).",
         f"Time was coded as {options.time.replace('_', ' ')} from session "
         f"{options.time_origin}" + (", with a random client slope." if options.client_slope
                                     else "."),
@@ -91,6 +113,26 @@ def _multilevel_sentences(params: RunParams) -> list[str]:
            if options.detrend else " (Falkenström et al., 2017)."),
         "Therapist effects were estimated following Baldwin et al. (2007).",
     ]
+
+
+def _own_model_sentences(params: RunParams) -> list[str]:
+    """One sentence per model listed under ``models:``, and the comparisons."""
+    sentences = []
+    for name, spec in params.models.items():
+        if spec.family == "binomial":
+            how = "a logistic regression with one row per client, by maximum likelihood"
+        else:
+            how = (f"{'REML' if spec.reml else 'maximum likelihood'} with the nested engine, "
+                   + ("Satterthwaite t tests" if spec.inference == "satterthwaite"
+                      else "Wald z tests"))
+        where = f", on the rows with {spec.where}" if spec.where else ""
+        sentences.append(f"The model {name}, {spec.formula} (lme4 notation), was fitted by "
+                         f"{how}{where}.")
+    if params.comparisons:
+        pairs = "; ".join(f"{a} with {b}" for a, b in params.comparisons)
+        sentences.append(f"Nested models were compared by likelihood-ratio tests ({pairs}), "
+                         "refitted by maximum likelihood where their fixed effects differed.")
+    return sentences
 
 
 def _sem_sentences(params: RunParams) -> list[str]:
@@ -145,7 +187,8 @@ def methods_paragraph(params: RunParams, packages: Mapping[str, str]) -> str:
                 f"{packages.get('statsmodels', '?')}, semopy {packages.get('semopy', '?')} and "
                 f"pandas {packages.get('pandas', '?')} (seed {params.seed}).")
     sentences = (_data_sentences(params) + _multilevel_sentences(params)
-                 + _sem_sentences(params) + _change_sentences(params) + [software])
+                 + _own_model_sentences(params) + _sem_sentences(params)
+                 + _change_sentences(params) + [software])
     text = " ".join(sentences)
     cited = [ref for short, ref in REFERENCES.items()
              if short.split(",")[0].split(" ")[0] in text]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from alliance_analysis.multilevel.engine.deviance import (NestedStats, Structure
                                                sufficient_statistics, value_and_gradient)
 from alliance_analysis.multilevel.engine.modes import Modes, conditional_modes
 from alliance_analysis.multilevel.engine.optimize import Attempt, hessian, minimise
+from alliance_analysis.multilevel.engine.satterthwaite import satterthwaite
 from alliance_analysis.results import ModelResult, warn_if_flagged
 
 #: lme4's ``isSingular`` tolerance on the diagonal of the relative covariance factors.
@@ -56,7 +57,8 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
                therapist: str | None = None, therapist_random: Sequence[str] = ("1",),
                correlated: bool = True, therapist_correlated: bool = True,
                intercept: bool = True, reml: bool = True, ci_level: float = 0.95,
-               max_iter: int = 1000, name: str = "nested_mixed_model") -> ModelResult:
+               max_iter: int = 1000, name: str = "nested_mixed_model",
+               inference: Literal["satterthwaite", "wald"] = "satterthwaite") -> ModelResult:
     """Fit a two- or three-level linear mixed model by REML or ML, as lme4's ``lmer`` does.
 
     Parameters
@@ -96,12 +98,17 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
         Largest number of deviance evaluations of each TNC run (Powell: 10 x iterations).
     name
         Stable name of the model in the result.
+    inference
+        ``"satterthwaite"`` (default): t tests and intervals with Satterthwaite's df, as
+        lmerTest's ``summary()`` (:mod:`alliance_analysis.multilevel.engine.satterthwaite`);
+        ``"wald"``: normal (z) tests and intervals, as ``confint(fit, method = "Wald")``.
 
     Returns
     -------
     ModelResult
-        ``params``: one row per fixed effect: ``term, estimate, se, ci_low, ci_high, p``
-        (Wald z intervals and two-sided p-values from the normal distribution).
+        ``params``: one row per fixed effect: ``term, estimate, se, ci_low, ci_high, p, df,
+        t`` (Satterthwaite df, t-based intervals and two-sided p-values; with ``inference=
+        "wald"`` df is infinite and the intervals and p-values are the normal ones).
         ``fit``: ``n_obs, n_clients, n_therapists, n_dropped, method, loglik,
         reml_criterion, deviance, aic, bic, n_params, sigma, converged, singular,
         optimizer, gradient_norm, max_scaled_gradient, evaluations, note, warnings``.
@@ -157,8 +164,9 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
     1e-4, i.e. a variance at zero or a correlation at +/-1. ``gradient_norm`` is the
     largest absolute gradient of the profiled deviance over the parameters not at a bound;
     ``converged`` requires lme4's scaled-gradient check (below 0.002). lme4 gives no
-    p-values; the Wald z p-values here are somewhat liberal with few clients or therapists
-    (no Satterthwaite or Kenward-Roger degrees of freedom).
+    p-values; here, as in lmerTest, each fixed effect's t statistic is referred to a t
+    distribution with Satterthwaite's df (Kuznetsova et al. 2017), computed from the
+    curvature of the same deviance (see :mod:`alliance_analysis.multilevel.engine.satterthwaite`).
 
     Checked against lme4 1.1-31 and lmerTest 3.1-3 (``tests/test_engine.py``: sleepstudy and
     the project's fixtures, log-likelihood at least lme4's, estimates within 1e-4 (fixed
@@ -196,8 +204,10 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
     parameters = variance_parameters(design, structure)
     varcov = _variance_parameter_cov(estimates, parameters, suff, structure, reml)
     keys = [p.key for p in parameters]
+    dfs = (satterthwaite(kept.x, estimates.sigma2, suff, structure, reml).fixed_effect_dfs()
+           if inference == "satterthwaite" else np.full(len(estimates.beta), np.inf))
     result = ModelResult(
-        name=name, params=_fixed_table(design, estimates, ci_level),
+        name=name, params=_fixed_table(design, estimates, ci_level, dfs),
         fit=_fit_stats(design, structure, kept, attempts, estimates, reml),
         spec=_spec(outcome, design, client, therapist, structure, reml),
         extra={"variance_components": _variance_table(parameters, estimates, varcov, ci_level),
@@ -323,15 +333,17 @@ def _variance_parameter_cov(estimates: Estimates, parameters: Sequence[VarianceP
 
 # -- the tables -----------------------------------------------------------------------------
 
-def _fixed_table(design: Design, estimates: Estimates, ci_level: float) -> pd.DataFrame:
-    """Tidy fixed effects with Wald z intervals and p-values."""
+def _fixed_table(design: Design, estimates: Estimates, ci_level: float,
+                 dfs: np.ndarray) -> pd.DataFrame:
+    """Tidy fixed effects with t intervals and p-values on ``dfs`` (infinite: normal)."""
     se = np.sqrt(np.diag(estimates.beta_cov))
-    z = stats.norm.ppf(0.5 + ci_level / 2)
     beta = estimates.beta
+    t = beta / se
+    quantile = stats.t.ppf(0.5 + ci_level / 2, dfs)
     return pd.DataFrame({
         "term": list(design.fixed_names), "estimate": beta, "se": se,
-        "ci_low": beta - z * se, "ci_high": beta + z * se,
-        "p": 2 * stats.norm.sf(np.abs(beta / se)),
+        "ci_low": beta - quantile * se, "ci_high": beta + quantile * se,
+        "p": 2 * stats.t.sf(np.abs(t), dfs), "df": dfs, "t": t,
     })
 
 

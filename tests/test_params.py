@@ -213,3 +213,19 @@ def test_scoring_min_items_above_the_item_count_is_refused(tmp_path: Path) -> No
 def test_invalid_scoring_rule_names_its_key(tmp_path: Path, rule: dict, key: str) -> None:
     with pytest.raises(AllianceParamsError, match=key.replace(".", r"\.")):
         _scoring_params(tmp_path, {"phq9": rule})
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: t\nseed: 1\nseed: 2\n", encoding="utf-8")
+    with pytest.raises(AllianceParamsError, match=r"'seed' is given twice \(lines 2 and 3\)"):
+        load_params(path)
+
+
+def test_a_parameters_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes("name: t\n# männlich\n".encode("latin-1"))
+    with pytest.raises(AllianceParamsError, match=r"not UTF-8 text \(byte 0xe4 on line 2\)"):
+        load_params(path)
+    with pytest.raises(AllianceParamsError, match=r"is a folder"):
+        load_params(tmp_path)

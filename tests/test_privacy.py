@@ -394,3 +394,27 @@ def test_lone_small_count_with_no_other_cell_stays_primary_only() -> None:
 def test_suppression_rejects_non_counts(bad: list[object]) -> None:
     with pytest.raises(ValueError, match="whole counts"):
         suppress_small_cells(pd.DataFrame({"n": bad}), ["n"])
+
+
+@pytest.mark.parametrize("values, what", [
+    (["GZ988598A", "AB123456C", None], "UK National Insurance"),
+    (["123-45-6789", "234-56-7890"], "US Social Security"),
+    (["DE89 3704 0044 0532 0130 00", "GB82 WEST 1234 5698 7654 32"], "IBAN"),
+    (["943 476 5919", "401 023 2137"], "NHS numbers"),
+    (["86095742719", "47036892816"], "German tax identification"),
+    (["A123456780", "A123456780"], "German health-insurance"),
+])
+def test_national_identifiers_are_caught_by_content(values: list, what: str) -> None:
+    frame = pd.DataFrame({"client_id": ["a", "b", "c"][:len(values)], "covariate": values})
+    findings = find_identifiers(frame, skip=["client_id"])
+    assert [f.column for f in findings] == ["covariate"]
+    assert what in findings[0].reason
+
+
+@pytest.mark.parametrize("values", [
+    ["1234567890", "2345678901", "3456789012", "4567890123"],  # digits failing the checks
+    ["AB12", "XY99"], ["10", "12"], ["CBT", "PDT"],
+])
+def test_look_alikes_pass(values: list) -> None:
+    frame = pd.DataFrame({"code": values})
+    assert find_identifiers(frame) == []

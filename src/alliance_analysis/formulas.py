@@ -238,3 +238,70 @@ def parse_formula(text: str) -> MixedFormula:
         raise FormulaError(f"the fixed part '{fixed}' does not parse: "
                            f"{_ANSI.sub('', str(exc)).strip()}") from None
     return MixedFormula(text.strip(), outcome, fixed, random)
+
+
+#: lavaan's operators, longest first (so that "=~" is not read as "~").
+LAVAAN_OPERATORS = ("=~", "~~", "~1", "~", "|", ":=", "==", "<", ">")
+
+
+@dataclass(frozen=True)
+class LavaanStatement:
+    """One line of lavaan model syntax: ``lhs op rhs`` (rhs as written)."""
+
+    line: int
+    lhs: str
+    op: str
+    rhs: str
+
+
+def parse_lavaan(text: str) -> tuple[LavaanStatement, ...]:
+    """Split lavaan model syntax into statements and check each has an operator.
+
+    Only the shape is checked here (the parameters load without the data and without semopy):
+    every non-empty, non-comment line (or ``;``-separated part) must be ``lhs <op> rhs`` with
+    one of lavaan's operators and names on both sides. The full parse is semopy's, when the
+    model is fitted.
+
+    Raises
+    ------
+    FormulaError
+        Naming the line and showing it.
+    """
+    statements = []
+    if not isinstance(text, str) or not text.strip():
+        raise FormulaError("the model syntax is empty; write lavaan syntax such as "
+                           "'Bond =~ wai_3 + wai_5 + wai_7 + wai_9'")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        for part in (p.strip() for p in line.split(";")):
+            if not part:
+                continue
+            op = next((o for o in LAVAAN_OPERATORS if o in part), None)
+            lhs, _, rhs = part.partition(op) if op else (part, "", "")
+            if op is None or not lhs.strip() or not (rhs.strip() or op == "~1"):
+                raise FormulaError(f"line {number} of the model syntax is not 'left operator "
+                                   f"right' with a lavaan operator ({', '.join(LAVAAN_OPERATORS)})"
+                                   f":\n    {raw}")
+            statements.append(LavaanStatement(number, lhs.strip(), op, rhs.strip()))
+    return tuple(statements)
+
+
+def lavaan_observed(statements: tuple[LavaanStatement, ...]) -> set[str]:
+    """The observed variables of lavaan syntax: names that are not latent (``=~`` left sides),
+    labels, modifiers or numbers."""
+    latent = {s.lhs for s in statements if s.op == "=~"}
+    names: set[str] = set()
+    for s in statements:
+        if s.op in (":=", "==", "<", ">"):
+            continue
+        sides = [s.rhs] if s.op == "~1" else [s.lhs, s.rhs]
+        for side in sides:
+            for term in side.split("+"):
+                term = term.strip()
+                if "*" in term:  # a modifier: label*x, 0.5*x, NA*x, c(a, b)*x
+                    term = term.rsplit("*", 1)[1].strip()
+                if s.op == "|" and side is s.rhs:
+                    continue  # thresholds: t1 + t2
+                if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", term) and term not in latent:
+                    names.add(term)
+    return names

@@ -21,7 +21,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
                       model_validator)
 
-from alliance_analysis.formulas import FormulaError, MixedFormula, parse_formula
+from alliance_analysis.formulas import (FormulaError, MixedFormula, lavaan_observed,
+                                      parse_formula, parse_lavaan)
 
 
 
@@ -530,3 +531,84 @@ class ModelSpec(Options):
     def parsed(self) -> MixedFormula:
         """The formula parsed into outcome, fixed part and random bars."""
         return parse_formula(self.formula)
+
+
+class SemModelSpec(Options):
+    """One structural equation model of ``sem_models:`` in the parameters.
+
+    Either lavaan syntax on the canonical item and score columns, fitted to one row per client
+    at ``session``::
+
+        sem_models:
+          cfa_s3:
+            syntax: |
+              Goal =~ wai_4 + wai_6 + wai_8 + wai_11
+              Task =~ wai_1 + wai_2 + wai_10 + wai_12
+              Bond =~ wai_3 + wai_5 + wai_7 + wai_9
+            session: 3
+            estimator: ML          # ML, or WLSMV (the observed items treated as ordered)
+            missing: fiml          # fiml or listwise
+
+    or a generated panel model of two scores over sessions (``generate: riclpm`` or ``clpm``,
+    with ``x``, ``y`` and ``waves``), or the latent growth of one score (``generate:
+    growth``, with ``y`` and ``waves``)::
+
+          riclpm5:
+            generate: riclpm
+            x: wai_total
+            y: phq9_total
+            waves: [1, 2, 3, 4, 5]
+    """
+
+    syntax: str | None = Field(None, description="lavaan model syntax")
+    generate: Literal["riclpm", "clpm", "growth"] | None = Field(
+        None, description="a generated model instead of syntax")
+    session: int | None = Field(None, ge=1, description="syntax models: the session whose "
+                                "rows (one per client) the model is fitted to")
+    x: str | None = Field(None, description="riclpm/clpm: the first score (e.g. wai_total)")
+    y: str | None = Field(None, description="riclpm/clpm/growth: the (second) score")
+    waves: tuple[int, ...] | None = Field(None, description="generated models: the sessions")
+    estimator: Literal["ML", "WLSMV"] = Field(
+        "ML", description="ML (FIML with missing values), or WLSMV: DWLS on polychoric "
+        "correlations of the syntax's observed items, robust SEs, scaled-shifted test")
+    missing: Literal["fiml", "listwise"] = Field("fiml", description="missing values")
+    constrain_autoregressive: bool = Field(False, description="riclpm/clpm: equal "
+                                           "autoregressive paths over waves")
+    constrain_crosslagged: bool = Field(False, description="riclpm/clpm: equal cross-lagged "
+                                        "paths over waves")
+    label: str | None = Field(None, description="a title for the report (default: the name)")
+
+    @field_validator("syntax")
+    @classmethod
+    def _syntax_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_lavaan(value)
+            except FormulaError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SemModelSpec:
+        if (self.syntax is None) == (self.generate is None):
+            raise ValueError("give either syntax (lavaan model syntax) or generate "
+                             "(riclpm, clpm or growth), not both or neither")
+        if self.syntax is not None and self.session is None:
+            raise ValueError("a syntax model needs session: the session whose rows (one per "
+                             "client) it is fitted to")
+        if self.generate is not None:
+            needed = ["y", "waves"] + (["x"] if self.generate != "growth" else [])
+            missing = [k for k in needed if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"generate: {self.generate} needs {', '.join(missing)}")
+            waves = self.waves or ()
+            if len(waves) < 3 or any(b <= a for a, b in zip(waves, waves[1:])):
+                raise ValueError("waves must be at least 3 session numbers in increasing "
+                                 "order, e.g. [1, 2, 3, 4, 5]")
+            if self.estimator != "ML":
+                raise ValueError("generated models are fitted by ML (FIML with missing waves)")
+        return self
+
+    def observed(self) -> set[str]:
+        """The observed variables of a syntax model (empty for generated ones)."""
+        return lavaan_observed(parse_lavaan(self.syntax)) if self.syntax else set()

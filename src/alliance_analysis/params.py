@@ -33,7 +33,8 @@ from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import Instrument, get_instrument
 from alliance_analysis.options import (ChangeOptions, CleaningOptions, Columns, DataSource,
                                        ItemMapping, MultilevelOptions, Options, PrivacyOptions,
-                                       ModelSpec, ScoringRule, SemOptions, relative_path)
+                                       ModelSpec, ScoringRule, SemModelSpec, SemOptions,
+                                       relative_path)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -80,6 +81,9 @@ class RunParams(Options):
     models: dict[str, ModelSpec] = Field(
         {}, description="name: a model in lme4's formula syntax, fitted in the multilevel stage "
         "in the order given (see ModelSpec)")
+    sem_models: dict[str, SemModelSpec] = Field(
+        {}, description="name: a structural equation model (lavaan syntax or generated), "
+        "fitted in the SEM stage in the order given (see SemModelSpec)")
     comparisons: tuple[tuple[str, str], ...] = Field(
         (), description="pairs of model names compared by a likelihood-ratio test, e.g. "
         "[[growth, growth_covariates]]")
@@ -134,9 +138,9 @@ class RunParams(Options):
             return instrument
         return Instrument.model_validate({**instrument.model_dump(), **rule.overrides()})
 
-    @field_validator("models")
+    @field_validator("models", "sem_models")
     @classmethod
-    def _model_names(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+    def _model_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         bad = [name for name in value if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name)]
         if bad:
             raise ValueError(f"model names {bad} must be letters, digits and '_', starting "
@@ -265,21 +269,49 @@ def validate_mapping(model: type[M], raw: Any, base_dir: Path, source: str) -> M
         ) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (lines {seen[key]} and {line}); "
+                    "YAML would keep only the last value. Remove one", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path, example: str = "params/demo.yaml") -> tuple[Any, Path]:
     """Read a YAML parameters file; return its content and the file's folder.
 
     Raises
     ------
     AllianceParamsError
-        When the file is missing or is not valid YAML (with the line and column).
+        When the file is missing or a folder, is not UTF-8 text, is not valid YAML (with the
+        line and column), or gives a key twice in one mapping (YAML would silently keep the
+        last value; we name the key and both lines).
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise AllianceParamsError(f"{path} is a folder; give the path to a YAML parameters "
+                                  f"file such as {example}")
     if not path.is_file():
         raise AllianceParamsError(
             f"parameters file not found: {path}. Give the path to a YAML file such as {example}"
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise AllianceParamsError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} on line {line}). Save "
+            "the parameters file as UTF-8 (most editors: Save with encoding, UTF-8)") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

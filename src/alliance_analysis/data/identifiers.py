@@ -206,10 +206,108 @@ def _dob_reason(values: pd.Series, rows: pd.Series) -> str | None:
             f"e.g. row {rows[old.idxmax()]} (a session-date column belongs in columns.date)")
 
 
+# --- (c) national identifiers by their shape and check digits ---------------------------------
+_UK_NINO = re.compile(r"(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+                      r"\d{6}[A-D]")
+_US_SSN = re.compile(r"(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}")
+_IBAN = re.compile(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}")
+
+
+def _compact(value: str) -> str:
+    return re.sub(r"[\s.\-/]", "", value).upper()
+
+
+def uk_nino(value: str) -> bool:
+    """A UK National Insurance number (HMRC's prefix rules: two letters, six digits, A-D)."""
+    return bool(_UK_NINO.fullmatch(_compact(value)))
+
+
+def us_ssn(value: str) -> bool:
+    """A US Social Security number written ``ddd-dd-dddd`` (no 000, 666 or 9xx area)."""
+    return bool(_US_SSN.fullmatch(value.strip()))
+
+
+def iban(value: str) -> bool:
+    """An IBAN with a valid ISO 13616 check (mod 97 = 1)."""
+    compact = _compact(value)
+    if not _IBAN.fullmatch(compact):
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def nhs_number(value: str) -> bool:
+    """An NHS number: ten digits whose last is the modulus-11 check of the first nine."""
+    digits = _compact(value)
+    if not re.fullmatch(r"\d{10}", digits):
+        return False
+    check = 11 - sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1))) % 11
+    return (0 if check == 11 else check) == int(digits[9]) and check != 10
+
+
+def german_tax_id(value: str) -> bool:
+    """A German tax identification number (Steuer-ID): 11 digits, ISO 7064 MOD 11,10 check."""
+    digits = _compact(value)
+    if not re.fullmatch(r"[1-9]\d{10}", digits):
+        return False
+    product = 10
+    for d in digits[:10]:
+        total = (int(d) + product) % 10 or 10
+        product = (2 * total) % 11
+    return (11 - product) % 10 == int(digits[10])
+
+
+def german_insurance_number(value: str) -> bool:
+    """A German health-insurance number (KVNR): a letter, nine digits, the last a check digit
+    of the letter's number (A = 01) and the first eight digits, weights 1, 2 alternating."""
+    compact = _compact(value)
+    if not re.fullmatch(r"[A-Z]\d{9}", compact):
+        return False
+    numbers = f"{ord(compact[0]) - 64:02d}" + compact[1:9]
+    total = 0
+    for i, d in enumerate(numbers):
+        product = int(d) * (1 if i % 2 == 0 else 2)
+        total += product // 10 + product % 10
+    return total % 10 == int(compact[9])
+
+
+#: (check, what a hit means); a column is refused when a hit is found, and for the number-only
+#: shapes (NHS, Steuer-ID) when most values with the shape pass the check digit (random digit
+#: strings pass about 1 time in 10).
+NATIONAL_IDENTIFIERS = (
+    (uk_nino, "look like UK National Insurance numbers", False),
+    (us_ssn, "look like US Social Security numbers", False),
+    (iban, "are IBANs (bank account numbers)", False),
+    (german_insurance_number, "look like German health-insurance numbers (KVNR)", False),
+    (nhs_number, "look like NHS numbers (check digit valid)", True),
+    (german_tax_id, "look like German tax identification numbers (check digit valid)", True),
+)
+
+
+def _national_reason(values: pd.Series, codes: np.ndarray, rows: pd.Series,
+                     text: pd.Series) -> str | None:
+    n = len(text)
+    for check, what, by_share in NATIONAL_IDENTIFIERS:
+        flags = values.map(check).to_numpy(dtype=bool)
+        hits = flags[codes]
+        if not hits.any():
+            continue
+        if by_share:
+            shaped = values.map(lambda v: bool(re.fullmatch(r"\d{10,11}", _compact(v))))
+            shaped = shaped.to_numpy(dtype=bool)[codes]
+            if hits.sum() < 0.8 * shaped.sum() or shaped.sum() < 0.5 * n:
+                continue
+        return f"{_share(int(hits.sum()), n)} {what}, e.g. row {rows[text.index[hits][0]]}"
+    return None
+
+
 def _text_reason(text: pd.Series, rows: pd.Series) -> str | None:
     n = len(text)
     codes, distinct = pd.factorize(text)  # each distinct text is checked once
     values = pd.Series(distinct, dtype=object).astype(str)
+    national = _national_reason(values, codes, rows, text)
+    if national:
+        return national
     checks = (
         (values.str.contains(_EMAIL, regex=True), "contain e-mail addresses"),
         (values.str.contains(_URL, regex=True), "contain web addresses (URLs)"),

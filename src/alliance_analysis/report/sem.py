@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from alliance_analysis.results import ModelResult
@@ -19,6 +20,7 @@ from alliance_analysis.sem.models import CfaComparison, fit_table
 from alliance_analysis.sem.fit import FIT_NOTE
 from alliance_analysis.report import plots
 from alliance_analysis.sem.panel import PanelComparison, SemResults
+from alliance_analysis.sem.specified import SpecifiedSem, parameter_table
 
 #: Fit statistics recorded for every model.
 _HEADLINE_FIT = ("n_obs", "chi2", "df", "p", "cfi", "tli", "rmsea", "srmr", "aic", "bic",
@@ -146,3 +148,53 @@ def _fit_note(results: dict[str, ModelResult]) -> str:
 def _fit_values(prefix: str, result: ModelResult) -> dict[str, Any]:
     """The headline fit statistics of one model under ``<prefix>.<statistic>``."""
     return {f"{prefix}.{key}": result.fit[key] for key in _HEADLINE_FIT}
+
+
+#: lavaan's names of the fit measures in ``tables/sem_<name>_fit.csv``, from our fit keys.
+LAVAAN_FIT_NAMES = {"chi2": "chisq", "df": "df", "p": "pvalue", "chisq_scaled": "chisq_scaled",
+                    "df_scaled": "df_scaled", "pvalue_scaled": "pvalue_scaled",
+                    "scaling_factor": "scaling_factor", "cfi": "cfi", "tli": "tli",
+                    "rmsea": "rmsea", "rmsea_ci_low": "rmsea_ci_low",
+                    "rmsea_ci_high": "rmsea_ci_high", "cfi_scaled": "cfi_scaled",
+                    "tli_scaled": "tli_scaled", "rmsea_scaled": "rmsea_scaled",
+                    "cfi_robust": "cfi_robust", "tli_robust": "tli_robust",
+                    "rmsea_robust": "rmsea_robust", "srmr": "srmr", "loglik": "loglik",
+                    "aic": "aic", "bic": "bic", "npar": "npar", "n_obs": "n_obs",
+                    "estimator": "estimator", "missing": "missing", "converged": "converged"}
+
+
+def sem_fit_row(name: str, result: ModelResult) -> pd.DataFrame:
+    """One row of fit measures under lavaan's names (those the estimator gives)."""
+    row = {"model": name}
+    row.update({lavaan: result.fit[ours] for ours, lavaan in LAVAAN_FIT_NAMES.items()
+                if ours in result.fit})
+    row["warnings"] = "; ".join(result.fit.get("warnings", []))
+    return pd.DataFrame([row])
+
+
+def report_sem_models(results: SpecifiedSem, run: RunFolder) -> pd.DataFrame:
+    """Write each of the researcher's SEMs (``sem_models:``): fit, parameters, headline numbers.
+
+    ``tables/sem_<name>_fit.csv`` (one row, lavaan's fit-measure names),
+    ``tables/sem_<name>_params.csv`` (``lhs, op, rhs, group, label, est, se, z, p,
+    std_all``), and ``results.json`` keys ``sem.<name>.<measure>``. Returns the fit rows of
+    all models, for the notebook to show.
+    """
+    rows = []
+    for name, result in results.results.items():
+        spec = results.specs[name]
+        title = spec.label or name
+        where = (f"session {spec.session}" if spec.session is not None else
+                 f"sessions {', '.join(map(str, spec.waves or ()))}")
+        flags = [result.flags()]
+        fit = sem_fit_row(name, result)
+        run.write_table(f"sem_{name}_fit", fit, flags=flags, caption=f"Fit of {title} ({where})",
+                        note=FIT_NOTE)
+        run.write_table(f"sem_{name}_params", parameter_table(result), flags=flags,
+                        caption=f"Parameters of {title} ({where})",
+                        note="std_all: completely standardized (lavaan's std.all). Model: "
+                             + " ; ".join(result.spec.splitlines()))
+        run.record({f"sem.{name}.{k}": v for k, v in fit.iloc[0].items()
+                    if k not in ("model", "warnings")})
+        rows.append(fit)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

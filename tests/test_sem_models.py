@@ -95,3 +95,21 @@ def test_generated_models_write_their_tables(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["sem.riclpm4.chisq"] == pytest.approx(fit["chisq"].iloc[0])
     assert results["sem.growth.df"] == fitted.results["growth"].fit["df"]
+
+
+def test_mlr_through_sem_models_equals_lavaan() -> None:
+    """lavaan 0.6-14 cfa(..., estimator = "MLR") on HolzingerSwineford1939 (sem2 fixture)."""
+    reference = json.loads((ROOT / "tests" / "reference" / "sem2_lavaan.json").read_text())
+    case = reference["models"]["hs_mlr"] if "models" in reference else reference["cases"]["hs_mlr"]
+    measures = case["fit_measures"]
+    spec = SemModelSpec(syntax=SYNTAX, session=1, estimator="MLR", missing="listwise")
+    result = fit_sem_model(_as_sessions(HS), "hs", spec)
+    assert result.fit["estimator"] == "MLR"
+    for ours, lavaan in (("chisq_scaled", "chisq.scaled"),
+                         ("scaling_factor", "chisq.scaling.factor"),
+                         ("cfi_robust", "cfi.robust"), ("rmsea_robust", "rmsea.robust")):
+        assert result.fit[ours] == pytest.approx(measures[lavaan], rel=1e-3), ours
+    from alliance_analysis.report.sem import sem_fit_row
+
+    row = sem_fit_row("hs", result).iloc[0]
+    assert row["chisq_scaled"] == pytest.approx(measures["chisq.scaled"], rel=1e-3)

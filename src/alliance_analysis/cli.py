@@ -52,12 +52,18 @@ def _verify(args: argparse.Namespace) -> int:
     _console.print(escape(f"Rerunning {args.run_dir} from its manifest ..."))
     table = pipeline.verify(args.run_dir, data=args.data, rtol=args.rtol, atol=args.atol)
     differing = table[table["status"].str.startswith("DIFFERS")]
-    shown = Table(title=f"verify {args.run_dir} (rtol {args.rtol:g}, atol {args.atol:g})")
-    for column in table.columns:
-        shown.add_column(column)
-    for row in (differing if len(differing) and not args.all else table).itertuples(index=False):
-        shown.add_row(*(escape(str(v)) for v in row))
-    _console.print(shown)
+    listed = table if args.all else differing
+    if len(listed):
+        shown = Table(title=f"verify {args.run_dir} (rtol {args.rtol:g}, atol {args.atol:g})")
+        for column in table.columns:
+            shown.add_column(column, overflow="fold")
+        for row in listed.itertuples(index=False):
+            shown.add_row(*(escape(str(v)) for v in row))
+        # Never cut a line: when the output is not a terminal (a log, a pipe) rich would
+        # otherwise assume 80 columns.
+        wide = Console(stderr=True, highlight=False, soft_wrap=True,
+                       width=None if _console.is_terminal else 200)
+        wide.print(shown)
     counts = table["status"].str.split(" ").str[0].value_counts().to_dict()
     _console.print(escape(f"{counts.get('match', 0)} matched, {len(differing)} differing, "
                           f"{counts.get('skipped', 0)} skipped"))

@@ -568,9 +568,11 @@ class SemModelSpec(Options):
     x: str | None = Field(None, description="riclpm/clpm: the first score (e.g. wai_total)")
     y: str | None = Field(None, description="riclpm/clpm/growth: the (second) score")
     waves: tuple[int, ...] | None = Field(None, description="generated models: the sessions")
-    estimator: Literal["ML", "WLSMV"] = Field(
-        "ML", description="ML (FIML with missing values), or WLSMV: DWLS on polychoric "
-        "correlations of the syntax's observed items, robust SEs, scaled-shifted test")
+    estimator: Literal["ML", "MLR", "WLSMV"] = Field(
+        "ML", description="ML (FIML with missing values); MLR: ML estimates with Huber-White "
+        "SEs, the Yuan-Bentler scaled chi-square and robust fit indices (complete data or "
+        "FIML); or WLSMV: DWLS on polychoric correlations of the syntax's observed items, "
+        "robust SEs, scaled-shifted test")
     missing: Literal["fiml", "listwise"] = Field("fiml", description="missing values")
     constrain_autoregressive: bool = Field(False, description="riclpm/clpm: equal "
                                            "autoregressive paths over waves")
@@ -605,8 +607,9 @@ class SemModelSpec(Options):
             if len(waves) < 3 or any(b <= a for a, b in zip(waves, waves[1:])):
                 raise ValueError("waves must be at least 3 session numbers in increasing "
                                  "order, e.g. [1, 2, 3, 4, 5]")
-            if self.estimator != "ML":
-                raise ValueError("generated models are fitted by ML (FIML with missing waves)")
+            if self.estimator == "WLSMV":
+                raise ValueError("generated models are fitted by ML or MLR (FIML with missing "
+                                 "waves), not WLSMV")
         return self
 
     def observed(self) -> set[str]:

@@ -35,7 +35,7 @@ equation modeling. *Structural Equation Modeling*, 27(6), 952-963.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -109,6 +109,9 @@ class Moments:
         Cases dropped (listwise, or rows with every variable missing under FIML).
     missing
         ``"listwise"`` or ``"fiml"``.
+    rows
+        The cases of each pattern (cases x observed variables of the pattern), for
+        case-wise scores (robust standard errors); None when built from moments only.
     """
 
     columns: tuple[str, ...]
@@ -116,6 +119,7 @@ class Moments:
     n_obs: int
     n_dropped: int
     missing: Literal["listwise", "fiml"]
+    rows: tuple[np.ndarray, ...] | None = None
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and N-divisor covariance of complete data (a single pattern)."""
@@ -143,6 +147,10 @@ class Estimates:
         ``"expected"`` (complete data) or ``"observed"`` (FIML).
     warnings
         Problems found (no convergence, singular information, negative variances).
+    estimator
+        ``"ML"`` or ``"MLR"`` (``vcov`` then the Huber-White sandwich).
+    robust
+        Under MLR, ``{"sandwich": robust.Sandwich}`` for the scaled test; else None.
     """
 
     theta: np.ndarray
@@ -152,6 +160,8 @@ class Estimates:
     iterations: int
     information: str
     warnings: tuple[str, ...]
+    estimator: str = "ML"
+    robust: dict[str, Any] | None = None
 
 
 def structure(syntax: str, meanstructure: bool) -> Structure:
@@ -258,15 +268,16 @@ def moments(data: pd.DataFrame, columns: tuple[str, ...],
         raise AllianceDataError(
             f"only {len(values)} cases with {missing} handling of {list(columns)}; a model of "
             f"{len(columns)} variables needs more. Choose other sessions or missing='fiml'")
-    groups = []
+    groups, cases = [], []
     unique, inverse = np.unique(observed, axis=0, return_inverse=True)
     for g, pattern in enumerate(unique):
         idx = np.flatnonzero(pattern)
         rows = values[inverse.ravel() == g][:, idx]
         centred = rows - rows.mean(axis=0)
         groups.append((idx, len(rows), rows.mean(axis=0), centred.T @ centred / len(rows)))
+        cases.append(rows)
     return Moments(columns=tuple(columns), patterns=tuple(groups), n_obs=int(keep.sum()),
-                   n_dropped=int((~keep).sum()), missing=missing)
+                   n_dropped=int((~keep).sum()), missing=missing, rows=tuple(cases))
 
 
 def implied(model: Structure, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +352,8 @@ def _gradient_information(model: Structure, data: Moments, theta: np.ndarray
 def start_values(model: Structure, data: Moments) -> np.ndarray:
     """Starting values by simple rules, close to lavaan's ``start = "simple"``.
 
-    Free loadings 1; observed residual variances half the observed variance; a latent
+    Free loadings 1 in the units of the factor's marker item (``sqrt(var_i / var_marker)``,
+    1 without a marker); observed residual variances half the observed variance; a latent
     variance half the variance of its first fixed-loading indicator, shared among the
     latent variables loading on it; covariances and regressions 0; intercepts the means.
     """
@@ -353,7 +365,12 @@ def start_values(model: Structure, data: Moments) -> np.ndarray:
     theta = np.zeros(model.n_free)
     for k in range(model.n_free):
         if model.patterns["lambda"][k].any():
-            theta[k] = 1.0
+            # 1 in the units of the factor's marker item: sqrt(var_i / var_marker), so that
+            # items on very different scales start near their solution (1 when alike)
+            i, j = np.argwhere(model.patterns["lambda"][k])[0]
+            markers = np.flatnonzero(lam[:, j])
+            theta[k] = (np.sqrt(variance[i] / variance[markers[0]])
+                        if len(markers) and variance[markers[0]] > 0 else 1.0)
         elif model.patterns["theta"][k].any():
             i, j = np.argwhere(model.patterns["theta"][k])[0]
             theta[k] = variance[i] / 2 if i == j else 0.0
@@ -368,8 +385,8 @@ def start_values(model: Structure, data: Moments) -> np.ndarray:
     return theta
 
 
-def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
-        ) -> Estimates:
+def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10,
+        estimator: Literal["ML", "MLR"] = "ML") -> Estimates:
     """Maximum-likelihood estimates by Fisher scoring with step halving.
 
     Parameters
@@ -380,6 +397,13 @@ def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
         Largest number of scoring steps.
     tol
         Convergence when the largest step is below ``tol * max(1, |theta|)``.
+    estimator
+        ``"ML"``: standard errors from the expected (complete data) or observed (FIML)
+        information. ``"MLR"`` (lavaan's robust ML): the same estimates, Huber-White
+        sandwich standard errors with the observed information (also for complete data,
+        as lavaan 0.6-14) and the case-wise scores, see :mod:`alliance_analysis.sem.robust`;
+        :func:`alliance_analysis.sem.fit.fit_measures` then adds the Yuan-Bentler scaled
+        chi-square and the scaled and robust fit indices.
 
     Notes
     -----
@@ -414,19 +438,25 @@ def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
             break
     if not converged and max_iter:
         notes.append(f"Fisher scoring did not converge ({iterations} steps)")
-    information = "observed" if data.missing == "fiml" else "expected"
+    if estimator not in ("ML", "MLR"):
+        raise ValueError(f"estimator must be 'ML' or 'MLR', not {estimator!r}")
+    information = "observed" if data.missing == "fiml" or estimator == "MLR" else "expected"
     info = (_gradient_information(model, data, theta)[1] if information == "expected"
-            else _observed_information(model, data, theta))
+            else observed_information(model, data, theta))
+    # MLR: these are the ML (observed-information) SEs; the caller replaces them by the
+    # sandwich (alliance_analysis.sem.robust.with_sandwich), which needs this module.
+    robust = None
     vcov, singular = invert_information(info)
     if singular:
         notes.append("the information matrix is singular: the model may not be identified; "
                      "standard errors are not available")
     notes += improper_notes(model, theta)
     return Estimates(theta=theta, vcov=vcov, loglik=-0.5 * value, converged=converged,
-                     iterations=iterations, information=information, warnings=tuple(notes))
+                     iterations=iterations, information=information, warnings=tuple(notes),
+                     estimator=estimator, robust=robust)
 
 
-def _observed_information(model: Structure, data: Moments, theta: np.ndarray) -> np.ndarray:
+def observed_information(model: Structure, data: Moments, theta: np.ndarray) -> np.ndarray:
     """Observed information of logL: central differences of the analytic gradient of
     -2 logL (steps ``1e-5 * max(|theta_k|, 1)``), halved."""
     return 0.5 * numdiff.hessian(lambda t: _gradient_information(model, data, t)[0], theta,
@@ -434,11 +464,25 @@ def _observed_information(model: Structure, data: Moments, theta: np.ndarray) ->
 
 
 def invert_information(info: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Inverse of an information matrix and whether it is singular (then all NaN)."""
-    eigen = np.linalg.eigvalsh(info)
+    """Inverse of an information matrix and whether it is singular (then all NaN).
+
+    The check is scale-invariant: the eigenvalues are those of the correlation-scaled
+    matrix ``D^-1/2 I D^-1/2`` (``D`` its diagonal), so a parameter measured in large or
+    small units (items with SDs from 0.1 to 100) does not make an identified model look
+    singular; singular means the smallest eigenvalue is at most 1e-10 times the largest,
+    or a diagonal element is not positive.
+    """
+    diag = np.diag(info)
+    if info.size == 0:
+        return np.zeros(info.shape), False
+    if not np.all(np.isfinite(info)) or np.any(diag <= 0):
+        return np.full(info.shape, np.nan), True
+    scale = 1.0 / np.sqrt(diag)
+    scaled = info * np.outer(scale, scale)
+    eigen = np.linalg.eigvalsh((scaled + scaled.T) / 2)
     if eigen.min() <= 1e-10 * max(eigen.max(), 1e-300):
         return np.full(info.shape, np.nan), True
-    return np.linalg.inv(info), False
+    return np.linalg.inv(scaled) * np.outer(scale, scale), False
 
 
 def improper_notes(model: Structure, theta: np.ndarray) -> list[str]:

@@ -58,7 +58,12 @@ def fit_measures(model: Structure, data: Moments, est: Estimates) -> dict[str, A
     dict
         ``n_obs, n_dropped, npar, loglik, loglik_saturated, saturated_converged, chi2, df, p,
         baseline_chi2, baseline_df, cfi, tli, rmsea, rmsea_ci_low, rmsea_ci_high, srmr, aic,
-        bic``.
+        bic`` and lavaan's names ``chisq, pvalue``. Under MLR (``est.estimator``) also
+        ``chisq_scaled, df_scaled, pvalue_scaled, scaling_factor`` (lavaan's
+        ``chisq.scaling.factor``), ``scaling_factor_h1, scaling_factor_h0, trace_ugamma,
+        baseline_chisq_scaled, baseline_scaling_factor``, ``cfi_scaled, tli_scaled,
+        rmsea_scaled`` and ``cfi_robust, tli_robust, rmsea_robust``
+        (:func:`alliance_analysis.sem.robust.mlr_measures`).
     """
     mean_h1, cov_h1, loglik_h1, h1_converged = saturated(data)
     p = len(data.columns)
@@ -70,7 +75,7 @@ def fit_measures(model: Structure, data: Moments, est: Estimates) -> dict[str, A
     n = data.n_obs
     sigma, mean = implied(model, est.theta)
     rmsea, ci_low, ci_high = rmsea_with_ci(chi2, df, n)
-    return {
+    measures = {
         "n_obs": n, "n_dropped": data.n_dropped, "npar": model.n_free,
         "loglik": est.loglik, "loglik_saturated": loglik_h1,
         "saturated_converged": h1_converged,
@@ -82,6 +87,15 @@ def fit_measures(model: Structure, data: Moments, est: Estimates) -> dict[str, A
         "aic": -2 * est.loglik + 2 * model.n_free,
         "bic": -2 * est.loglik + np.log(n) * model.n_free,
     }
+    measures.update(lavaan_names(measures))
+    # MLR's scaled statistics and robust indices are added by the caller
+    # (alliance_analysis.sem.robust.mlr_measures), which builds on these.
+    return measures
+
+
+def lavaan_names(measures: dict[str, Any]) -> dict[str, Any]:
+    """lavaan's names of the plain statistics (``chisq``, ``pvalue``), beside ours."""
+    return {"chisq": measures["chi2"], "pvalue": measures["p"]}
 
 
 def cfi(chi2: float, df: int, base_chi2: float, base_df: int) -> float:

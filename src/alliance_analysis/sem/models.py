@@ -22,7 +22,8 @@ correlations, with every fit statistic computed by lavaan's conventions
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,12 +31,15 @@ import numpy as np
 import pandas as pd
 
 from alliance_analysis.sem import estimation as sem_estimation
-from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
+from alliance_analysis.sem import robust as sem_robust
+from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
+                                     ConvergenceWarning)
 from alliance_analysis.instruments import Instrument
 from alliance_analysis.results import ModelResult
 from alliance_analysis.sem.fit import FIT_NOTE, fit_measures
 from alliance_analysis.sem.ordinal import fit_dwls
 from alliance_analysis.sem.parameters import parameter_table
+from alliance_analysis.sem.polychoric import polychoric_notes
 from alliance_analysis.sem.syntax import CFA_MODELS, GENERAL_FACTOR, cfa_syntax
 
 #: Columns of every SEM fit table, in order.
@@ -46,8 +50,14 @@ FIT_COLUMNS = ("model", "estimator", "missing", "n_obs", "n_dropped", "npar", "c
 
 def fit_sem(syntax: str, data: pd.DataFrame, name: str,
             missing: Literal["fiml", "listwise"] = "fiml", meanstructure: bool | None = None,
-            std_lv: bool = False, level: float = 0.95) -> ModelResult:
+            std_lv: bool = False, level: float = 0.95,
+            estimator: Literal["ML", "MLR"] = "ML") -> ModelResult:
     """Fit a structural equation model by maximum likelihood (FIML with missing values).
+
+    With ``estimator="MLR"`` the estimates are ML's and the standard errors Huber-White
+    (sandwich, on the observed information, as lavaan's MLR), with the Yuan-Bentler scaled
+    chi-square and the scaled and robust CFI, TLI and RMSEA in ``fit``
+    (:mod:`alliance_analysis.sem.robust`).
 
     Parameters
     ----------
@@ -63,7 +73,9 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
         ``fit["n_dropped"]``.
     meanstructure
         Fit means and intercepts; default: with FIML, as lavaan. Pass True for syntax with
-        intercept statements (``x ~ 1``).
+        intercept statements (``x ~ 1``). FIML always fits them (its likelihood needs the
+        means): ``False`` with ``missing="fiml"`` is overridden, as lavaan does, with a note
+        in ``fit["warnings"]``.
     std_lv
         Identify each factor by fixing its variance to 1 and freeing all its loadings
         (lavaan's ``std.lv = TRUE``) instead of fixing its first loading to 1.
@@ -76,7 +88,18 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
         ``params``: ``term, estimate, se, ci_low, ci_high, p, std_estimate, lhs, op, rhs,
         free, label`` (``std_estimate`` is lavaan's ``std.all``). ``fit``: the statistics of
         :func:`alliance_analysis.sem.fit.fit_measures` plus ``estimator, missing, test,
-        information, iterations, converged, warnings, note``.
+        information, iterations, converged, warnings, note``. A fit that breaks down
+        numerically or does not converge is returned with ``converged`` False and the
+        reason in ``warnings`` (estimates NaN if it broke down), not raised.
+
+    Raises
+    ------
+    AllianceParamsError
+        The syntax cannot be parsed (the message quotes the line), or uses an observed
+        variable that is not a column of ``data`` (the message lists the columns).
+    AllianceDataError
+        A model variable is constant or holds text, or too few cases remain. Every message
+        names the model.
 
     References
     ----------
@@ -84,19 +107,35 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
     Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. *Journal of
     Statistical Software*, 48(2), 1-36.
     """
+    notes = []
     if meanstructure is None:
         meanstructure = missing == "fiml"
-    model = sem_estimation.structure(syntax, meanstructure)
-    if std_lv:
-        model = sem_estimation.standardize_latent(model)
-    moments = sem_estimation.moments(data, model.observed, missing)
-    estimates = sem_estimation.fit(model, moments)
-    measures = fit_measures(model, moments, estimates)
-    notes = list(estimates.warnings)
+    elif missing == "fiml" and not meanstructure:
+        meanstructure = True
+        notes.append("missing='fiml' needs the mean structure: meanstructure=False was "
+                     "overridden and means and intercepts were estimated (as lavaan does)")
+    with _named_errors(name):
+        model = _parse(syntax, meanstructure, name)
+        _check_columns(data, model.observed, name)
+        if std_lv:
+            model = sem_estimation.standardize_latent(model)
+        moments = sem_estimation.moments(data, model.observed, missing)
+    try:
+        estimates = sem_estimation.fit(model, moments, estimator=estimator)
+        if estimator == "MLR":
+            estimates = sem_robust.with_sandwich(model, moments, estimates)
+        measures = fit_measures(model, moments, estimates)
+        if estimator == "MLR":
+            measures.update(sem_robust.mlr_measures(model, moments, estimates, measures))
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError) as error:
+        estimates = _failed_estimates(model, moments.missing, error)
+        measures = _failed_measures(model, moments)
+    notes += estimates.warnings
     if not measures["saturated_converged"]:
         notes.append("the EM estimates of the saturated model did not converge: chi-square "
                      "and the fit indices are approximate")
-    fit = {**measures, "estimator": "ML", "missing": missing, "test": "standard",
+    fit = {**measures, "estimator": estimator, "missing": missing,
+           "test": "yuan.bentler.mplus" if estimator == "MLR" else "standard",
            "information": estimates.information, "iterations": estimates.iterations,
            "converged": estimates.converged, "warnings": notes, "note": FIT_NOTE}
     _warn(name, tuple(notes))
@@ -114,20 +153,37 @@ def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = F
     ``rmsea`` are computed (lavaan's unscaled indices). Log-likelihood, AIC and BIC are not
     defined for DWLS (NaN). ``extra["thresholds"]`` holds the item thresholds. ``std_lv``
     as in :func:`fit_sem`. See :func:`alliance_analysis.sem.ordinal.fit_dwls`.
+
+    Empty cells of 2x2 tables are corrected as lavaan does (see
+    :func:`alliance_analysis.sem.polychoric.polychoric`): each correction is named in
+    ``extra["polychoric_notes"]`` and in ``fit["note"]``; a polychoric correlation on the
+    boundary is named in ``fit["warnings"]``. Bad syntax or data raise as in
+    :func:`fit_sem`; a fit that breaks down comes back flagged.
     """
-    result = fit_dwls(syntax, data, std_lv=std_lv)
+    with _named_errors(name):
+        parsed = _parse(syntax, False, name)
+        _check_columns(data, parsed.observed, name)
+        pc_notes, pc_warnings = polychoric_notes(data.loc[:, list(parsed.observed)])
+    try:
+        with _named_errors(name):
+            result = fit_dwls(syntax, data, std_lv=std_lv)
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError) as error:
+        return _failed_ordinal(syntax, data, name, parsed, error, level)
+    notes = [*result.estimates.warnings, *pc_warnings]
     fit = {**result.fit, "estimator": "DWLS", "missing": "listwise", "test": "scaled_shifted",
            "information": result.estimates.information,
            "iterations": result.estimates.iterations,
            "converged": result.estimates.converged,
-           "warnings": list(result.estimates.warnings),
-           "note": FIT_NOTE + " DWLS: polychoric correlations, robust SEs, scaled-shifted "
-           "chi-square (lavaan WLSMV); CFI, TLI and RMSEA from the unscaled statistic, as "
-           "lavaan's cfi/tli/rmsea; no log-likelihood."}
-    _warn(name, result.estimates.warnings)
+           "warnings": notes,
+           "note": " ".join([FIT_NOTE + " DWLS: polychoric correlations, robust SEs, "
+                             "scaled-shifted chi-square (lavaan WLSMV); CFI, TLI and RMSEA "
+                             "from the unscaled statistic, as lavaan's cfi/tli/rmsea; no "
+                             "log-likelihood.", *(f"Polychoric: {n}." for n in pc_notes)])}
+    _warn(name, tuple(notes))
     params = parameter_table(result.model, result.estimates, level)
     return ModelResult(name=name, params=params, fit=fit, spec=syntax,
-                       extra={"thresholds": result.thresholds})
+                       extra={"thresholds": result.thresholds,
+                              "polychoric_notes": list(pc_notes)})
 
 
 def fit_table(results: Mapping[str, ModelResult]) -> pd.DataFrame:
@@ -144,6 +200,100 @@ def _warn(name: str, notes: tuple[str, ...]) -> None:
     """Raise each problem of a fit as a ConvergenceWarning naming the model."""
     for note in notes:
         warnings.warn(f"{name}: {note}", ConvergenceWarning, stacklevel=3)
+
+
+@contextmanager
+def _named_errors(name: str) -> Iterator[None]:
+    """Re-raise the workbench's own errors with the model's name in front of the message."""
+    try:
+        yield
+    except AllianceError as error:
+        if str(error).startswith(f"model {name!r}: "):
+            raise
+        raise type(error)(f"model {name!r}: {error}") from error
+
+
+def _parse(syntax: str, meanstructure: bool, name: str) -> sem_estimation.Structure:
+    """The model's structure; malformed syntax is an :class:`AllianceParamsError`."""
+    try:
+        return sem_estimation.structure(syntax, meanstructure)
+    except SyntaxError as error:
+        text = str(error)
+        line = text.split("line:", 1)[1].strip() if "line:" in text else text
+        raise AllianceParamsError(
+            f"model {name!r}: the model syntax cannot be parsed at the line {line!r}; "
+            "correct it (lavaan syntax: 'f =~ x1 + x2', 'y ~ x', 'x1 ~~ x2', 'y ~ 1')"
+        ) from error
+
+
+def _check_columns(data: pd.DataFrame, observed: tuple[str, ...], name: str) -> None:
+    """Every observed variable of the model is a numeric, non-constant column of ``data``.
+
+    Raises
+    ------
+    AllianceParamsError
+        A variable of the syntax is not a column (a typo, or a factor with no indicators).
+    AllianceDataError
+        A column holds text, or a single value in every non-missing row.
+    """
+    absent = [c for c in observed if c not in data.columns]
+    if absent:
+        raise AllianceParamsError(
+            f"model {name!r}: the syntax uses {absent} as observed variables, but the data "
+            f"have no such columns; columns present: {[str(c) for c in data.columns]}")
+    for column in observed:
+        values = data[column]
+        numeric = pd.to_numeric(values.astype(object), errors="coerce")
+        text = values[numeric.isna() & values.notna()]
+        if len(text):
+            raise AllianceDataError(
+                f"model {name!r}: column {column!r} holds text values, e.g. "
+                f"{text.iloc[0]!r} (row {text.index[0]!r}); recode it as numbers or blank")
+        present = numeric.dropna().unique()
+        if len(present) == 1:
+            raise AllianceDataError(
+                f"model {name!r}: column {column!r} is constant (every non-missing value is "
+                f"{present[0]:g}); a variable without variance cannot enter the model. Drop "
+                "it from the syntax")
+
+
+def _failed_estimates(model: sem_estimation.Structure, missing: str,
+                      error: Exception) -> sem_estimation.Estimates:
+    """NaN estimates of a fit that broke down, flagged with the reason."""
+    reason = f"the fit broke down ({type(error).__name__}: {error}); no estimates"
+    return sem_estimation.Estimates(
+        theta=np.full(model.n_free, np.nan), vcov=np.full((model.n_free,) * 2, np.nan),
+        loglik=np.nan, converged=False, iterations=0,
+        information="observed" if missing == "fiml" else "expected", warnings=(reason,))
+
+
+def _failed_measures(model: sem_estimation.Structure,
+                     moments: sem_estimation.Moments) -> dict[str, object]:
+    """The fit statistics of a fit that broke down: counts, and NaN for the rest."""
+    keys = ("loglik", "loglik_saturated", "chi2", "p", "baseline_chi2", "cfi", "tli", "rmsea",
+            "rmsea_ci_low", "rmsea_ci_high", "srmr", "aic", "bic")
+    p = len(moments.columns)
+    df = p * (p + 1) // 2 + (p if model.meanstructure else 0) - model.n_free
+    return {**dict.fromkeys(keys, np.nan), "n_obs": moments.n_obs,
+            "n_dropped": moments.n_dropped, "npar": model.n_free, "df": df,
+            "baseline_df": p * (p - 1) // 2, "saturated_converged": True}
+
+
+def _failed_ordinal(syntax: str, data: pd.DataFrame, name: str,
+                    model: sem_estimation.Structure, error: Exception,
+                    level: float) -> ModelResult:
+    """A flagged DWLS result with NaN estimates, for a fit that broke down."""
+    estimates = _failed_estimates(model, "listwise", error)
+    n = len(data.loc[:, list(model.observed)].dropna())
+    keys = ("chi2", "chi2_unscaled", "p", "cfi", "tli", "rmsea", "rmsea_ci_low",
+            "rmsea_ci_high", "srmr", "loglik", "aic", "bic")
+    fit = {**dict.fromkeys(keys, np.nan), "n_obs": n, "n_dropped": int(len(data) - n),
+           "npar": model.n_free, "estimator": "DWLS", "missing": "listwise",
+           "test": "scaled_shifted", "information": "robust.sem", "iterations": 0,
+           "converged": False, "warnings": list(estimates.warnings), "note": FIT_NOTE}
+    _warn(name, estimates.warnings)
+    return ModelResult(name=name, params=parameter_table(model, estimates, level), fit=fit,
+                       spec=syntax, extra={"thresholds": pd.DataFrame()})
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ squares and quadratic estimating equations in latent variable modeling with cate
 continuous outcomes. Unpublished manuscript.
 Asparouhov, T., & Muthen, B. (2010). Simple second order chi-square correction. Mplus
 technical appendix.
+Savalei, V. (2021). Improving fit indices in structural equation modeling with categorical
+data. *Multivariate Behavioral Research*, 56(3), 390-407.
 Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. *Journal of
 Statistical Software*, 48(2), 1-36.
 """
@@ -37,7 +39,6 @@ import pandas as pd
 from scipy import optimize, stats
 
 from alliance_analysis.errors import AllianceDataError
-from alliance_analysis.sem.polychoric import polychoric
 from alliance_analysis.sem.estimation import (
     Estimates,
     Structure,
@@ -49,6 +50,8 @@ from alliance_analysis.sem.estimation import (
     structure,
 )
 from alliance_analysis.sem.fit import cfi, rmsea_with_ci, tli
+from alliance_analysis.sem.polychoric import polychoric
+from alliance_analysis.sem.robust import robust_cfi, robust_rmsea, robust_tli
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,12 @@ def fit_dwls(syntax: str, items: pd.DataFrame, std_lv: bool = False) -> OrdinalF
         (the scaled-shifted statistic, lavaan's ``chisq.scaled``), ``chi2_unscaled``,
         ``df``, ``p``, ``scaling_factor``, ``shift``, the unscaled ``cfi, tli, rmsea``
         (CI) and ``srmr`` as lavaan reports them, and NaN log-likelihood, AIC and BIC
-        (undefined for DWLS).
+        (undefined for DWLS). Also lavaan's names ``chisq, pvalue`` (unscaled),
+        ``chisq_scaled, df_scaled, pvalue_scaled``, the scaled indices ``cfi_scaled,
+        tli_scaled, rmsea_scaled`` (from the scaled-shifted statistics of the model and
+        the baseline model), the robust ones ``cfi_robust, tli_robust, rmsea_robust``
+        (Savalei 2021, lavaan 0.6-14's catML computation; NaN when the polychoric matrix
+        is not positive definite) and ``npar`` counted as lavaan (thresholds included).
 
     Notes
     -----
@@ -129,6 +137,9 @@ def fit_dwls(syntax: str, items: pd.DataFrame, std_lv: bool = False) -> OrdinalF
     resid = sample - _implied_correlations(reduced, theta)[lower]
     fit = {**_fit_statistics(resid, weights, gamma_rho, delta, bread, n, sample),
            "n_dropped": int(len(items) - n)}
+    fit["npar"] = n_th + delta.shape[1]  # lavaan's count: thresholds are parameters too
+    fit.update(_catml_robust(rho, _implied_correlations(reduced, theta), lower, weights,
+                             gamma_rho, delta, bread, n, fit["df"], fit["baseline_df"]))
     filled = _with_residual_variances(reduced, theta)
     notes = [] if solution.success else [f"DWLS did not converge: {solution.message}"]
     if singular:
@@ -139,7 +150,7 @@ def fit_dwls(syntax: str, items: pd.DataFrame, std_lv: bool = False) -> OrdinalF
     estimates = Estimates(theta=theta, vcov=vcov, loglik=np.nan, converged=bool(solution.success),
                           iterations=int(solution.nfev), information="robust.sem",
                           warnings=tuple(notes))
-    se = pc.standard_errors() * np.sqrt(n / (n - 1))
+    se = pc.standard_errors()  # already with divisor n - 1, as lavaan's WLSMV
     thresholds = pc.thresholds.assign(
         se=[se[f"{i}|{t}"] for i, t in zip(pc.thresholds["item"], pc.thresholds["threshold"])])
     return OrdinalFit(model=filled, estimates=estimates, fit=fit, thresholds=thresholds)
@@ -203,6 +214,13 @@ def _fit_statistics(resid: np.ndarray, weights: np.ndarray, gamma: np.ndarray,
     shift = df - a * trace
     chi2 = a * t_unscaled + shift
     base_chi2 = (n - 1) * float(np.sum(weights * sample ** 2))
+    base_df = len(resid)
+    # the baseline (independence) model has no correlation parameters: U = W
+    wg = weights[:, None] * gamma
+    b_trace, b_trace_sq = float(np.trace(wg)), float(np.trace(wg @ wg))
+    b_a = np.sqrt(base_df / b_trace_sq) if b_trace_sq > 0 else np.nan
+    b_shift = base_df - b_a * b_trace
+    b_chi2 = b_a * base_chi2 + b_shift
     rmsea, ci_low, ci_high = rmsea_with_ci(t_unscaled, df, n - 1)
     n_items = int(round((1 + np.sqrt(1 + 8 * len(resid))) / 2))
     # Bentler's SRMR over the lower triangle with the diagonal (zero residuals there)
@@ -217,4 +235,48 @@ def _fit_statistics(resid: np.ndarray, weights: np.ndarray, gamma: np.ndarray,
         "tli": tli(t_unscaled, df, base_chi2, len(resid)),
         "rmsea": rmsea, "rmsea_ci_low": ci_low, "rmsea_ci_high": ci_high,
         "srmr": srmr, "aic": np.nan, "bic": np.nan,
+        # lavaan's names
+        "chisq": t_unscaled, "pvalue": stats.chi2.sf(t_unscaled, df) if df > 0 else np.nan,
+        "chisq_scaled": chi2, "df_scaled": df,
+        "pvalue_scaled": stats.chi2.sf(chi2, df) if df > 0 else np.nan,
+        "baseline_chisq_scaled": b_chi2, "baseline_scaling_factor": 1 / b_a,
+        "baseline_shift": b_shift,
+        "cfi_scaled": cfi(chi2, df, b_chi2, base_df),
+        "tli_scaled": tli(chi2, df, b_chi2, base_df),
+        "rmsea_scaled": robust_rmsea(chi2, df, n - 1),
     }
+
+
+def _catml_robust(rho: np.ndarray, implied_corr: np.ndarray, lower: tuple[np.ndarray, ...],
+                  weights: np.ndarray, gamma: np.ndarray, delta: np.ndarray,
+                  bread: np.ndarray, n: int, df: int, base_df: int) -> dict[str, float]:
+    """Robust CFI, TLI and RMSEA of a DWLS fit (Savalei 2021), as lavaan 0.6-14.
+
+    lavaan's ``lav_fit_catml_dwls``: the "catML" statistic ``T3 = N F_ML(R, P)`` of the
+    DWLS-implied correlation matrix ``P`` against the polychoric matrix ``R`` (not refitted),
+    its scaling factor ``c3 = tr(U' V U Gamma) / df`` with ``V`` the normal-theory ML weight
+    of the correlations at ``P`` and ``U = I - Delta (Delta' W Delta)^-1 Delta' W``, and for
+    the baseline ``T3b = -N log|R|`` with ``c3b = tr(Gamma) / df_b``. NaN when ``R`` is not
+    positive definite (lavaan returns NA then).
+    """
+    nan = {"cfi_robust": np.nan, "tli_robust": np.nan, "rmsea_robust": np.nan}
+    p = len(rho)
+    if np.linalg.eigvalsh(rho).min() < np.sqrt(np.finfo(float).eps) or df <= 0:
+        return nan
+    model_corr = implied_corr.copy()
+    np.fill_diagonal(model_corr, 1.0)
+    inv = np.linalg.inv(model_corr)
+    f_ml = (np.linalg.slogdet(model_corr)[1] - np.linalg.slogdet(rho)[1]
+            + np.trace(rho @ inv) - p)
+    t3 = n * f_ml
+    t3_base = -n * np.linalg.slogdet(rho)[1]
+    i, j = lower
+    v = inv[np.ix_(i, i)] * inv[np.ix_(j, j)] + inv[np.ix_(i, j)] * inv[np.ix_(j, i)]
+    wiu = np.eye(len(weights)) - delta @ bread @ delta.T * weights[None, :]
+    c3 = float(np.trace(wiu.T @ v @ wiu @ gamma)) / df
+    c3_base = float(np.trace(gamma)) / base_df
+    return {"cfi_robust": robust_cfi(t3, df, t3_base, base_df, c3, c3_base),
+            "tli_robust": robust_tli(t3, df, t3_base, base_df, c3, c3_base),
+            "rmsea_robust": robust_rmsea(t3, df, n - 1, c3),
+            "chisq_catml": t3, "scaling_factor_catml": c3,
+            "baseline_chisq_catml": t3_base, "baseline_scaling_factor_catml": c3_base}

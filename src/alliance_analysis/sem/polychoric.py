@@ -24,6 +24,13 @@ from alliance_analysis.errors import AllianceDataError
 #: Largest |rho| searched; the bivariate likelihood is undefined at exactly +-1.
 _RHO_BOUND = 0.999999
 
+#: An estimate within this distance of :data:`_RHO_BOUND` is flagged as on the boundary.
+_BOUNDARY_TOLERANCE = 1e-4
+
+#: Added to the empty cell of a 2x2 table (lavaan's ``zero.add = c(0.5, 0)``: 0.5 for 2x2
+#: tables, nothing for larger ones).
+_ZERO_ADD_2X2 = 0.5
+
 
 @dataclass(frozen=True)
 class PolychoricResult:
@@ -43,6 +50,13 @@ class PolychoricResult:
         :attr:`pairs`), labelled like lavaan (``"wai_1|t1"``, ``"wai_1~~wai_2"``).
     pairs
         The item pairs, in the order their correlations appear in ``gamma``.
+    notes
+        Corrections applied, naming the items: a 2x2 table with one empty cell is
+        estimated from lavaan's margin-preserving correction (see :func:`polychoric`).
+    warnings
+        Problems, naming the items: a correlation on the boundary of its range
+        (``|rho|`` within 1e-4 of the bound, e.g. a 2x2 table with two empty cells), whose
+        estimate and standard error mean little.
     """
 
     rho: pd.DataFrame
@@ -50,10 +64,16 @@ class PolychoricResult:
     n: int
     gamma: pd.DataFrame
     pairs: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def standard_errors(self) -> pd.Series:
-        """Standard errors of the thresholds and correlations, ``sqrt(diag(gamma) / n)``."""
-        return pd.Series(np.sqrt(np.diag(self.gamma.to_numpy()) / self.n),
+        """Standard errors of the thresholds and correlations, ``sqrt(diag(gamma) / (n - 1))``.
+
+        The divisor is ``n - 1``, as ``lavaan::lavCor(se = "standard")`` (which rescales its
+        N-divisor covariance of the sample statistics by ``N / (N - 1)``).
+        """
+        return pd.Series(np.sqrt(np.diag(self.gamma.to_numpy()) / (self.n - 1)),
                          index=self.gamma.index)
 
 
@@ -113,8 +133,9 @@ def polychoric(items: pd.DataFrame) -> PolychoricResult:
     Returns
     -------
     PolychoricResult
-        The correlation matrix, thresholds, the number of cases and the asymptotic covariance
-        matrix ``gamma`` of thresholds and correlations.
+        The correlation matrix, thresholds, the number of cases, the asymptotic covariance
+        matrix ``gamma`` of thresholds and correlations, and notes and warnings naming the
+        items concerned.
 
     Notes
     -----
@@ -130,10 +151,20 @@ def polychoric(items: pd.DataFrame) -> PolychoricResult:
     the cross-product of the scores and ``A`` their (outer-product) derivative matrix,
     lower block-triangular because the correlations depend on the thresholds but not the
     reverse. Its diagonal gives lavaan's DWLS weights; the whole matrix gives robust
-    standard errors and the mean- and variance-adjusted chi-square.
+    standard errors and the mean- and variance-adjusted chi-square. Standard errors
+    (:meth:`PolychoricResult.standard_errors`) divide it by ``n - 1``, as ``lavCor``.
+
+    *Empty cells.* A 2x2 table with one empty cell puts the ML estimate on the boundary
+    (+-1, with an unbounded standard error); as lavaan (``zero.add = c(0.5, 0)``,
+    ``zero.keep.margins = TRUE``), 0.5 is moved into the empty cell and its diagonal
+    opposite from the other two cells, keeping the margins and so the thresholds, and the
+    correlation is estimated from that table (its scores, and so ``gamma``, still come from
+    the observed cases). Each correction is listed in ``notes``; any correlation still on
+    the boundary is listed in ``warnings``.
 
     Checked against ``psych::polychoric`` and ``lavaan::lavCor`` (bfi N1-N5, n = 2694):
-    see ``tests/test_polychoric.py`` for the tolerances.
+    see ``tests/test_polychoric.py`` for the tolerances; the empty-cell correction against
+    ``lavCor`` in ``tests/test_sem_defects.py``.
 
     References
     ----------
@@ -144,6 +175,28 @@ def polychoric(items: pd.DataFrame) -> PolychoricResult:
     Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. *Journal of
     Statistical Software*, 48(2), 1-36.
     """
+    complete, names, codes, edges, pairs, rho, notes, flags = _estimate(items)
+    gamma = _muthen_gamma(codes, edges, rho, pairs)
+    labels = [f"{name}|t{m + 1}" for name, edge in zip(names, edges)
+              for m in range(len(edge) - 2)]
+    labels += [f"{names[j]}~~{names[k]}" for j, k in pairs]
+    thresholds = pd.DataFrame(
+        [{"item": name, "threshold": f"t{m + 1}", "estimate": edge[m + 1]}
+         for name, edge in zip(names, edges) for m in range(len(edge) - 2)])
+    return PolychoricResult(
+        rho=pd.DataFrame(rho, index=names, columns=names), thresholds=thresholds,
+        n=len(complete), gamma=pd.DataFrame(gamma, index=labels, columns=labels),
+        pairs=tuple((names[j], names[k]) for j, k in pairs), notes=notes, warnings=flags)
+
+
+def polychoric_notes(items: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ``notes`` and ``warnings`` :func:`polychoric` would report, without ``gamma``."""
+    *_, notes, flags = _estimate(items)
+    return notes, flags
+
+
+def _estimate(items: pd.DataFrame) -> tuple:
+    """Complete rows, names, codes, edges, pairs, correlation matrix, notes and warnings."""
     complete = items.dropna()
     if len(complete) < 2:
         raise AllianceDataError(
@@ -157,19 +210,40 @@ def polychoric(items: pd.DataFrame) -> PolychoricResult:
         edges.append(edge)
     pairs = tuple(combinations(range(len(names)), 2))
     rho = np.eye(len(names))
+    notes, flags = [], []
     for j, k in pairs:
-        rho[j, k] = rho[k, j] = _pair_rho(codes[j], codes[k], edges[j], edges[k])
-    gamma = _muthen_gamma(codes, edges, rho, pairs)
-    labels = [f"{name}|t{m + 1}" for name, edge in zip(names, edges)
-              for m in range(len(edge) - 2)]
-    labels += [f"{names[j]}~~{names[k]}" for j, k in pairs]
-    thresholds = pd.DataFrame(
-        [{"item": name, "threshold": f"t{m + 1}", "estimate": edge[m + 1]}
-         for name, edge in zip(names, edges) for m in range(len(edge) - 2)])
-    return PolychoricResult(
-        rho=pd.DataFrame(rho, index=names, columns=names), thresholds=thresholds,
-        n=len(complete), gamma=pd.DataFrame(gamma, index=labels, columns=labels),
-        pairs=tuple((names[j], names[k]) for j, k in pairs))
+        table = np.zeros((len(edges[j]) - 1, len(edges[k]) - 1))
+        np.add.at(table, (codes[j], codes[k]), 1.0)
+        corrected = _zero_cell_correction(table)
+        if corrected is not None:
+            notes.append(
+                f"the 2x2 table of {names[j]} and {names[k]} has an empty cell: estimated "
+                f"from lavaan's margin-preserving correction ({_ZERO_ADD_2X2} moved into the "
+                f"empty cell and its opposite): {corrected.tolist()}")
+            table = corrected
+        rho[j, k] = rho[k, j] = _pair_rho(table, edges[j], edges[k])
+        if abs(rho[j, k]) >= _RHO_BOUND - _BOUNDARY_TOLERANCE:
+            flags.append(
+                f"the polychoric correlation of {names[j]} and {names[k]} is on the boundary "
+                f"({rho[j, k]:.6f}): the items are (nearly) redundant or their table has empty "
+                "cells; its estimate and standard error are unreliable")
+    return complete, names, codes, edges, pairs, rho, tuple(notes), tuple(flags)
+
+
+def _zero_cell_correction(table: np.ndarray) -> np.ndarray | None:
+    """lavaan's correction of a 2x2 table with exactly one empty cell, else None.
+
+    ``zero.add = c(0.5, 0)`` with ``zero.keep.margins = TRUE``: 0.5 is added to the empty
+    cell and to the cell diagonally opposite and taken from the other two, so the margins
+    (and the thresholds) are unchanged; (30, 0; 20, 30) becomes (29.5, 0.5; 20.5, 29.5).
+    Larger tables and 2x2 tables with two empty cells (a correlation of +-1) are left as
+    they are.
+    """
+    if table.shape != (2, 2) or np.count_nonzero(table == 0) != 1:
+        return None
+    main_diagonal = table[0, 0] == 0 or table[1, 1] == 0
+    sign = 1.0 if main_diagonal else -1.0
+    return table + sign * _ZERO_ADD_2X2 * np.array([[1.0, -1.0], [-1.0, 1.0]])
 
 
 def _categories(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -189,11 +263,8 @@ def _cell_probabilities(edges_j: np.ndarray, edges_k: np.ndarray, rho: float) ->
     return np.diff(np.diff(cdf, axis=0), axis=1)
 
 
-def _pair_rho(code_j: np.ndarray, code_k: np.ndarray, edges_j: np.ndarray,
-              edges_k: np.ndarray) -> float:
-    """ML polychoric correlation of one pair with the thresholds held fixed."""
-    table = np.zeros((len(edges_j) - 1, len(edges_k) - 1))
-    np.add.at(table, (code_j, code_k), 1.0)
+def _pair_rho(table: np.ndarray, edges_j: np.ndarray, edges_k: np.ndarray) -> float:
+    """ML polychoric correlation of one pair's table with the thresholds held fixed."""
 
     def minus_loglik(rho: float) -> float:
         probs = np.clip(_cell_probabilities(edges_j, edges_k, rho), 1e-300, None)

@@ -118,7 +118,7 @@ def fit_sem_model(sessions: pd.DataFrame, name: str, spec: SemModelSpec,
     else:
         result = fit_sem(syntax, data, name, missing=spec.missing, meanstructure=(
             True if spec.generate in ("riclpm", "clpm") or spec.missing == "fiml" else None),
-            level=level)
+            level=level, estimator=spec.estimator)
     where = ({"session": spec.session} if spec.session is not None
              else {"waves": list(spec.waves or ())})
     return ModelResult(result.name, result.params, {**result.fit, **where}, result.spec,

@@ -225,3 +225,31 @@ def test_analysis_is_deterministic() -> None:
     assert first.headline() == second.headline()
     for name, table in first.tables.items():
         pd.testing.assert_frame_equal(table, second.tables[name])
+
+
+def test_post_session_without_a_later_score_is_not_assessable() -> None:
+    """A client whose first score is at post_session has no change to report (not 0)."""
+    from alliance_analysis.change.reliable_change import pre_post_scores
+
+    sessions = pd.DataFrame({"client_id": ["a", "a", "b", "b"], "session": [3, 5, 1, 3],
+                             "phq9_total": [10.0, 8.0, 12.0, 9.0]})
+    table = pre_post_scores(sessions, "phq9_total", post_session=3).set_index("client_id")
+    assert pd.isna(table.loc["a", "change"]) and pd.isna(table.loc["a", "post_session"])
+    assert table.loc["b", "change"] == -3.0
+
+
+def test_sudden_gain_critical_values_are_exact_t_quantiles() -> None:
+    from scipy import stats
+
+    assert ChangeOptions().sudden_gain_critical == pytest.approx(
+        tuple(stats.t.ppf(0.975, (4, 3, 2))), rel=1e-15)
+
+
+def test_an_empty_session_table_gives_empty_tables_and_flagged_models() -> None:
+    columns = ["client_id", "therapist_id", "session", "phq9_total", "wai_total"]
+    empty = pd.DataFrame({c: pd.Series(dtype="object" if c.endswith("_id") else "float64")
+                          for c in columns})
+    with pytest.warns(Warning):
+        report = analyse_change(empty, ChangeOptions(), PHQ9, WAI)
+    assert len(report.tables["change_reliable"]) == 0
+    assert all(not model.fit["converged"] for model in report.models.values())

@@ -162,3 +162,25 @@ def test_bad_model_stops_the_run_before_any_model_is_fitted(tmp_path: Path,
                                                   r"models.m: \['sesion'\] is not a column"):
         pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed",
                      notebooks=("01_clean", "03_multilevel"))
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_out_that_is_a_file_exits_2(tmp_path: Path, small_study: Path, where: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "report.txt"
+    blocker.write_text("not a folder")
+    out = blocker if where == "a file" else blocker / "run"
+    assert main(["run", str(write_params(tmp_path, small_study)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{'is' if where == 'a file' else 'lies under'} a file" in err
+    assert "Traceback" not in err and blocker.read_text() == "not a folder"
+
+
+def test_verify_refuses_a_truncated_manifest(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text('{"status": "comp')
+    assert main(["verify", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable manifest" in err and "Traceback" not in err

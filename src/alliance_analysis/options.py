@@ -385,8 +385,12 @@ class ChangeOptions(Options):
         0.25, gt=0, lt=1, description="sudden gains criterion 2: the gain is at least this "
         "fraction of the pre-gain score")
     sudden_gain_critical: tuple[float, float, float] = Field(
-        (2.776, 3.182, 4.303), description="sudden gains criterion 3: critical values with "
-        "all 6 neighbouring scores (df 4), one missing (df 3) and two missing (df 2)")
+        # The exact two-sided .05 t quantiles (2.7764..., 3.1824..., 4.3026...), which Tang &
+        # DeRubeis (1999) and Lutz et al. (2013) print to three decimals; scipy's
+        # stats.t.ppf(0.975, (4, 3, 2)), written out so this module needs no scipy.
+        (2.7764451051977934, 3.1824463052837078, 4.302652729749462),
+        description="sudden gains criterion 3: critical values with all 6 neighbouring "
+        "scores (df 4), one missing (df 3) and two missing (df 2)")
     sudden_gain_reversal: float = Field(
         0.5, gt=0, le=1, description="a gain is reversed when a later score gives back at "
         "least this fraction of it")

@@ -18,6 +18,7 @@ cell and the error; the partial run folder keeps an ``INCOMPLETE`` file and its 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -125,6 +126,21 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def _check_writable_folder(what: str, folder: Path) -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be written."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise AllianceParamsError(
+                    f"{what}: {folder} {'is' if parent == folder else 'lies under'} a file "
+                    f"({parent}), not a folder. Give a folder path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise AllianceParamsError(
+                    f"{what}: {parent} cannot be written (permissions). Choose a folder you "
+                    "can write to")
+            return
+
+
 def _prepare(run_dir: Path) -> None:
     """Empty a previous run folder; refuse to empty a folder that is not one."""
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -221,6 +237,9 @@ def run(params_file: str | Path, out: str | Path | None = None,
     params: RunParams = load_params(params_path)
     run_dir = Path(out).resolve() if out is not None else params.output_dir()
     processed_dir = Path(processed).resolve() if processed is not None else params.processed_dir()
+    for what, folder in (("--out (the run folder)", run_dir),
+                         ("--processed (the processed-data folder)", processed_dir)):
+        _check_writable_folder(what, folder)
     _prepare(run_dir)
     (run_dir / MARKER).write_text("This run did not finish; see manifest.json.\n")
     (run_dir / "params.yaml").write_text(
@@ -388,7 +407,14 @@ def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RT
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.is_file():
         raise AllianceRunError(f"{run_dir}: no manifest.json, so this is not a run folder")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AllianceDataError(
+            f"{manifest_path}: not a readable manifest ({exc}); it may be truncated or "
+            "edited. Verify a complete run folder, or rerun the run") from None
     if manifest.get("status") != "complete":
         raise AllianceRunError(f"{run_dir}: the run is marked {manifest.get('status')!r}, "
                                "not complete; there is nothing finished to verify")

@@ -139,8 +139,9 @@ def _gains_caption(symptoms: Instrument, options: ChangeOptions) -> str:
             f"and n+1 the score falls by at least {sudden_gain_threshold(symptoms, options):g} "
             f"points (criterion 1) and by at least {options.sudden_gain_relative:.0%} of the "
             "score at session n (criterion 2), and the mean of sessions n-2..n exceeds the "
-            f"mean of sessions n+1..n+3 by more than {cv[0]:g} times their pooled SD "
-            f"({cv[1]:g} when one and {cv[2]:g} when two of the four outer scores are missing; "
+            f"mean of sessions n+1..n+3 by more than {cv[0]:.3f} times their pooled SD "
+            f"({cv[1]:.3f} when one and {cv[2]:.3f} when two of the four outer scores are "
+            "missing; exact t quantiles, printed to three decimals; "
             "at least two scores on each side; Lutz et al., 2013) (criterion 3). Reversal: a "
             f"later score gives back at least {options.sudden_gain_reversal:.0%} of the gain.")
 

@@ -226,8 +226,11 @@ def pre_post_scores(sessions: pd.DataFrame, score: str, pre_session: int | None 
         later = series[series.index > (pre_s or 0)]
         post_s = post_session if post_session is not None else (
             int(later.index[-1]) if len(later) else None)
+        if pre_s is not None and post_s is not None and post_s <= pre_s:
+            post_s = None  # no score after the pre-treatment one: change is not assessable
         rows.append({"client_id": client, "pre_session": pre_s, "post_session": post_s,
-                     "pre": series.get(pre_s, np.nan), "post": series.get(post_s, np.nan)})
+                     "pre": series.get(pre_s, np.nan),
+                     "post": series.get(post_s, np.nan) if post_s is not None else np.nan})
     table = pd.DataFrame(rows, columns=["client_id", "pre_session", "post_session", "pre",
                                         "post"])
     table = table.astype({"pre_session": "Int64", "post_session": "Int64", "pre": float,

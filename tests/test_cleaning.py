@@ -169,3 +169,24 @@ def test_ledger_accounts_for_every_row_and_cell(rows: list[dict], opts: Cleaning
         for column in ("client_id",):
             before = original.at[kept.source_row, column]
             assert before == kept[column] or (kept.source_row, column) in logged
+
+
+@pytest.mark.parametrize("option, expected, new_value", [("missing", None, None),
+                                                         ("round", 2.0, "2")])
+def test_fractional_answers_on_whole_number_items_are_ledgered(option: str, expected,
+                                                               new_value) -> None:
+    from alliance_analysis.data.cleaning import clean
+    from alliance_analysis.instruments import get_instrument
+
+    wai = get_instrument("wai")
+    frame = pd.DataFrame({"source_row": [1, 2], "client_id": ["a", "b"],
+                          "therapist_id": ["t", "t"], "session": [1, 1],
+                          **{item: [3.0, 3.0] for item in wai.items()}})
+    frame.loc[0, "wai_1"] = 2.5
+    result = clean(frame, [wai], CleaningOptions(fractional_items=option))
+    value = result.sessions.loc[result.sessions["client_id"] == "a", "wai_1"].iloc[0]
+    assert (pd.isna(value) if expected is None else value == expected)
+    entry = result.ledger_cells[result.ledger_cells["rule"] == "item_not_integer"]
+    assert entry[["source_row", "column", "old_value"]].values.tolist() == [[1, "wai_1", "2.5"]]
+    assert (entry["new_value"].iloc[0] is None or pd.isna(entry["new_value"].iloc[0])
+            if new_value is None else entry["new_value"].iloc[0] == new_value)

@@ -113,3 +113,39 @@ def test_mlr_through_sem_models_equals_lavaan() -> None:
 
     row = sem_fit_row("hs", result).iloc[0]
     assert row["chisq_scaled"] == pytest.approx(measures["chisq.scaled"], rel=1e-3)
+
+
+def test_longitudinal_invariance_through_sem_models(tmp_path: Path) -> None:
+    """sessions: + invariance: reproduce lavaan/semTools measEq.syntax over 3 occasions."""
+    wide = pd.read_csv(ROOT / "tests" / "reference" / "sem2_longitudinal.csv")
+    wide = wide.reset_index().rename(columns={"index": "row"})
+    long = pd.concat([
+        pd.DataFrame({"client_id": wide["row"].astype(str), "therapist_id": "t", "session": t,
+                      **{f"i{i}": wide[f"i{i}_t{t}"] for i in range(1, 5)}})
+        for t in (1, 2, 3)], ignore_index=True)
+    spec = SemModelSpec(syntax="F =~ i1 + i2 + i3 + i4", sessions=(1, 2, 3),
+                        invariance=("configural", "metric", "scalar"), missing="listwise")
+    fitted = fit_sem_models(long, {"over_time": spec})
+    _, table = fitted.invariance["over_time"]
+    lavaan = json.loads((ROOT / "tests" / "reference" / "sem2_lavaan.json").read_text())
+    for level in ("configural", "metric", "scalar"):
+        ref = lavaan["cases"][f"long_{level}"]["fit_measures"]
+        row = table.set_index("level").loc[level]
+        assert row["df"] == ref["df"]
+        assert row["chisq"] == pytest.approx(ref["chisq"], rel=1e-3)
+        assert row["cfi"] == pytest.approx(ref["cfi"], abs=1e-3)
+    assert table["verdict"].iloc[1].startswith("loadings equal over sessions")
+    report_sem_models(fitted, RunFolder(tmp_path, stage="04_sem"))
+    fit = pd.read_csv(tmp_path / "tables" / "sem_over_time_fit.csv")
+    assert fit["level"].tolist() == ["configural", "metric", "scalar"]
+    params = pd.read_csv(tmp_path / "tables" / "sem_over_time_params.csv")
+    assert set(params["level"]) == {"configural", "metric", "scalar"}
+
+
+def test_invariance_needs_sessions(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("client_id,therapist_id,session\n")
+    raw = {"syntax": "F =~ a + b + c", "session": 1, "invariance": ["configural", "metric"]}
+    with pytest.raises(AllianceParamsError, match="invariance: needs sessions"):
+        parse_params({"name": "t", "data": {"path": str(data)}, "sem_models": {"m": raw}},
+                     base_dir=tmp_path)

@@ -91,6 +91,10 @@ with warnings.catch_warnings():
         n_items: int = Field(ge=1)
         item_min: int = Field(description="lowest response value of every item")
         item_max: int = Field(description="highest response value of every item")
+        integer_items: bool = Field(
+            default=True, description="responses are whole numbers (Likert points); a "
+            "fractional answer such as 2.5 is then a data error the cleaning stage handles "
+            "(cleaning.fractional_items); false for continuous items")
         scoring: Literal["sum", "mean"]
         subscales: dict[str, list[int]] = Field(
             default_factory=dict, description="subscale name -> 1-based item numbers"

@@ -170,6 +170,9 @@ class CleaningOptions(Options):
     date_order: Literal["flag", "exclude"] = Field(
         "flag", description="sessions whose day goes backwards: flag them, or exclude them")
     min_sessions: int = Field(1, ge=1, description="clients with fewer kept sessions are excluded")
+    fractional_items: Literal["missing", "round"] = Field(
+        "missing", description="a fractional answer (2.5) on a whole-number item: set missing "
+        "(default), or round it half to even; either way logged in the cell ledger")
 
 
 #: Optimizers tried in order (see :mod:`alliance_analysis.multilevel.mixedfit` for why L-BFGS first).
@@ -569,6 +572,12 @@ class SemModelSpec(Options):
         None, description="a generated model instead of syntax")
     session: int | None = Field(None, ge=1, description="syntax models: the session whose "
                                 "rows (one per client) the model is fitted to")
+    sessions: tuple[int, ...] | None = Field(
+        None, description="longitudinal models: a one-factor syntax measured at each of these "
+        "sessions (wide data, one row per client); with invariance:, the levels are tested")
+    invariance: tuple[Literal["configural", "metric", "scalar", "strict"], ...] | None = Field(
+        None, description="longitudinal measurement invariance levels to fit and compare, "
+        "e.g. [configural, metric, scalar]")
     x: str | None = Field(None, description="riclpm/clpm: the first score (e.g. wai_total)")
     y: str | None = Field(None, description="riclpm/clpm/growth: the (second) score")
     waves: tuple[int, ...] | None = Field(None, description="generated models: the sessions")
@@ -599,9 +608,24 @@ class SemModelSpec(Options):
         if (self.syntax is None) == (self.generate is None):
             raise ValueError("give either syntax (lavaan model syntax) or generate "
                              "(riclpm, clpm or growth), not both or neither")
-        if self.syntax is not None and self.session is None:
-            raise ValueError("a syntax model needs session: the session whose rows (one per "
-                             "client) it is fitted to")
+        if self.syntax is not None and (self.session is None) == (self.sessions is None):
+            raise ValueError("a syntax model needs session (the session whose rows, one per "
+                             "client, it is fitted to) or sessions (a longitudinal model), "
+                             "not both")
+        if self.sessions is not None:
+            statements = parse_lavaan(self.syntax or "")
+            if len(statements) != 1 or statements[0].op != "=~":
+                raise ValueError("sessions: the syntax must be one factor, 'F =~ item + item + "
+                                 "item', measured at each session")
+            if len(self.sessions) < 2 or any(b <= a for a, b in
+                                              zip(self.sessions, self.sessions[1:])):
+                raise ValueError("sessions must be at least 2 session numbers in increasing "
+                                 "order")
+            if self.estimator == "WLSMV":
+                raise ValueError("longitudinal models are fitted by ML or MLR")
+        if self.invariance is not None and self.sessions is None:
+            raise ValueError("invariance: needs sessions (longitudinal invariance; multigroup "
+                             "invariance over a group column is not available yet)")
         if self.generate is not None:
             needed = ["y", "waves"] + (["x"] if self.generate != "growth" else [])
             missing = [k for k in needed if getattr(self, k) is None]
@@ -619,3 +643,9 @@ class SemModelSpec(Options):
     def observed(self) -> set[str]:
         """The observed variables of a syntax model (empty for generated ones)."""
         return lavaan_observed(parse_lavaan(self.syntax)) if self.syntax else set()
+
+    def factor_items(self) -> tuple[str, list[str]]:
+        """A longitudinal model's factor name and its items, from its one-line syntax."""
+        statement = parse_lavaan(self.syntax or "")[0]
+        return statement.lhs, [t.strip().rsplit("*", 1)[-1].strip()
+                               for t in statement.rhs.split("+")]

@@ -25,6 +25,8 @@ rule                      what it does
 ``strip_whitespace``      leading/trailing spaces removed from an ID or covariate (logged)
 ``item_not_numeric``      item value that is not a number: set missing (logged)
 ``item_out_of_range``     item value outside the instrument's response range: set missing
+``item_not_integer``      fractional answer (2.5) on a whole-number item: set missing, or
+                          rounded half to even (``cleaning.fractional_items``; logged)
 ``day_not_numeric``       ``day`` that is not a number: set missing
 ``day_negative``          negative ``day``: set missing
 ``duplicate_identical``   a repeated (client, session) row identical to the first: excluded
@@ -182,6 +184,20 @@ def _numeric(frame: pd.DataFrame, column: str, ledger: _Ledger, rule: str,
     frame[column] = number.astype(float)
 
 
+def _whole(frame: pd.DataFrame, column: str, ledger: _Ledger, option: str) -> None:
+    """Fractional answers on a whole-number item: missing, or rounded half to even."""
+    number = frame[column]
+    fractional = number.notna() & (number != np.round(number))
+    for index in fractional[fractional & ledger.kept()].index:
+        value = float(number[index])
+        new = None if option == "missing" else float(np.round(value))
+        ledger.change(index, column, value, new, "item_not_integer",
+                      "a fractional answer on a whole-number item: "
+                      + ("set missing" if new is None else "rounded half to even"))
+    frame[column] = number.mask(fractional) if option == "missing" else number.where(
+        ~fractional, np.round(number))
+
+
 def _duplicates(frame: pd.DataFrame, ledger: _Ledger, option: str) -> None:
     kept = frame[ledger.kept()]
     key = ["client_id", "session"]
@@ -289,6 +305,8 @@ def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: Clean
         for item in instrument.items():
             _numeric(work, item, ledger, "item_not_numeric", instrument.item_min,
                      instrument.item_max, "item_out_of_range")
+            if instrument.integer_items:
+                _whole(work, item, ledger, options.fractional_items)
     if "day" in work.columns:
         _numeric(work, "day", ledger, "day_not_numeric", 0, None, "day_negative")
     _duplicates(work, ledger, options.duplicates)

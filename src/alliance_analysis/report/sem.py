@@ -185,12 +185,33 @@ def report_sem_models(results: SpecifiedSem, run: RunFolder) -> pd.DataFrame:
         spec = results.specs[name]
         title = spec.label or name
         where = (f"session {spec.session}" if spec.session is not None else
-                 f"sessions {', '.join(map(str, spec.waves or ()))}")
+                 f"sessions {', '.join(map(str, spec.sessions or spec.waves or ()))}")
         flags = [result.flags()]
         fit = sem_fit_row(name, result)
+        params = parameter_table(result)
+        if name in results.invariance:
+            fits, table = results.invariance[name]
+            flags = [f.flags() for f in fits.values()]
+            fit = table.assign(model=name)[["model", *table.columns]]
+            params = pd.concat([parameter_table(f).assign(level=lvl)
+                                for lvl, f in fits.items()], ignore_index=True)
+            run.record({f"sem.{name}.{row.level}.{k}": getattr(row, k)
+                        for row in table.itertuples()
+                        for k in ("chisq", "df", "cfi", "rmsea", "chisq_diff", "df_diff",
+                                  "p_diff", "delta_cfi", "delta_rmsea")})
+            run.write_table(f"sem_{name}_fit", fit, flags=flags,
+                            caption=f"Measurement invariance of {title} over {where}",
+                            note="Each level against the one before: chi-square difference "
+                                 "(Satorra-Bentler scaled under MLR), delta CFI and delta "
+                                 "RMSEA, verdict by Chen's (2007) cut-offs (delta CFI >= "
+                                 "-.010 and delta RMSEA <= .015). " + FIT_NOTE)
+            run.write_table(f"sem_{name}_params", params, flags=flags,
+                            caption=f"Parameters of {title} at each invariance level")
+            rows.append(fit)
+            continue
         run.write_table(f"sem_{name}_fit", fit, flags=flags, caption=f"Fit of {title} ({where})",
                         note=FIT_NOTE)
-        run.write_table(f"sem_{name}_params", parameter_table(result), flags=flags,
+        run.write_table(f"sem_{name}_params", params, flags=flags,
                         caption=f"Parameters of {title} ({where})",
                         note="std_all: completely standardized (lavaan's std.all). Model: "
                              + " ; ".join(result.spec.splitlines()))

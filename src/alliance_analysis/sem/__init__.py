@@ -15,8 +15,10 @@ May import: data, stats, options, params, instruments, results, errors. Never
 
 from alliance_analysis.options import SemOptions
 from alliance_analysis.sem.models import CfaComparison, fit_cfa, fit_sem, fit_sem_ordinal
+from alliance_analysis.sem.invariance import fit_invariance, longitudinal_syntax
 from alliance_analysis.sem.panel import (PanelComparison, SemResults, fit_growth, fit_panel,
                                          wide_panel)
 
 __all__ = ["CfaComparison", "PanelComparison", "SemOptions", "SemResults", "fit_cfa",
-           "fit_growth", "fit_panel", "fit_sem", "fit_sem_ordinal", "wide_panel"]
+           "fit_growth", "fit_invariance", "fit_panel", "fit_sem", "fit_sem_ordinal",
+           "longitudinal_syntax", "wide_panel"]

@@ -30,6 +30,7 @@ from alliance_analysis.options import SemModelSpec
 from alliance_analysis.results import ModelResult
 from alliance_analysis.sem.models import fit_sem, fit_sem_ordinal
 from alliance_analysis.sem.panel import wide_panel
+from alliance_analysis.sem.invariance import invariance_table, longitudinal_syntax
 from alliance_analysis.sem.syntax import growth_syntax, riclpm_syntax
 
 #: Columns of :func:`parameter_table` (``tables/sem_<name>_params.csv``), in order.
@@ -87,7 +88,8 @@ def check_sem_models(sessions: pd.DataFrame, models: Mapping[str, SemModelSpec])
             problems.append(f"sem_models.{name}: {absent} not in the session table. Columns: "
                             f"{', '.join(sorted(columns))}")
             continue
-        asked = [spec.session] if spec.session is not None else list(spec.waves or ())
+        asked = ([spec.session] if spec.session is not None else
+                 list(spec.sessions or spec.waves or ()))
         unseen = [s for s in asked if s not in sessions_seen]
         if unseen:
             problems.append(f"sem_models.{name}: no rows at session(s) {unseen}")
@@ -139,15 +141,48 @@ def parameter_table(result: ModelResult) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class SpecifiedSem:
-    """The researcher's SEMs of a run, fitted in the order given."""
+    """The researcher's SEMs of a run, fitted in the order given.
+
+    ``results`` holds each model's fit (for a longitudinal model, its least constrained
+    level); ``invariance`` each longitudinal model's fits by level and their comparison table
+    (:func:`alliance_analysis.sem.invariance.invariance_table`).
+    """
 
     results: dict[str, ModelResult]
     specs: dict[str, SemModelSpec]
+    invariance: dict[str, tuple[dict[str, ModelResult], pd.DataFrame]]
+
+
+def fit_longitudinal(sessions: pd.DataFrame, name: str, spec: SemModelSpec
+                     ) -> tuple[dict[str, ModelResult], pd.DataFrame]:
+    """A one-factor model measured at each of ``spec.sessions``, at each invariance level.
+
+    Items are matched by position over sessions (columns ``<item>_s<session>``, one row per
+    client); the levels follow semTools' ``measEq.syntax`` conventions
+    (:func:`alliance_analysis.sem.invariance.longitudinal_syntax`).
+    """
+    factor, items = spec.factor_items()
+    waves = list(spec.sessions or ())
+    data = wide_panel(sessions, {item: item for item in items}, waves)
+    by_occasion = {f"s{w}": [f"{item}_s{w}" for item in items] for w in waves}
+    levels = list(spec.invariance or ("configural",))
+    fits = {lvl: fit_sem(longitudinal_syntax(by_occasion, lvl, factor), data,
+                         f"{name}_{lvl}", missing=spec.missing, meanstructure=True,
+                         estimator=spec.estimator if spec.estimator != "WLSMV" else "ML")
+            for lvl in levels}
+    return fits, invariance_table(fits)
 
 
 def fit_sem_models(sessions: pd.DataFrame, models: Mapping[str, SemModelSpec],
                    level: float = 0.95) -> SpecifiedSem:
     """Check every model against the data, then fit them in order."""
     check_sem_models(sessions, models)
-    return SpecifiedSem({name: fit_sem_model(sessions, name, spec, level)
-                         for name, spec in models.items()}, dict(models))
+    results, invariance = {}, {}
+    for name, spec in models.items():
+        if spec.sessions is not None:
+            fits, table = fit_longitudinal(sessions, name, spec)
+            invariance[name] = (fits, table)
+            results[name] = next(iter(fits.values()))
+        else:
+            results[name] = fit_sem_model(sessions, name, spec, level)
+    return SpecifiedSem(results, dict(models), invariance)

@@ -48,7 +48,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from formulaic import model_matrix
-from formulaic.errors import FormulaicError
 from scipy import stats
 
 from alliance_analysis.data.clients import CLIENT, THERAPIST
@@ -105,7 +104,8 @@ def derive_columns(sessions: pd.DataFrame, names: set[str], early_sessions: int 
             continue
         source, suffix = found
         values = ordered[source].astype("float64")
-        between = values.groupby(ordered[CLIENT], sort=False).transform("mean")
+        if suffix in ("_between", "_within", "_within_lag1"):
+            between = values.groupby(ordered[CLIENT], sort=False).transform("mean")
         if suffix == "_between":
             added[name] = between
         elif suffix == "_within":
@@ -244,7 +244,7 @@ def check_models(sessions: pd.DataFrame, models: Mapping[str, ModelSpec],
 def _matrix(formula: str, data: pd.DataFrame, name: str) -> pd.DataFrame:
     try:
         return model_matrix(formula, data, na_action="raise")
-    except (FormulaicError, Exception) as exc:  # formulaic wraps evaluation errors variously
+    except Exception as exc:  # formulaic raises its own errors and the evaluated code's
         raise AllianceParamsError(f"models.{name}: the terms '{formula}' cannot be built "
                                   f"from the data ({type(exc).__name__}: {exc})") from None
 
@@ -469,8 +469,9 @@ def _renamed(result: ModelResult, names: Mapping[str, str], spec: ModelSpec,
     fit = {**result.fit, "formula": spec.formula, "reml": spec.reml if spec.family ==
            "gaussian" else False, "where": spec.where or "", "family": spec.family,
            "group_columns": dict(groups or {}), **removed}
-    engine = result.spec.rsplit("[", 1)[-1].rstrip("]") if "[" in result.spec else ""
-    spec_text = spec.formula + (f"  [{engine}]" if engine else "")
+    fitter = ("logistic regression" if spec.family == "binomial" else
+              f"nested engine, {'REML' if spec.reml else 'ML'}")
+    spec_text = f"{spec.formula}  [{fitter}]"
     if spec.where:
         spec_text += f"; where {spec.where}"
     return ModelResult(result.name, params, fit, spec_text, extra)

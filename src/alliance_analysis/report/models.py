@@ -50,7 +50,7 @@ def headline(name: str, result: ModelResult) -> dict[str, Any]:
     return values
 
 
-def _note(name: str, result: ModelResult, spec_text: str) -> str:
+def _note(result: ModelResult, spec_text: str) -> str:
     fit = result.fit
     parts = [f"Model: {spec_text}."]
     if fit.get("family") == "binomial":
@@ -78,7 +78,7 @@ def report_models(results: SpecifiedModels, run: RunFolder) -> pd.DataFrame:
         title = spec.label or name
         run.write_table(f"model_{name}_fixed", fixed_table(result), flags=flags,
                         caption=f"Fixed effects of {title}",
-                        note=_note(name, result, spec.formula))
+                        note=_note(result, spec.formula))
         if spec.family == "gaussian":
             run.write_table(f"model_{name}_random", random_table(result), flags=flags,
                             caption=f"Random effects of {title}",

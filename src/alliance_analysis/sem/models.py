@@ -39,7 +39,6 @@ from alliance_analysis.results import ModelResult
 from alliance_analysis.sem.fit import FIT_NOTE, fit_measures
 from alliance_analysis.sem.ordinal import fit_dwls
 from alliance_analysis.sem.parameters import parameter_table
-from alliance_analysis.sem.polychoric import polychoric_notes
 from alliance_analysis.sem.syntax import CFA_MODELS, GENERAL_FACTOR, cfa_syntax
 
 #: Columns of every SEM fit table, in order.
@@ -163,13 +162,13 @@ def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = F
     with _named_errors(name):
         parsed = _parse(syntax, False, name)
         _check_columns(data, parsed.observed, name)
-        pc_notes, pc_warnings = polychoric_notes(data.loc[:, list(parsed.observed)])
     try:
         with _named_errors(name):
             result = fit_dwls(syntax, data, std_lv=std_lv)
     except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError) as error:
         return _failed_ordinal(syntax, data, name, parsed, error, level)
-    notes = [*result.estimates.warnings, *pc_warnings]
+    pc_notes = result.polychoric_notes
+    notes = [*result.estimates.warnings, *result.polychoric_warnings]
     fit = {**result.fit, "estimator": "DWLS", "missing": "listwise", "test": "scaled_shifted",
            "information": result.estimates.information,
            "iterations": result.estimates.iterations,

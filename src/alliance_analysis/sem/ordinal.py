@@ -62,6 +62,9 @@ class OrdinalFit:
     estimates: Estimates
     fit: dict[str, Any]
     thresholds: pd.DataFrame
+    #: The polychoric step's corrections (empty 2x2 cells) and boundary flags.
+    polychoric_notes: tuple[str, ...] = ()
+    polychoric_warnings: tuple[str, ...] = ()
 
 
 def fit_dwls(syntax: str, items: pd.DataFrame, std_lv: bool = False) -> OrdinalFit:
@@ -153,7 +156,8 @@ def fit_dwls(syntax: str, items: pd.DataFrame, std_lv: bool = False) -> OrdinalF
     se = pc.standard_errors()  # already with divisor n - 1, as lavaan's WLSMV
     thresholds = pc.thresholds.assign(
         se=[se[f"{i}|{t}"] for i, t in zip(pc.thresholds["item"], pc.thresholds["threshold"])])
-    return OrdinalFit(model=filled, estimates=estimates, fit=fit, thresholds=thresholds)
+    return OrdinalFit(model=filled, estimates=estimates, fit=fit, thresholds=thresholds,
+                      polychoric_notes=tuple(pc.notes), polychoric_warnings=tuple(pc.warnings))
 
 
 def _delta_structure(model: Structure) -> Structure:

@@ -189,12 +189,6 @@ def polychoric(items: pd.DataFrame) -> PolychoricResult:
         pairs=tuple((names[j], names[k]) for j, k in pairs), notes=notes, warnings=flags)
 
 
-def polychoric_notes(items: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The ``notes`` and ``warnings`` :func:`polychoric` would report, without ``gamma``."""
-    *_, notes, flags = _estimate(items)
-    return notes, flags
-
-
 def _estimate(items: pd.DataFrame) -> tuple:
     """Complete rows, names, codes, edges, pairs, correlation matrix, notes and warnings."""
     complete = items.dropna()

@@ -565,6 +565,12 @@ class SemModelSpec(Options):
             x: wai_total
             y: phq9_total
             waves: [1, 2, 3, 4, 5]
+            covariates: [gender]   # optional: predictors of the random intercepts
+            group: arm             # optional: per arm, and a test of equal lagged paths
+
+    ``group`` fits a model in each group of a client-level column; with ``invariance:``
+    (a syntax model) the levels of measurement invariance over the groups are compared, as
+    ``sessions:`` compares them over sessions.
     """
 
     syntax: str | None = Field(None, description="lavaan model syntax")
@@ -578,6 +584,14 @@ class SemModelSpec(Options):
     invariance: tuple[Literal["configural", "metric", "scalar", "strict"], ...] | None = Field(
         None, description="longitudinal measurement invariance levels to fit and compare, "
         "e.g. [configural, metric, scalar]")
+    group: str | None = Field(
+        None, description="a client-level column: fit the model in each of its groups "
+        "(multigroup; with invariance:, measurement invariance over the groups; with "
+        "generate: riclpm or clpm, a test of equal lagged paths over the groups)")
+    covariates: tuple[str, ...] | None = Field(
+        None, description="riclpm/clpm: time-invariant client-level columns predicting the "
+        "random intercepts (Mulder & Hamaker 2021, extension 1); a text column is coded "
+        "0/1 per level (the first level in sorted order the reference)")
     x: str | None = Field(None, description="riclpm/clpm: the first score (e.g. wai_total)")
     y: str | None = Field(None, description="riclpm/clpm/growth: the (second) score")
     waves: tuple[int, ...] | None = Field(None, description="generated models: the sessions")
@@ -623,9 +637,21 @@ class SemModelSpec(Options):
                                  "order")
             if self.estimator == "WLSMV":
                 raise ValueError("longitudinal models are fitted by ML or MLR")
-        if self.invariance is not None and self.sessions is None:
-            raise ValueError("invariance: needs sessions (longitudinal invariance; multigroup "
-                             "invariance over a group column is not available yet)")
+        if self.invariance is not None and self.sessions is None and self.group is None:
+            raise ValueError("invariance: needs sessions (longitudinal invariance) or group "
+                             "(invariance over the groups of a column)")
+        if self.group is not None and self.sessions is not None:
+            raise ValueError("give sessions (invariance over sessions) or group (over groups), "
+                             "not both")
+        if self.group is not None and self.estimator == "WLSMV":
+            raise ValueError("multigroup models are fitted by ML or MLR (FIML with missing "
+                             "values); WLSMV over groups is not available")
+        if self.invariance is not None and self.generate is not None:
+            raise ValueError("invariance: applies to a syntax model (a measurement model); "
+                             "generated models test equal lagged paths over a group instead")
+        if self.covariates is not None and self.generate not in ("riclpm", "clpm"):
+            raise ValueError("covariates: applies to generate: riclpm or clpm; in syntax "
+                             "models write the regressions yourself")
         if self.generate is not None:
             needed = ["y", "waves"] + (["x"] if self.generate != "growth" else [])
             missing = [k for k in needed if getattr(self, k) is None]
@@ -643,6 +669,10 @@ class SemModelSpec(Options):
     def observed(self) -> set[str]:
         """The observed variables of a syntax model (empty for generated ones)."""
         return lavaan_observed(parse_lavaan(self.syntax)) if self.syntax else set()
+
+    def client_columns(self) -> set[str]:
+        """The client-level columns the model needs: ``group`` and ``covariates``."""
+        return set(self.covariates or ()) | ({self.group} if self.group else set())
 
     def factor_items(self) -> tuple[str, list[str]]:
         """A longitudinal model's factor name and its items, from its one-line syntax."""

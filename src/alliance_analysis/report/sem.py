@@ -168,17 +168,32 @@ def sem_fit_row(name: str, result: ModelResult) -> pd.DataFrame:
     row = {"model": name}
     row.update({lavaan: result.fit[ours] for ours, lavaan in LAVAAN_FIT_NAMES.items()
                 if ours in result.fit})
+    if result.fit.get("group"):
+        row["groups"] = "; ".join(f"{k + 1} = {label}" for k, label in
+                                  enumerate(result.fit["group_labels"]))
     row["warnings"] = "; ".join(result.fit.get("warnings", []))
     return pd.DataFrame([row])
 
 
-def report_sem_models(results: SpecifiedSem, run: RunFolder) -> pd.DataFrame:
-    """Write each of the researcher's SEMs (``sem_models:``): fit, parameters, headline numbers.
+def syntax_table(syntax: str) -> pd.DataFrame:
+    """The model syntax as fitted, one statement per row (``line, statement``), comments
+    kept, so that it can be read in the report and pasted into lavaan."""
+    lines = [line.rstrip() for line in syntax.strip().splitlines() if line.strip()]
+    return pd.DataFrame({"line": range(1, len(lines) + 1), "statement": lines})
 
-    ``tables/sem_<name>_fit.csv`` (one row, lavaan's fit-measure names),
-    ``tables/sem_<name>_params.csv`` (``lhs, op, rhs, group, label, est, se, z, p,
-    std_all``), and ``results.json`` keys ``sem.<name>.<measure>``. Returns the fit rows of
-    all models, for the notebook to show.
+
+def report_sem_models(results: SpecifiedSem, run: RunFolder) -> pd.DataFrame:
+    """Write each of the researcher's SEMs (``sem_models:``): syntax, fit, parameters, tests.
+
+    Per model: ``tables/sem_<name>_syntax.csv`` (the lavaan syntax fitted, one statement per
+    row; for invariance models the least constrained level's), ``tables/sem_<name>_fit.csv``
+    (one row under lavaan's fit-measure names; with ``invariance:`` one row per level with
+    the comparison and verdict), ``tables/sem_<name>_params.csv`` (``lhs, op, rhs, group,
+    label, est, se, z, p, std_all``; ``level`` added for invariance models; ``group`` is the
+    group number, named in the fit table's ``groups``), for a multigroup RI-CLPM or CLPM
+    ``tables/sem_<name>_lagged_test.csv`` (the lagged paths free vs equal over the groups),
+    and ``results.json`` keys ``sem.<name>.<measure>``. Returns the fit rows of all models,
+    for the notebook to show.
     """
     rows = []
     for name, result in results.results.items():
@@ -186,9 +201,17 @@ def report_sem_models(results: SpecifiedSem, run: RunFolder) -> pd.DataFrame:
         title = spec.label or name
         where = (f"session {spec.session}" if spec.session is not None else
                  f"sessions {', '.join(map(str, spec.sessions or spec.waves or ()))}")
+        if spec.group:
+            where += f", in each group of {spec.group}"
         flags = [result.flags()]
         fit = sem_fit_row(name, result)
         params = parameter_table(result)
+        run.write_table(f"sem_{name}_syntax", syntax_table(result.spec),
+                        caption=f"Model syntax of {title} (lavaan)",
+                        note="The syntax as fitted"
+                        + (" at the configural level (each level adds equality constraints)"
+                           if name in results.invariance else "")
+                        + "; it can be pasted into lavaan::sem() with the same data.")
         if name in results.invariance:
             fits, table = results.invariance[name]
             flags = [f.flags() for f in fits.values()]
@@ -199,23 +222,49 @@ def report_sem_models(results: SpecifiedSem, run: RunFolder) -> pd.DataFrame:
                         for row in table.itertuples()
                         for k in ("chisq", "df", "cfi", "rmsea", "chisq_diff", "df_diff",
                                   "p_diff", "delta_cfi", "delta_rmsea")})
+            over = f"the groups of {spec.group}" if spec.group else where
             run.write_table(f"sem_{name}_fit", fit, flags=flags,
-                            caption=f"Measurement invariance of {title} over {where}",
+                            caption=f"Measurement invariance of {title} over {over}",
                             note="Each level against the one before: chi-square difference "
                                  "(Satorra-Bentler scaled under MLR), delta CFI and delta "
-                                 "RMSEA, verdict by Chen's (2007) cut-offs (delta CFI >= "
-                                 "-.010 and delta RMSEA <= .015). " + FIT_NOTE)
+                                 "RMSEA (robust ones under MLR), verdict by Chen's (2007) "
+                                 "cut-offs (delta CFI >= -.010 and delta RMSEA <= .015). "
+                                 + _groups_note(result) + FIT_NOTE)
             run.write_table(f"sem_{name}_params", params, flags=flags,
                             caption=f"Parameters of {title} at each invariance level")
             rows.append(fit)
             continue
         run.write_table(f"sem_{name}_fit", fit, flags=flags, caption=f"Fit of {title} ({where})",
-                        note=FIT_NOTE)
+                        note=_groups_note(result) + result.fit.get("note", FIT_NOTE))
         run.write_table(f"sem_{name}_params", params, flags=flags,
                         caption=f"Parameters of {title} ({where})",
-                        note="std_all: completely standardized (lavaan's std.all). Model: "
-                             + " ; ".join(result.spec.splitlines()))
+                        note="std_all: completely standardized (lavaan's std.all); the model "
+                             f"syntax is in table sem_{name}_syntax.")
         run.record({f"sem.{name}.{k}": v for k, v in fit.iloc[0].items()
-                    if k not in ("model", "warnings")})
+                    if k not in ("model", "warnings", "groups")})
+        if name in results.comparisons:
+            fits, test = results.comparisons[name]
+            run.write_table(f"sem_{name}_lagged_test", test.assign(model=name)[
+                ["model", *test.columns]], flags=[f.flags() for f in fits.values()],
+                caption=f"Are the lagged paths of {title} equal over the groups of "
+                        f"{spec.group}?",
+                note="Mulder & Hamaker (2021), extension 2: the model with every lagged path "
+                     "free in each group against the model with each lagged path equal over "
+                     "the groups; chi-square difference (Satorra-Bentler scaled under MLR). "
+                     + _groups_note(result))
+            last = test.iloc[-1]
+            run.record({f"sem.{name}.lagged_equal.{k}": last[k]
+                        for k in ("chisq_diff", "df_diff", "p_diff", "delta_cfi",
+                                  "delta_rmsea")})
         rows.append(fit)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _groups_note(result: ModelResult) -> str:
+    """``Groups: 1 = CBT (n = 190), 2 = PDT (n = 188). `` for a multigroup fit, else ''."""
+    if not result.fit.get("group"):
+        return ""
+    sizes = result.fit.get("n_obs_groups") or [None] * len(result.fit["group_labels"])
+    named = [f"{k + 1} = {label}" + (f" (n = {n})" if n is not None else "")
+             for k, (label, n) in enumerate(zip(result.fit["group_labels"], sizes))]
+    return f"Groups of {result.fit['group']}: {', '.join(named)}. "

@@ -329,9 +329,10 @@ def minus2_loglik(model: Structure, data: Moments, theta: np.ndarray) -> float:
     return float(total)
 
 
-def _gradient_information(model: Structure, data: Moments, theta: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient of -2 logL and the expected information (of logL) by pattern."""
+def _gradient_information(model: Structure, data: Moments, theta: np.ndarray,
+                          information: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of -2 logL and the expected information (of logL) by pattern; without
+    ``information`` (the gradient alone, for numerical derivatives) the second is 0."""
     sigma, mean = implied(model, theta)
     d_sigma, d_mean = derivatives(model, theta)
     grad = np.zeros(len(theta))
@@ -344,6 +345,8 @@ def _gradient_information(model: Structure, data: Moments, theta: np.ndarray
         ds = d_sigma[:, idx][:, :, idx]
         dm = d_mean[:, idx]
         grad += n * (np.einsum("ij,kij->k", a, ds) - 2 * dm @ (inv @ resid))
+        if not information:
+            continue
         x = inv @ ds
         info += n * (0.5 * np.einsum("kij,lji->kl", x, x) + dm @ inv @ dm.T)
     return grad, info
@@ -385,14 +388,50 @@ def start_values(model: Structure, data: Moments) -> np.ndarray:
     return theta
 
 
-def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10,
+def group_start_values(models: tuple[Structure, ...], data: tuple[Moments, ...]
+                       ) -> np.ndarray:
+    """Starting values of a multigroup model: :func:`start_values` per group, a parameter
+    shared by groups starting at the mean of its groups' values."""
+    if len(models) == 1:
+        return start_values(models[0], data[0])
+    total, count = np.zeros(models[0].n_free), np.zeros(models[0].n_free)
+    for model, moments in zip(models, data):
+        present = np.array([any(model.patterns[key][k].any() for key in model.patterns)
+                            for k in range(model.n_free)], dtype=bool)
+        total[present] += start_values(model, moments)[present]
+        count[present] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
+def _total_m2ll(models: tuple[Structure, ...], data: tuple[Moments, ...],
+                theta: np.ndarray) -> float:
+    """-2 logL summed over groups."""
+    return sum(minus2_loglik(m, d, theta) for m, d in zip(models, data))
+
+
+def _total_gradient_information(models: tuple[Structure, ...], data: tuple[Moments, ...],
+                                theta: np.ndarray, information: bool = True
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of -2 logL and expected information, summed over groups."""
+    grad, info = 0.0, 0.0
+    for m, d in zip(models, data):
+        g, i = _gradient_information(m, d, theta, information)
+        grad, info = grad + g, info + i
+    return grad, info
+
+
+def fit(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments, ...],
+        max_iter: int = 500, tol: float = 1e-10,
         estimator: Literal["ML", "MLR"] = "ML") -> Estimates:
     """Maximum-likelihood estimates by Fisher scoring with step halving.
 
     Parameters
     ----------
     model, data
-        From :func:`structure` and :func:`moments` (same column order).
+        From :func:`structure` and :func:`moments` (same column order); for a multigroup
+        model, one structure and one data set per group, the structures sharing one
+        parameter vector (:func:`alliance_analysis.sem.multigroup.group_structures`): the
+        log-likelihood is the sum over groups, as lavaan's.
     max_iter
         Largest number of scoring steps.
     tol
@@ -413,24 +452,27 @@ def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
     information after listwise deletion and the observed information (central differences
     of the analytic gradient) under FIML, as lavaan does by default.
     """
-    theta = start_values(model, data)
-    value = minus2_loglik(model, data, theta)
+    models = model if isinstance(model, tuple) else (model,)
+    groups = data if isinstance(data, tuple) else (data,)
+    n_obs = sum(d.n_obs for d in groups)
+    theta = group_start_values(models, groups)
+    value = _total_m2ll(models, groups, theta)
     converged, iterations, notes = False, 0, []
     if not np.isfinite(value):
         notes.append("the starting values imply a covariance matrix that is not positive "
                       "definite; the fit was not attempted")
         max_iter = 0
     for iterations in range(1, max_iter + 1):
-        grad, info = _gradient_information(model, data, theta)
+        grad, info = _total_gradient_information(models, groups, theta)
         step = np.linalg.lstsq(info, -0.5 * grad, rcond=None)[0]
         trial = np.inf
         for _ in range(60):
-            trial = minus2_loglik(model, data, theta + step)
+            trial = _total_m2ll(models, groups, theta + step)
             if trial <= value + 1e-12 * abs(value):
                 break
             step = step / 2
         if trial > value + 1e-12 * abs(value):  # no step improves: stationary or stuck
-            converged = bool(np.max(np.abs(grad)) <= 1e-6 * data.n_obs)
+            converged = bool(np.max(np.abs(grad)) <= 1e-6 * n_obs)
             break
         theta, value = theta + step, trial
         if np.max(np.abs(step) / np.maximum(1.0, np.abs(theta))) < tol:
@@ -440,9 +482,10 @@ def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
         notes.append(f"Fisher scoring did not converge ({iterations} steps)")
     if estimator not in ("ML", "MLR"):
         raise ValueError(f"estimator must be 'ML' or 'MLR', not {estimator!r}")
-    information = "observed" if data.missing == "fiml" or estimator == "MLR" else "expected"
-    info = (_gradient_information(model, data, theta)[1] if information == "expected"
-            else observed_information(model, data, theta))
+    information = ("observed" if groups[0].missing == "fiml" or estimator == "MLR"
+                   else "expected")
+    info = (_total_gradient_information(models, groups, theta)[1]
+            if information == "expected" else observed_information(models, groups, theta))
     # MLR: these are the ML (observed-information) SEs; the caller replaces them by the
     # sandwich (alliance_analysis.sem.robust.with_sandwich), which needs this module.
     robust = None
@@ -450,17 +493,23 @@ def fit(model: Structure, data: Moments, max_iter: int = 500, tol: float = 1e-10
     if singular:
         notes.append("the information matrix is singular: the model may not be identified; "
                      "standard errors are not available")
-    notes += improper_notes(model, theta)
+    for g, m in enumerate(models):
+        prefix = f"group {g + 1}: " if len(models) > 1 else ""
+        notes += [prefix + n for n in improper_notes(m, theta)]
     return Estimates(theta=theta, vcov=vcov, loglik=-0.5 * value, converged=converged,
                      iterations=iterations, information=information, warnings=tuple(notes),
                      estimator=estimator, robust=robust)
 
 
-def observed_information(model: Structure, data: Moments, theta: np.ndarray) -> np.ndarray:
+def observed_information(model: Structure | tuple[Structure, ...],
+                         data: Moments | tuple[Moments, ...], theta: np.ndarray) -> np.ndarray:
     """Observed information of logL: central differences of the analytic gradient of
-    -2 logL (steps ``1e-5 * max(|theta_k|, 1)``), halved."""
-    return 0.5 * numdiff.hessian(lambda t: _gradient_information(model, data, t)[0], theta,
-                                 numdiff.relative_steps(theta, 1e-5, 1.0), gradient=True)
+    -2 logL (steps ``1e-5 * max(|theta_k|, 1)``), halved; summed over groups."""
+    models = model if isinstance(model, tuple) else (model,)
+    groups = data if isinstance(data, tuple) else (data,)
+    return 0.5 * numdiff.hessian(
+        lambda t: _total_gradient_information(models, groups, t, information=False)[0], theta,
+        numdiff.relative_steps(theta, 1e-5, 1.0), gradient=True)
 
 
 def invert_information(info: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -70,7 +70,7 @@ def fit_measures(model: Structure, data: Moments, est: Estimates) -> dict[str, A
     n_moments = p * (p + 1) // 2 + (p if model.meanstructure else 0)
     df = n_moments - model.n_free
     chi2 = max(2 * (loglik_h1 - est.loglik), 0.0)
-    base_chi2 = 2 * (loglik_h1 - _independence_loglik(data))
+    base_chi2 = 2 * (loglik_h1 - independence_loglik(data))
     base_df = p * (p - 1) // 2
     n = data.n_obs
     sigma, mean = implied(model, est.theta)
@@ -233,7 +233,7 @@ def _loglik(data: Moments, mean: np.ndarray, cov: np.ndarray) -> float:
     return -0.5 * total
 
 
-def _independence_loglik(data: Moments) -> float:
+def independence_loglik(data: Moments) -> float:
     """Log-likelihood of the baseline model: independent variables with free means.
 
     Under FIML its likelihood factorises over the variables, so each variable's ML mean and

@@ -1,4 +1,5 @@
-"""Longitudinal measurement invariance: one factor measured by the same items at K occasions.
+"""Measurement invariance: over occasions (one factor measured by the same items at K
+occasions) and over groups (:func:`fit_group_invariance`, lavaan's ``group.equal``).
 
 The models follow ``semTools::measEq.syntax(configural.model, longFacNames = ...,
 ID.fac = "marker", auto = "all", long.equal = ...)`` (Jorgensen et al., 2022), so that the
@@ -142,6 +143,36 @@ def longitudinal_syntax(items_by_occasion: Mapping[str, Sequence[str]],
     lines += [f"{f} ~~ {f}" for f in factors]
     lines += [f"{f} ~~ {g}" for k, f in enumerate(factors) for g in factors[k + 1:]]
     return "\n".join(lines) + "\n"
+
+
+#: lavaan's ``group.equal`` of each level of invariance over groups.
+GROUP_EQUAL = {"configural": (), "metric": ("loadings",),
+               "scalar": ("loadings", "intercepts"),
+               "strict": ("loadings", "intercepts", "residuals")}
+
+
+def fit_group_invariance(syntax: str, data: pd.DataFrame, group: str,
+                         levels: Sequence[str] = LEVELS, estimator: Literal["ML", "MLR"] = "ML",
+                         missing: Literal["fiml", "listwise"] = "fiml", name: str = "invariance"
+                         ) -> dict[str, ModelResult]:
+    """Fit the levels of measurement invariance over the groups of a column.
+
+    As ``lavaan::cfa(..., group = group, group.equal = ...)`` with the marker items of the
+    syntax: ``configural`` (the same factor structure in every group), ``metric`` (loadings
+    equal), ``scalar`` (loadings and intercepts equal; the latent means then free in every
+    group but the first), ``strict`` (and residual variances equal), the conventions of
+    ``semTools::measEq.syntax(ID.fac = "marker", group.equal = ...)`` too. Compare the
+    results with :func:`invariance_table` (``over=`` the groups).
+
+    Returns
+    -------
+    dict
+        Level -> :class:`ModelResult` (named ``<name>_<level>``), in the order of ``levels``.
+    """
+    levels = _check_levels(levels)
+    return {level: fit_sem(syntax, data, f"{name}_{level}", missing=missing,
+                           estimator=estimator, group=group, group_equal=GROUP_EQUAL[level])
+            for level in levels}
 
 
 def fit_invariance(data: pd.DataFrame, items_by_occasion: Mapping[str, Sequence[str]],

@@ -22,7 +22,7 @@ correlations, with every fit statistic computed by lavaan's conventions
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_analysis.sem import estimation as sem_estimation
+from alliance_analysis.sem import multigroup as sem_multigroup
 from alliance_analysis.sem import robust as sem_robust
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                      ConvergenceWarning)
@@ -50,7 +51,8 @@ FIT_COLUMNS = ("model", "estimator", "missing", "n_obs", "n_dropped", "npar", "c
 def fit_sem(syntax: str, data: pd.DataFrame, name: str,
             missing: Literal["fiml", "listwise"] = "fiml", meanstructure: bool | None = None,
             std_lv: bool = False, level: float = 0.95,
-            estimator: Literal["ML", "MLR"] = "ML") -> ModelResult:
+            estimator: Literal["ML", "MLR"] = "ML", group: str | None = None,
+            group_equal: Sequence[str] = ()) -> ModelResult:
     """Fit a structural equation model by maximum likelihood (FIML with missing values).
 
     With ``estimator="MLR"`` the estimates are ML's and the standard errors Huber-White
@@ -80,12 +82,22 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
         (lavaan's ``std.lv = TRUE``) instead of fixing its first loading to 1.
     level
         Confidence level of the Wald intervals.
+    group
+        A column of ``data``: fit the model in each of its groups (lavaan's ``group =``;
+        see :mod:`alliance_analysis.sem.multigroup`). Rows with the group missing are
+        dropped and counted in ``n_dropped``; mean structure always on.
+    group_equal
+        With ``group``: the kinds of parameters equal over groups (lavaan's
+        ``group.equal``, e.g. ``("loadings", "intercepts")``); labels in the syntax make
+        single parameters equal.
 
     Returns
     -------
     ModelResult
         ``params``: ``term, estimate, se, ci_low, ci_high, p, std_estimate, lhs, op, rhs,
-        free, label`` (``std_estimate`` is lavaan's ``std.all``). ``fit``: the statistics of
+        free, label`` (``std_estimate`` is lavaan's ``std.all``), with ``group`` (1, 2, ..
+        in order of first appearance; names in ``fit["group_labels"]``) for a multigroup
+        model. ``fit``: the statistics of
         :func:`alliance_analysis.sem.fit.fit_measures` plus ``estimator, missing, test,
         information, iterations, converged, warnings, note``. A fit that breaks down
         numerically or does not converge is returned with ``converged`` False and the
@@ -107,6 +119,9 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
     Statistical Software*, 48(2), 1-36.
     """
     notes = []
+    if group is not None:
+        return _fit_groups(syntax, data, name, missing, std_lv, level, estimator, group,
+                           tuple(group_equal))
     if meanstructure is None:
         meanstructure = missing == "fiml"
     elif missing == "fiml" and not meanstructure:
@@ -140,6 +155,49 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
     _warn(name, tuple(notes))
     return ModelResult(name=name, params=parameter_table(model, estimates, level),
                        fit=fit, spec=syntax)
+
+
+def _fit_groups(syntax: str, data: pd.DataFrame, name: str, missing: Literal["fiml", "listwise"],
+                std_lv: bool, level: float, estimator: Literal["ML", "MLR"], group: str,
+                group_equal: tuple[str, ...]) -> ModelResult:
+    """:func:`fit_sem` with ``group``: one structure per group over shared parameters."""
+    with _named_errors(name):
+        base = _parse(syntax, True, name)
+        _check_columns(data, base.observed, name)
+        if std_lv:
+            base = sem_estimation.standardize_latent(base)
+        models = sem_multigroup.group_structures(base, 0 if group not in data.columns else
+                                                 data[group].nunique(), group_equal)
+        groups, labels, no_group = sem_multigroup.group_moments(data, base.observed, group,
+                                                                missing)
+    notes = ([f"{no_group} row(s) with {group} missing were dropped"] if no_group else [])
+    try:
+        estimates = sem_estimation.fit(models, groups, estimator=estimator)
+        if estimator == "MLR":
+            estimates = sem_multigroup.with_group_sandwich(models, groups, estimates)
+        measures = sem_multigroup.group_fit_measures(models, groups, estimates)
+        if estimator == "MLR":
+            measures.update(sem_multigroup.group_mlr_measures(models, groups, estimates,
+                                                              measures))
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError) as error:
+        estimates = _failed_estimates(models[0], missing, error)
+        measures = {**_failed_measures(models[0], groups[0]), "ngroups": len(groups)}
+    measures["n_dropped"] = measures["n_dropped"] + no_group
+    notes += estimates.warnings
+    if not measures["saturated_converged"]:
+        notes.append("the EM estimates of the saturated model did not converge: chi-square "
+                     "and the fit indices are approximate")
+    if measures.get("robust_note"):
+        notes.append(measures.pop("robust_note"))
+    fit = {**measures, "estimator": estimator, "missing": missing,
+           "test": "yuan.bentler.mplus" if estimator == "MLR" else "standard",
+           "information": estimates.information, "iterations": estimates.iterations,
+           "converged": estimates.converged, "warnings": notes, "note": FIT_NOTE,
+           "group": group, "group_labels": list(labels), "group_equal": list(group_equal)}
+    _warn(name, tuple(notes))
+    params = pd.concat([parameter_table(m, estimates, level).assign(group=g + 1)
+                        for g, m in enumerate(models)], ignore_index=True)
+    return ModelResult(name=name, params=params, fit=fit, spec=syntax)
 
 
 def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = False,

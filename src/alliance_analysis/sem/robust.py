@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import linalg, stats
 
 from alliance_analysis.sem.fit import saturated
 from alliance_analysis.sem.estimation import (
@@ -150,7 +150,7 @@ def sandwich(model: Structure, data: Moments, theta: np.ndarray,
     return Sandwich(vcov=bread @ meat @ bread, bread=bread, meat=meat, singular=singular)
 
 
-def _h1_trace(data: Moments, sigma: np.ndarray, mean: np.ndarray | None,
+def h1_trace(data: Moments, sigma: np.ndarray, mean: np.ndarray | None,
               meanstructure: bool) -> float:
     """``tr(A1^-1 B1)`` of the unrestricted model at the moments ``sigma, mean``."""
     d_sigma, d_mean = h1_design(len(sigma), meanstructure)
@@ -200,7 +200,7 @@ def yuan_bentler(model: Structure, data: Moments, est: Estimates, df: int,
     mean_h1, cov_h1, _, _ = saturated(data)
     p = len(cov_h1)
     n_h1 = p * (p + 1) // 2 + (p if model.meanstructure else 0)
-    trace_h1 = _h1_trace(data, cov_h1, mean_h1 if model.meanstructure else None,
+    trace_h1 = h1_trace(data, cov_h1, mean_h1 if model.meanstructure else None,
                          model.meanstructure)
     trace_h0 = float(np.sum(sandwich_parts.bread * sandwich_parts.meat))
     trace = trace_h1 - trace_h0
@@ -289,7 +289,8 @@ def mlr_measures(model: Structure, data: Moments, est: Estimates, base: dict[str
     return out
 
 
-def fiml_corrected(model: Structure, data: Moments, est: Estimates) -> dict[str, float]:
+def fiml_corrected(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments, ...],
+                   est: Estimates) -> dict[str, float]:
     """FIML-corrected ingredients of the robust indices (Zhang & Savalei 2022, "V3").
 
     As lavaan 0.6-14's ``lav_fit_fiml_corrected``: ``T~`` is the complete-data ML statistic
@@ -298,38 +299,53 @@ def fiml_corrected(model: Structure, data: Moments, est: Estimates) -> dict[str,
     complete-data one there, ``E = Delta' Wm Delta``,
     ``U = Wm - Wm Delta E^-1 Delta' Wm`` and ``Gamma = Wm^-1 Jm Wm^-1``,
     ``k = tr(U Wm^-1 Wc Wm^-1 U Gamma)`` and ``c = k / df``; the same for the baseline.
+    With several groups (one structure and one data set each) the matrices are block
+    diagonal over groups, each group's information weighted by its share of N, and
+    ``Delta`` stacks the groups' Jacobians, as lavaan's.
     """
-    mean_t, cov_t, _, _ = saturated(data)
-    n = data.n_obs
-    p = len(cov_t)
-    complete = Moments(columns=data.columns,
-                       patterns=((np.arange(p), n, mean_t, cov_t),), n_obs=n, n_dropped=0,
-                       missing="listwise")
-    h1_s, h1_m = h1_design(p, True)
-    wm = linear_information(data, cov_t, mean_t, h1_s, h1_m) / n
-    scores = casewise_scores(data, cov_t, mean_t, h1_s, h1_m)
-    jm = scores.T @ scores / n
-    wc = linear_information(complete, cov_t, mean_t, h1_s, h1_m) / n
-    wm_inv, _ = invert_information(wm)
-    gamma = wm_inv @ jm @ wm_inv
-    middle = wm_inv @ wc @ wm_inv
+    models = model if isinstance(model, tuple) else (model,)
+    groups = data if isinstance(data, tuple) else (data,)
+    n = sum(d.n_obs for d in groups)
+    wm, jm, wc, wm_inv, gamma, parts = [], [], [], [], [], []
+    for data_g in groups:
+        mean_t, cov_t, _, _ = saturated(data_g)
+        p = len(cov_t)
+        complete = Moments(columns=data_g.columns,
+                           patterns=((np.arange(p), data_g.n_obs, mean_t, cov_t),),
+                           n_obs=data_g.n_obs, n_dropped=0, missing="listwise")
+        h1_s, h1_m = h1_design(p, True)
+        wm_g = linear_information(data_g, cov_t, mean_t, h1_s, h1_m) / n
+        scores = casewise_scores(data_g, cov_t, mean_t, h1_s, h1_m)
+        jm_g = scores.T @ scores / n
+        inv_g, _ = invert_information(wm_g)
+        wm.append(wm_g)
+        jm.append(jm_g)
+        wc.append(linear_information(complete, cov_t, mean_t, h1_s, h1_m) / n)
+        wm_inv.append(inv_g)
+        gamma.append(inv_g @ jm_g @ inv_g)
+        parts.append((complete, cov_t, mean_t))
+    wm_all, wm_inv_all = linalg.block_diag(*wm), linalg.block_diag(*wm_inv)
+    middle = wm_inv_all @ linalg.block_diag(*wc) @ wm_inv_all
+    gamma_all = linalg.block_diag(*gamma)
 
-    def k_and_chi2(d_sigma: np.ndarray, d_mean: np.ndarray, sigma: np.ndarray,
-                   mean: np.ndarray) -> tuple[float, float]:
-        delta = _delta_h1(d_sigma, d_mean)
-        e_inv, _ = invert_information(delta.T @ wm @ delta)
-        u = wm - wm @ delta @ e_inv @ delta.T @ wm
-        k = float(np.trace(u @ middle @ u @ gamma))
-        return k, _ml_chi2(complete, sigma, mean, cov_t, mean_t)
+    def k_of(delta: np.ndarray) -> float:
+        e_inv, _ = invert_information(delta.T @ wm_all @ delta)
+        u = wm_all - wm_all @ delta @ e_inv @ delta.T @ wm_all
+        return float(np.trace(u @ middle @ u @ gamma_all))
 
-    sigma, mean = implied(model, est.theta)
-    d_sigma, d_mean = derivatives(model, est.theta)
-    k, chi2 = k_and_chi2(d_sigma, d_mean, sigma, mean)
-    b_sigma, b_mean, b_ds, b_dm = independence_model(data, True)
-    k_b, chi2_b = k_and_chi2(b_ds, b_dm, b_sigma, b_mean)
-    df = p * (p + 3) // 2 - model.n_free
-    b_df = p * (p - 1) // 2
-    return {"chi2": chi2, "c": k / df, "base_chi2": chi2_b, "c_base": k_b / b_df}
+    deltas, chi2, b_deltas, chi2_b = [], 0.0, [], 0.0
+    for model_g, data_g, (complete, cov_t, mean_t) in zip(models, groups, parts):
+        sigma, mean = implied(model_g, est.theta)
+        deltas.append(_delta_h1(*derivatives(model_g, est.theta)))
+        chi2 += _ml_chi2(complete, sigma, mean, cov_t, mean_t)
+        b_sigma, b_mean, b_ds, b_dm = independence_model(data_g, True)
+        b_deltas.append(_delta_h1(b_ds, b_dm))
+        chi2_b += _ml_chi2(complete, b_sigma, b_mean, cov_t, mean_t)
+    p = len(groups[0].columns)
+    df = len(groups) * (p * (p + 3) // 2) - models[0].n_free
+    b_df = len(groups) * (p * (p - 1) // 2)
+    return {"chi2": chi2, "c": k_of(np.concatenate(deltas)) / df, "base_chi2": chi2_b,
+            "c_base": k_of(linalg.block_diag(*b_deltas)) / b_df}
 
 
 def _delta_h1(d_sigma: np.ndarray, d_mean: np.ndarray) -> np.ndarray:

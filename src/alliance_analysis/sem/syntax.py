@@ -65,7 +65,8 @@ def cfa_syntax(instrument: Instrument, kind: Literal["one_factor", "three_factor
 
 def riclpm_syntax(x: Sequence[str], y: Sequence[str], x_name: str = "x", y_name: str = "y",
                   random_intercepts: bool = True, constrain_autoregressive: bool = False,
-                  constrain_crosslagged: bool = False) -> str:
+                  constrain_crosslagged: bool = False, covariates: Sequence[str] = (),
+                  label_lagged: bool = False) -> str:
     """Random-intercept cross-lagged panel model for two variables over K waves.
 
     Parameters
@@ -82,6 +83,18 @@ def riclpm_syntax(x: Sequence[str], y: Sequence[str], x_name: str = "x", y_name:
     constrain_autoregressive, constrain_crosslagged
         Give the autoregressive (cross-lagged) paths one label per variable (direction), so
         that they are estimated equal over waves.
+    covariates
+        Time-invariant numeric columns predicting both random intercepts (RI-CLPM; in the
+        CLPM the wave-1 scores), extension 1 of Mulder & Hamaker (2021). Each enters as a
+        single-indicator latent variable ``<column>_lv`` (loading 1, residual variance and
+        intercept 0, free mean and variance), so that FIML can use it; its estimates equal
+        lavaan's with ``fixed.x = TRUE`` when the covariate is complete, and it is
+        uncorrelated with the wave-1 within components, as lavaan's exogenous covariates.
+    label_lagged
+        Label each lagged path by direction and wave (``a_xx_2``: x at wave 1 -> x at wave
+        2; ``a_yx_2``: x -> y), unless ``constrain_*`` labels it already. In a multigroup
+        fit a label is shared by the groups, so this gives the model with the lagged paths
+        equal over groups (extension 2 of Mulder & Hamaker, 2021).
 
     Returns
     -------
@@ -127,12 +140,28 @@ def riclpm_syntax(x: Sequence[str], y: Sequence[str], x_name: str = "x", y_name:
     lines.append("# within-person components")
     lines += [f"{w} =~ 1*{c}" for w, c in zip(wx + wy, list(x) + list(y))]
     lines += [f"{c} ~~ 0*{c}" for c in list(x) + list(y)]
-    ar_x, ar_y = ("ar_x*", "ar_y*") if constrain_autoregressive else ("", "")
-    cl_xy, cl_yx = ("cl_xy*", "cl_yx*") if constrain_crosslagged else ("", "")
     lines.append("# lagged effects between the within-person components")
     for t in range(1, len(x)):
+        def label(constant: str, constrained: bool, wave_label: str) -> str:
+            return (f"{constant}*" if constrained else
+                    f"{wave_label}_{t + 1}*" if label_lagged else "")
+        ar_x = label("ar_x", constrain_autoregressive, "a_xx")
+        ar_y = label("ar_y", constrain_autoregressive, "a_yy")
+        cl_xy = label("cl_xy", constrain_crosslagged, "a_yx")
+        cl_yx = label("cl_yx", constrain_crosslagged, "a_xy")
         lines.append(f"{wx[t]} ~ {ar_x}{wx[t - 1]} + {cl_yx}{wy[t - 1]}")
         lines.append(f"{wy[t]} ~ {cl_xy}{wx[t - 1]} + {ar_y}{wy[t - 1]}")
+    if covariates:
+        lines.append("# time-invariant covariates (single-indicator latent variables)")
+        predicted = [f"ri_{x_name}", f"ri_{y_name}"] if random_intercepts else [wx[0], wy[0]]
+        latents = [f"{c}_lv" for c in covariates]
+        for c, lv in zip(covariates, latents):
+            lines += [f"{lv} =~ 1*{c}", f"{c} ~~ 0*{c}", f"{c} ~ 0*1", f"{lv} ~ 1",
+                      f"{lv} ~~ {lv}"]
+            if random_intercepts:
+                lines += [f"{lv} ~~ 0*{wx[0]}", f"{lv} ~~ 0*{wy[0]}"]
+        lines += [f"{a} ~~ {b}" for k, a in enumerate(latents) for b in latents[k + 1:]]
+        lines += [f"{target} ~ " + " + ".join(latents) for target in predicted]
     lines.append("# wave-1 covariance and the innovations' (residual) covariances")
     lines += [f"{a} ~~ {b}" for a, b in zip(wx, wy)]
     lines += [f"{w} ~~ {w}" for pair in zip(wx, wy) for w in pair]

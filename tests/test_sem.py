@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.params import load_params
-from alliance_analysis.sem.models import FIT_COLUMNS, fit_cfa, fit_sem, omega_table
+from alliance_analysis.sem.models import (FIT_COLUMNS, ROBUST_FIT_COLUMNS, fit_cfa, fit_sem,
+                                         omega_table)
 from alliance_analysis.options import SemOptions
 
 from conftest import ROOT
@@ -60,7 +61,10 @@ def test_cfa_comparison(sessions, estimator) -> None:
     wai = get_instrument("wai")
     cfa = fit_cfa(sessions, wai, session=1, estimator=estimator)
     table = cfa.fit_table()
-    assert list(table.columns) == list(FIT_COLUMNS)
+    robust = list(ROBUST_FIT_COLUMNS) if estimator == "DWLS" else []
+    expected = list(FIT_COLUMNS)
+    expected[expected.index("p") + 1:expected.index("p") + 1] = robust
+    assert list(table.columns) == expected
     assert list(table["model"]) == ["one_factor", "three_factor", "bifactor"]
     assert (table["estimator"] == estimator).all() and table["converged"].all()
     assert list(table["df"]) == [54, 51, 42]
@@ -152,6 +156,10 @@ def test_improper_bifactor_is_flagged_and_gets_no_omega(estimator) -> None:
     assert all(m.startswith("bifactor: ") for m in messages)
     assert any("negative" in m for m in messages)
     table = cfa.fit_table().set_index("model")
+    # DWLS tables carry the scaled and robust indices; ML tables have no such columns
+    assert ("cfi_robust" in table.columns) == (estimator == "DWLS")
+    if estimator == "DWLS":
+        assert table.loc["three_factor", ["chisq_scaled", "cfi_scaled"]].notna().all()
     assert "negative" in table.loc["bifactor", "warnings"]
     assert table.loc[["one_factor", "three_factor"], "warnings"].eq("").all()
     omega = cfa.omega.set_index("model")

@@ -145,16 +145,25 @@ def test_ordinal_fit_reports_the_correction_and_the_boundary() -> None:
 
 # 3. Errors that name the model; failures that come back flagged -------------------------
 
-def test_constant_item_is_a_data_error_naming_column_and_value() -> None:
+def test_constant_item_is_flagged_not_estimable_naming_column_and_value() -> None:
+    """Degenerate but real data (issue 20): the model comes back flagged, the run goes on."""
     data = _one_factor().assign(x3=4.0)
     for missing in ("fiml", "listwise"):
-        with pytest.raises(AllianceDataError, match=r"model 'cfa1': column 'x3' is constant "
-                                                    r"\(every non-missing value is 4\)"):
-            fit_sem(SYNTAX, data, "cfa1", missing=missing)
+        with pytest.warns(ConvergenceWarning, match="cfa1: NOT ESTIMABLE"):
+            result = fit_sem(SYNTAX, data, "cfa1", missing=missing)
+        assert not result.fit["converged"]
+        assert result.fit["warnings"] == ["NOT ESTIMABLE: column 'x3' is constant (every "
+                                          "non-missing value is 4); a variable without "
+                                          "variance cannot enter the model. Drop it from the "
+                                          "syntax"]
+        assert result.params["estimate"].isna().all() and len(result.params)
     ordinal = pd.DataFrame({"u1": [0, 1, 1, 0, 1], "u2": [1, 1, 1, 1, 1],
                             "u3": [0, 1, 0, 0, 1]})
-    with pytest.raises(AllianceDataError, match="model 'ord': column 'u2' is constant"):
+    with pytest.warns(ConvergenceWarning, match="ord: NOT ESTIMABLE: column 'u2' is constant"):
         fit_sem_ordinal("f =~ u1 + u2 + u3", ordinal, "ord")
+    with pytest.warns(ConvergenceWarning, match="few: NOT ESTIMABLE: only 3 cases"):
+        few = fit_sem(SYNTAX, _one_factor().head(3), "few")
+    assert np.isnan(few.fit["chi2"])
 
 
 def test_text_values_are_a_data_error_naming_column_and_example() -> None:
@@ -190,8 +199,8 @@ def test_unknown_variable_is_a_params_error_listing_the_columns() -> None:
 
 
 def test_other_data_errors_name_the_model() -> None:
-    with pytest.raises(AllianceDataError, match="model 'tiny': only 3 cases"):
-        fit_sem(SYNTAX, _one_factor().head(3), "tiny", missing="listwise")
+    with pytest.raises(AllianceParamsError, match="model 'gone': the syntax uses \['x2'\]"):
+        fit_sem(SYNTAX, _one_factor().drop(columns="x2"), "gone", missing="listwise")
 
 
 def test_a_fit_that_does_not_converge_is_flagged(monkeypatch) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_analysis.errors import AllianceDataError, AllianceParamsError
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError, ConvergenceWarning
 from alliance_analysis.options import SemModelSpec
 from alliance_analysis.sem.estimation import structure
 from alliance_analysis.sem.invariance import fit_group_invariance, invariance_table
@@ -231,8 +231,10 @@ def test_group_structures_share_what_is_equal():
 def test_group_errors_name_the_problem(hs):
     with pytest.raises(AllianceDataError, match="'site' is not in the data"):
         fit_sem(HS, hs, "m", group="site")
-    with pytest.raises(AllianceDataError, match="at least two"):
-        fit_sem(HS, hs.assign(school="one"), "m", group="school")
+    with pytest.warns(ConvergenceWarning, match="m: NOT ESTIMABLE: the group column 'school' "
+                                               "has 1 group"):
+        one = fit_sem(HS, hs.assign(school="one"), "m", group="school")
+    assert not one.fit["converged"]
     partial = hs.assign(school=hs["school"].where(hs.index % 10 != 0))
     result = _quiet_fit(HS, partial, "m", missing="listwise", group="school")
     assert result.fit["n_dropped"] == int(partial["school"].isna().sum())

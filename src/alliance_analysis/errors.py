@@ -18,6 +18,11 @@ class AllianceDataError(AllianceError):
     """A data file cannot be read or holds values the workbench cannot use."""
 
 
+class NotEstimableError(AllianceDataError):
+    """The data cannot identify a model (one therapist, one client, no variance, collinear
+    terms): the analyses flag that model as not estimable and the run goes on."""
+
+
 class AllianceRunError(AllianceError):
     """A pipeline run stopped: a notebook failed, or a run folder cannot be written."""
 

@@ -93,6 +93,28 @@ class ModelResult:
         return text + ("\n\n" + "\n".join(f"Note. {n}" for n in notes) if notes else "")
 
 
+def not_estimable(name: str, reason: str, spec: str = "", **counts: Any) -> ModelResult:
+    """The result of a model the data cannot identify: no estimates, flagged with the reason.
+
+    ``fit`` holds ``converged`` False, ``singular`` False, ``warnings`` ``["NOT ESTIMABLE:
+    <reason>"]``, NaN ``loglik``/``aic``/``bic``, and the counts given (``n_obs``,
+    ``n_clients``, ``n_therapists``); ``params`` has the columns of :data:`PARAM_COLUMNS`
+    and no rows. A :class:`ConvergenceWarning` names the model, so the notebook shows it.
+    """
+    params = pd.DataFrame({column: pd.Series(dtype=object if column == "term" else float)
+                           for column in PARAM_COLUMNS})
+    fit = {"n_obs": 0, "n_clients": 0, "n_therapists": 0, **counts, "loglik": float("nan"),
+           "aic": float("nan"), "bic": float("nan"), "method": "", "optimizer": "none",
+           "converged": False, "singular": False, "warnings": [f"NOT ESTIMABLE: {reason}"]}
+    warnings.warn(f"{name}: not estimable: {reason}", ConvergenceWarning, stacklevel=3)
+    return ModelResult(name=name, params=params, fit=fit, spec=spec)
+
+
+def is_estimated(result: ModelResult) -> bool:
+    """False for a :func:`not_estimable` result (no estimates to read, draw or record)."""
+    return not any(str(w).startswith("NOT ESTIMABLE") for w in result.fit["warnings"])
+
+
 def warn_if_flagged(result: ModelResult) -> None:
     """Raise a visible :class:`ConvergenceWarning` for a fit whose ``warnings`` say it did not
     converge or is singular (the flags stay in the result too: never hidden)."""

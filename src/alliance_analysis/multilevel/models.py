@@ -56,9 +56,11 @@ References
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,14 +69,14 @@ from scipy import stats
 from alliance_analysis.data.clients import client_table, early_alliance
 from alliance_analysis.multilevel import derive
 from alliance_analysis.multilevel.derive import CLIENT, THERAPIST, score_column
-from alliance_analysis.errors import AllianceDataError, AllianceParamsError
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError, NotEstimableError
 from alliance_analysis.multilevel.engine.nested import fit_nested
 from alliance_analysis.multilevel.icc import (InterceptModel, fit_random_intercepts,
                                               intercept_iccs, nested_only, null_model_iccs)
 from alliance_analysis.multilevel.mixedfit import REML_AIC_NOTE, MixedFit, RandomPart
 from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.params import RunParams
-from alliance_analysis.results import ModelResult
+from alliance_analysis.results import ModelResult, not_estimable
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,34 @@ class MultilevelResults:
 
     models: dict[str, ModelResult]
     params: RunParams
+
+
+def flag_not_estimable(default_name: str) -> Callable:
+    """Turn a model the data cannot identify into a flagged result instead of an error.
+
+    Degenerate but real data (one therapist, one client, an outcome without variance,
+    collinear terms: :class:`~alliance_analysis.errors.NotEstimableError`, or a numerical
+    breakdown) must not stop a run: the model comes back as
+    :func:`~alliance_analysis.results.not_estimable` with the reason, and the report flags it.
+    Mistakes of the parameters (a missing column, a crossed design) still raise.
+    """
+    def decorate(function: Callable[..., ModelResult]) -> Callable[..., ModelResult]:
+        @functools.wraps(function)
+        def wrapper(sessions: pd.DataFrame, *args: Any, **kwargs: Any) -> ModelResult:
+            try:
+                return function(sessions, *args, **kwargs)
+            except (NotEstimableError, np.linalg.LinAlgError) as exc:
+                name = kwargs.get("name", default_name)
+                reason = str(exc).removeprefix("fit_nested: ")
+                if isinstance(exc, np.linalg.LinAlgError):
+                    reason = f"the fit broke down numerically ({exc})"
+                return not_estimable(
+                    name, reason, n_obs=len(sessions),
+                    n_clients=int(sessions[CLIENT].nunique()) if CLIENT in sessions else 0,
+                    n_therapists=(int(sessions[THERAPIST].nunique()) if THERAPIST in sessions
+                                  else 0))
+        return wrapper
+    return decorate
 
 
 def random_part(options: MultilevelOptions, time: str | None) -> RandomPart:
@@ -200,6 +230,7 @@ def _time_note(options: MultilevelOptions) -> str:
     return f"time: {options.time} coded 0 at session {options.time_origin}"
 
 
+@flag_not_estimable("growth")
 def growth_model(sessions: pd.DataFrame, score: str, options: MultilevelOptions,
                  name: str = "growth") -> ModelResult:
     """Growth curve of a score over time: the average trajectory and how clients differ.
@@ -239,6 +270,7 @@ def growth_model(sessions: pd.DataFrame, score: str, options: MultilevelOptions,
     return _fit(name, frame, outcome, [options.time], options, _time_note(options))
 
 
+@flag_not_estimable("within_between")
 def within_between_model(sessions: pd.DataFrame, alliance: str | Sequence[str], symptoms: str,
                          options: MultilevelOptions,
                          name: str = "within_between") -> ModelResult:
@@ -338,6 +370,7 @@ def within_between_frame(sessions: pd.DataFrame, alliance: str | Sequence[str], 
     return frame, outcome, predictors, note
 
 
+@flag_not_estimable("therapist_effects")
 def therapist_effects(sessions: pd.DataFrame, alliance: str, symptoms: str,
                       options: MultilevelOptions, seed: int) -> ModelResult:
     """Therapist and client contributions to the alliance-outcome relation.
@@ -460,6 +493,7 @@ def _early_mean(ordered: pd.DataFrame, alliance: str, options: MultilevelOptions
     return early.set_index(CLIENT)["early_alliance"].rename(f"{alliance}_early")
 
 
+@flag_not_estimable("alliance_growth")
 def alliance_growth(sessions: pd.DataFrame, alliance: str, options: MultilevelOptions,
                     seed: int) -> ModelResult:
     """Alliance over sessions: average growth, its variance components and ICCs.
@@ -474,6 +508,7 @@ def alliance_growth(sessions: pd.DataFrame, alliance: str, options: MultilevelOp
     return replace(result, extra={**result.extra, "icc": icc})
 
 
+@flag_not_estimable("early_alliance_slope")
 def early_alliance_slope(sessions: pd.DataFrame, alliance: str, symptoms: str,
                          options: MultilevelOptions) -> ModelResult:
     """Does early alliance predict how fast symptoms change? (cross-level interaction).

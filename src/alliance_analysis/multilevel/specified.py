@@ -42,6 +42,7 @@ References
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,13 +52,14 @@ from formulaic import model_matrix
 from scipy import stats
 
 from alliance_analysis.data.clients import CLIENT, THERAPIST
-from alliance_analysis.errors import AllianceDataError, AllianceParamsError
+from alliance_analysis.errors import (AllianceDataError, AllianceParamsError, ConvergenceWarning,
+                                     NotEstimableError)
 from alliance_analysis.formulas import MixedFormula, RandomBar
 from alliance_analysis.multilevel import derive
 from alliance_analysis.multilevel.bootstrap import bootstrap_random
 from alliance_analysis.multilevel.engine import fit_nested
 from alliance_analysis.options import ModelSpec
-from alliance_analysis.results import ModelResult
+from alliance_analysis.results import ModelResult, is_estimated, not_estimable
 from alliance_analysis.stats.regression import fit_logit
 
 #: Suffixes of derived columns, longest first (see the module notes).
@@ -598,9 +600,13 @@ def fit_models(sessions: pd.DataFrame, models: Mapping[str, ModelSpec],
                ci_level: float = 0.95, max_iter: int = 1000) -> SpecifiedModels:
     """Check every model against the data, then fit them in order and run the comparisons.
 
-    A model the engine cannot fit because of the data (e.g. a client seen by several
-    therapists) raises :class:`~alliance_analysis.errors.AllianceDataError` naming the model;
-    a fit that does not converge or is singular is returned flagged, and the run goes on.
+    A model the engine cannot fit because of how the data are organised (e.g. a client seen
+    by several therapists) raises :class:`~alliance_analysis.errors.AllianceDataError`
+    naming the model. A model the data cannot identify (one therapist, one client, an
+    outcome without variance, collinear terms) comes back flagged as not estimable
+    (:func:`~alliance_analysis.results.not_estimable`); a fit that does not converge or is
+    singular comes back flagged; either way the run goes on. Comparisons involving a model
+    that was not estimated are left out, with a warning.
     """
     check_models(sessions, models, early_sessions)
     results: dict[str, ModelResult] = {}
@@ -608,8 +614,17 @@ def fit_models(sessions: pd.DataFrame, models: Mapping[str, ModelSpec],
         try:
             results[name] = fit_model(sessions, name, spec, early_sessions=early_sessions,
                                       ci_level=ci_level, max_iter=max_iter)
+        except (NotEstimableError, np.linalg.LinAlgError) as exc:
+            reason = str(exc).removeprefix("fit_nested: ")
+            results[name] = not_estimable(name, reason, spec.formula, n_obs=len(sessions))
         except AllianceDataError as exc:
             raise AllianceDataError(f"models.{name}: {exc}") from None
+    skipped = [(a, b) for a, b in comparisons
+               if not (is_estimated(results[a]) and is_estimated(results[b]))]
+    for a, b in skipped:
+        warnings.warn(f"comparison {a} vs {b} left out: a model was not estimable",
+                      ConvergenceWarning, stacklevel=2)
+    comparisons = tuple(pair for pair in comparisons if pair not in skipped)
     tables = [likelihood_ratio_test(sessions, (a, models[a], results[a]),
                                     (b, models[b], results[b]), early_sessions=early_sessions,
                                     max_iter=max_iter).assign(comparison=f"{a} vs {b}")

@@ -30,7 +30,7 @@ from alliance_analysis.change.markers import dropout_rule
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.multilevel.models import MultilevelResults
-from alliance_analysis.results import ModelResult
+from alliance_analysis.results import ModelResult, is_estimated
 from alliance_analysis.report import plots
 from alliance_analysis.report.runfolder import RunFolder
 
@@ -135,6 +135,11 @@ def reading(result: ModelResult, params: RunParams) -> str:
     Starts with a warning when the fit did not converge or is singular. Models are
     recognised by their stable name; any other result gets a generic list of effects.
     """
+    if not is_estimated(result):
+        reason = "; ".join(w.removeprefix("NOT ESTIMABLE: ") for w in result.fit["warnings"]
+                           if w.startswith("NOT ESTIMABLE"))
+        return (f"**Not estimable: {reason}.** The data cannot identify this model, so it "
+                "has no estimates; the other analyses of the run are unaffected.")
     words = _Words(params)
     text = _READERS.get(result.name, _generic)(result, words)
     return _caution(result) + text
@@ -353,8 +358,10 @@ def write_figures(run: RunFolder, results: Mapping[str, ModelResult],
     figures: dict[str, Any] = {}
     shows: dict[str, ModelResult] = {}
     if "within_between" in results:
-        figures["multilevel_within_between"] = plots.within_between(
-            results["within_between"], alliance, symptoms)
+        figures["multilevel_within_between"] = (
+            plots.within_between(results["within_between"], alliance, symptoms)
+            if is_estimated(results["within_between"])
+            else plots.not_estimable(results["within_between"]))
         shows["multilevel_within_between"] = results["within_between"]
     for name, instrument in (("growth", symptoms), ("alliance_growth", alliance)):
         result = results.get(name)

@@ -14,6 +14,7 @@ figure gives the same bytes.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import wraps
@@ -28,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from alliance_analysis.instruments import Instrument
-from alliance_analysis.results import ModelResult
+from alliance_analysis.results import ModelResult, is_estimated
 
 PALETTE = sns.color_palette("colorblind")
 _RC = {"svg.hashsalt": "alliance-analysis", "svg.fonttype": "path", "figure.dpi": 100}
@@ -171,8 +172,24 @@ def attendance(table: pd.DataFrame) -> Figure:
 
 
 @themed
+def not_estimable(result: ModelResult) -> Figure:
+    """A figure in place of one that needs estimates: the model's name and why it has none."""
+    reason = "; ".join(w.removeprefix("NOT ESTIMABLE: ") for w in result.fit["warnings"]
+                       if w.startswith("NOT ESTIMABLE")) or "no estimates"
+    fig = Figure(figsize=(6.0, 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{result.name}: not estimable\n" + textwrap.fill(reason, 70),
+            ha="center", va="center", fontsize=10)
+    return fig
+
+
+@themed
 def coefficients(result: ModelResult, exclude: Sequence[str] = ("Intercept",)) -> Figure:
-    """Coefficient plot of a model: each estimate with its confidence interval."""
+    """Coefficient plot of a model: each estimate with its confidence interval (a
+    :func:`not_estimable` figure for a model without estimates)."""
+    if not is_estimated(result):
+        return not_estimable(result)
     table = result.params[~result.params["term"].isin(exclude)].iloc[::-1]
     fig = Figure(figsize=(6.5, 0.45 * len(table) + 1.4), layout="constrained")
     ax = fig.add_subplot()

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.errors import AllianceDataError, NotEstimableError
 from alliance_analysis.stats import numdiff
 
 #: The model matrices and their names in semopy; ``gamma1``/``gamma2`` are the means of the
@@ -265,9 +265,11 @@ def moments(data: pd.DataFrame, columns: tuple[str, ...],
     keep = observed.all(axis=1) if missing == "listwise" else observed.any(axis=1)
     values, observed = values[keep], observed[keep]
     if len(values) <= len(columns):
-        raise AllianceDataError(
+        hint = ("choose other sessions" if missing == "fiml"
+                else "choose other sessions or missing='fiml'")
+        raise NotEstimableError(
             f"only {len(values)} cases with {missing} handling of {list(columns)}; a model of "
-            f"{len(columns)} variables needs more. Choose other sessions or missing='fiml'")
+            f"{len(columns)} variables needs more: {hint}")
     groups, cases = [], []
     unique, inverse = np.unique(observed, axis=0, return_inverse=True)
     for g, pattern in enumerate(unique):

@@ -34,7 +34,7 @@ from alliance_analysis.sem import estimation as sem_estimation
 from alliance_analysis.sem import multigroup as sem_multigroup
 from alliance_analysis.sem import robust as sem_robust
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
-                                     ConvergenceWarning)
+                                     ConvergenceWarning, NotEstimableError)
 from alliance_analysis.instruments import Instrument
 from alliance_analysis.results import ModelResult
 from alliance_analysis.sem.fit import FIT_NOTE, fit_measures
@@ -130,10 +130,14 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
                      "overridden and means and intercepts were estimated (as lavaan does)")
     with _named_errors(name):
         model = _parse(syntax, meanstructure, name)
-        _check_columns(data, model.observed, name)
         if std_lv:
             model = sem_estimation.standardize_latent(model)
-        moments = sem_estimation.moments(data, model.observed, missing)
+        try:
+            _check_columns(data, model.observed, name)
+            moments = sem_estimation.moments(data, model.observed, missing)
+        except NotEstimableError as error:
+            return not_estimable_sem(model, syntax, name, str(error), estimator, missing,
+                                     level)
     try:
         estimates = sem_estimation.fit(model, moments, estimator=estimator)
         if estimator == "MLR":
@@ -163,13 +167,17 @@ def _fit_groups(syntax: str, data: pd.DataFrame, name: str, missing: Literal["fi
     """:func:`fit_sem` with ``group``: one structure per group over shared parameters."""
     with _named_errors(name):
         base = _parse(syntax, True, name)
-        _check_columns(data, base.observed, name)
         if std_lv:
             base = sem_estimation.standardize_latent(base)
-        models = sem_multigroup.group_structures(base, 0 if group not in data.columns else
-                                                 data[group].nunique(), group_equal)
-        groups, labels, no_group = sem_multigroup.group_moments(data, base.observed, group,
-                                                                missing)
+        try:
+            _check_columns(data, base.observed, name)
+            models = sem_multigroup.group_structures(base, 0 if group not in data.columns else
+                                                     data[group].nunique(), group_equal)
+            groups, labels, no_group = sem_multigroup.group_moments(data, base.observed, group,
+                                                                    missing)
+        except NotEstimableError as error:
+            return not_estimable_sem(base, syntax, name, str(error), estimator, missing,
+                                     level)
     notes = ([f"{no_group} row(s) with {group} missing were dropped"] if no_group else [])
     try:
         estimates = sem_estimation.fit(models, groups, estimator=estimator)
@@ -219,7 +227,11 @@ def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = F
     """
     with _named_errors(name):
         parsed = _parse(syntax, False, name)
-        _check_columns(data, parsed.observed, name)
+        try:
+            _check_columns(data, parsed.observed, name)
+        except NotEstimableError as error:
+            return not_estimable_sem(parsed, syntax, name, str(error), "DWLS", "listwise",
+                                     level)
     try:
         with _named_errors(name):
             result = fit_dwls(syntax, data, std_lv=std_lv)
@@ -243,14 +255,30 @@ def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = F
                               "polychoric_notes": list(pc_notes)})
 
 
+#: Robust columns of :func:`fit_table`, after ``p``, when a model has them (MLR, WLSMV).
+ROBUST_FIT_COLUMNS = ("chisq_scaled", "df_scaled", "pvalue_scaled", "scaling_factor",
+                      "cfi_scaled", "tli_scaled", "rmsea_scaled", "cfi_robust", "tli_robust",
+                      "rmsea_robust")
+
+
 def fit_table(results: Mapping[str, ModelResult]) -> pd.DataFrame:
-    """Fit statistics of several models side by side, one row each (:data:`FIT_COLUMNS`)."""
+    """Fit statistics of several models side by side, one row each (:data:`FIT_COLUMNS`).
+
+    When any model has scaled statistics (MLR; WLSMV, whose ``chi2`` is already the
+    scaled-shifted one) the :data:`ROBUST_FIT_COLUMNS` follow ``p``, NaN where a model has
+    none.
+    """
+    robust = any(key in r.fit for r in results.values() for key in ROBUST_FIT_COLUMNS)
+    columns = list(FIT_COLUMNS)
+    if robust:
+        at = columns.index("p") + 1
+        columns[at:at] = ROBUST_FIT_COLUMNS
     rows = []
     for result in results.values():
-        row = {key: result.fit.get(key, np.nan) for key in FIT_COLUMNS if key != "model"}
+        row = {key: result.fit.get(key, np.nan) for key in columns if key != "model"}
         row["warnings"] = "; ".join(result.fit["warnings"])
         rows.append({"model": result.name, **row})
-    return pd.DataFrame(rows, columns=list(FIT_COLUMNS))
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _warn(name: str, notes: tuple[str, ...]) -> None:
@@ -308,7 +336,7 @@ def _check_columns(data: pd.DataFrame, observed: tuple[str, ...], name: str) -> 
                 f"{text.iloc[0]!r} (row {text.index[0]!r}); recode it as numbers or blank")
         present = numeric.dropna().unique()
         if len(present) == 1:
-            raise AllianceDataError(
+            raise NotEstimableError(
                 f"model {name!r}: column {column!r} is constant (every non-missing value is "
                 f"{present[0]:g}); a variable without variance cannot enter the model. Drop "
                 "it from the syntax")
@@ -322,6 +350,25 @@ def _failed_estimates(model: sem_estimation.Structure, missing: str,
         theta=np.full(model.n_free, np.nan), vcov=np.full((model.n_free,) * 2, np.nan),
         loglik=np.nan, converged=False, iterations=0,
         information="observed" if missing == "fiml" else "expected", warnings=(reason,))
+
+
+def not_estimable_sem(model: sem_estimation.Structure, syntax: str, name: str, reason: str,
+                      estimator: str, missing: str, level: float = 0.95) -> ModelResult:
+    """A model the data cannot identify (too few cases, a constant item): every parameter
+    row with NaN estimates, every fit statistic NaN, flagged ``NOT ESTIMABLE`` with the
+    reason (and a :class:`ConvergenceWarning` naming the model); the run goes on."""
+    reason = reason.removeprefix(f"model {name!r}: ")
+    estimates = _failed_estimates(model, missing, ValueError(reason))
+    keys = ("loglik", "loglik_saturated", "chi2", "p", "baseline_chi2", "cfi", "tli", "rmsea",
+            "rmsea_ci_low", "rmsea_ci_high", "srmr", "aic", "bic", "n_obs", "n_dropped",
+            "df")
+    notes = [f"NOT ESTIMABLE: {reason}"]
+    fit = {**dict.fromkeys(keys, np.nan), "npar": model.n_free, "estimator": estimator,
+           "missing": missing, "test": "none", "information": "none", "iterations": 0,
+           "converged": False, "warnings": notes, "note": FIT_NOTE}
+    _warn(name, tuple(notes))
+    return ModelResult(name=name, params=parameter_table(model, estimates, level), fit=fit,
+                       spec=syntax, extra={"thresholds": pd.DataFrame()})
 
 
 def _failed_measures(model: sem_estimation.Structure,
@@ -510,6 +557,15 @@ def omega_table(result: ModelResult, instrument: Instrument, kind: str) -> pd.Da
     Behavioral Research*, 47, 667-696.
     """
     params = result.params
+    scales = {"total": instrument.items()}
+    if kind != "one_factor":
+        scales.update({name: instrument.subscale_items(name) for name in instrument.subscales})
+    if not (bool(result.fit["converged"]) and not result.fit["warnings"]):
+        return pd.DataFrame([{"model": kind, "estimator": result.fit["estimator"],
+                              "scale": scale, "n_items": len(items), "omega_total": np.nan,
+                              "omega_h": np.nan,
+                              "note": "not computed: the fit did not converge or has warnings"}
+                             for scale, items in scales.items()])
     load = params.loc[params["op"] == "=~"].pivot_table(
         index="rhs", columns="lhs", values="estimate", fill_value=0.0)
     factors = list(load.columns)
@@ -517,11 +573,6 @@ def omega_table(result: ModelResult, instrument: Instrument, kind: str) -> pd.Da
     psi = _symmetric(cov, factors).to_numpy()
     items_all = list(load.index)
     theta = _symmetric(cov, items_all)
-    scales = {"total": instrument.items()}
-    if kind != "one_factor":
-        scales.update({name: instrument.subscale_items(name) for name in instrument.subscales})
-    usable = bool(result.fit["converged"]) and not result.fit["warnings"]
-    note = "" if usable else "not computed: the fit did not converge or has warnings"
     rows = []
     for scale, items in scales.items():
         lam = load.loc[items].to_numpy()
@@ -534,8 +585,7 @@ def omega_table(result: ModelResult, instrument: Instrument, kind: str) -> pd.Da
             omega_h = lam[:, g].sum() ** 2 * psi[g, g] / total
         rows.append({"model": kind, "estimator": result.fit["estimator"], "scale": scale,
                      "n_items": len(items),
-                     "omega_total": common.sum() / total if usable else np.nan,
-                     "omega_h": omega_h if usable else np.nan, "note": note})
+                     "omega_total": common.sum() / total, "omega_h": omega_h, "note": ""})
     return pd.DataFrame(rows)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance_analysis.errors import AllianceDataError, AllianceParamsError
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError, NotEstimableError
 from alliance_analysis.sem import robust as sem_robust
 from alliance_analysis.sem.estimation import (
     Estimates,
@@ -171,14 +171,14 @@ def group_moments(data: pd.DataFrame, columns: tuple[str, ...], group: str,
     known = labels.notna()
     order = list(dict.fromkeys(labels[known].tolist()))
     if len(order) < 2:
-        raise AllianceDataError(f"the group column {group!r} has {len(order)} group(s) "
+        raise NotEstimableError(f"the group column {group!r} has {len(order)} group(s) "
                                 f"({order}); a multigroup model needs at least two")
     parts = []
     for value in order:
         try:
             parts.append(moments(data.loc[labels == value], columns, missing))
         except AllianceDataError as error:
-            raise AllianceDataError(f"group {group} = {value!r}: {error}") from error
+            raise type(error)(f"group {group} = {value!r}: {error}") from error
     return tuple(parts), tuple(str(v) for v in order), int((~known).sum())
 
 

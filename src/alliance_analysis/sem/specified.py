@@ -278,13 +278,15 @@ def lagged_test(free: ModelResult, equal: ModelResult, group: str) -> pd.DataFra
                      "pvalue": f["p"], **{k: f[k] for k in ("cfi", "tli", "rmsea", "srmr",
                                                             "aic", "bic")}})
     f0, f1 = equal.fit, free.fit
-    if f0.get("estimator") == "MLR":
+    converged = bool(f0["converged"] and f1["converged"])
+    if not converged:
+        diff, ddf, p = np.nan, np.nan, np.nan
+    elif f0.get("estimator") == "MLR":
         diff, ddf, p = scaled_difference(f0["chi2"], f0["df"], f0["scaling_factor"],
                                          f1["chi2"], f1["df"], f1["scaling_factor"])
     else:
         diff, ddf = f0["chi2"] - f1["chi2"], int(f0["df"] - f1["df"])
         p = float(stats.chi2.sf(diff, ddf)) if ddf > 0 else np.nan
-    converged = bool(f0["converged"] and f1["converged"])
     verdict = (f"lagged paths equal over the groups of {group}: not assessed (a model did "
                "not converge)" if not converged else
                f"lagged paths differ between the groups of {group} (chi-square difference "

@@ -226,6 +226,9 @@ def fit_logit(name: str, data: pd.DataFrame, outcome: str, predictors: Sequence[
     if problem is None and not endog.isin((0.0, 1.0)).all():
         raise AllianceDataError(f"{name}: the outcome {outcome!r} must be 0/1; got values "
                                 f"{sorted(endog.unique())[:5]}")
+    if problem is None and groups is not None and n_therapists < 2:
+        problem = (f"cluster-robust standard errors need at least 2 clusters of {cluster!r}; "
+                   f"the data have {n_therapists}")
     if problem:
         return _unfitted(name, spec, exog.columns, len(endog), n_therapists, problem,
                          int(endog.sum()))

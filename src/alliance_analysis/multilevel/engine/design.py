@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alliance_analysis.errors import AllianceDataError
+from alliance_analysis.errors import AllianceDataError, NotEstimableError
 
 INTERCEPT = "(Intercept)"
 STATSMODELS_ROUTE = (
@@ -151,7 +151,7 @@ def _complete(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame,
                for j, column in enumerate(frame.columns)}
     frame = frame.loc[~has_missing]
     if frame.empty:
-        raise AllianceDataError(f"fit_nested: no row has every model variable {list(columns)}")
+        raise NotEstimableError(f"fit_nested: no row has every model variable {list(columns)}")
     return frame, {k: v for k, v in dropped.items() if v}
 
 
@@ -206,23 +206,26 @@ def _check_nested(frame: pd.DataFrame, client: str, therapist: str | None) -> No
 def _check_identifiable(design: Design, client: str, therapist: str | None) -> None:
     """lme4's default checks of the grouping factors, and collinear fixed effects."""
     n = design.y.size
+    if n and np.all(design.y == design.y[0]):
+        raise NotEstimableError(f"fit_nested: the outcome has no variance (every value is "
+                                f"{design.y[0]:g}); no model of it can be fitted")
     levels = [(client, design.n_clients)] + ([(therapist, design.n_therapists)]
                                              if therapist else [])
     for column, count in levels:
         if count < 2:
-            raise AllianceDataError(f"fit_nested: '{column}' has {count} level; a random "
+            raise NotEstimableError(f"fit_nested: '{column}' has {count} level; a random "
                                     "effect needs at least 2 (lme4 stops too)")
     if therapist and design.n_therapists == design.n_clients:
-        raise AllianceDataError(f"fit_nested: every therapist in '{therapist}' has one client, so "
+        raise NotEstimableError(f"fit_nested: every therapist in '{therapist}' has one client, so "
                                 "therapist and client effects cannot be told apart; drop the "
                                 "therapist level (therapist=None)")
     if n <= design.n_clients:
-        raise AllianceDataError(f"fit_nested: {n} observations for {design.n_clients} clients; "
+        raise NotEstimableError(f"fit_nested: {n} observations for {design.n_clients} clients; "
                                 "client and residual variances cannot be told apart")
     n_random = (design.n_clients * len(design.client_names)
                 + design.n_therapists * len(design.therapist_names))
     if n <= n_random:
-        raise AllianceDataError(
+        raise NotEstimableError(
             f"fit_nested: {n} observations for {n_random} random effects; the random-effects "
             "variances and the residual variance are unidentifiable (lme4 stops too)")
     _check_rank(design.x, design.fixed_names)
@@ -232,10 +235,10 @@ def _check_rank(x: np.ndarray, names: Sequence[str]) -> None:
     cross = np.einsum("ni,nj->ij", x, x)
     scale = np.sqrt(np.diag(cross))
     if np.any(scale == 0):
-        raise AllianceDataError(f"fit_nested: fixed term(s) {np.array(names)[scale == 0]} are "
+        raise NotEstimableError(f"fit_nested: fixed term(s) {np.array(names)[scale == 0]} are "
                                 "all zero")
     values, vectors = np.linalg.eigh(cross / np.outer(scale, scale))
     if values[0] < 1e-10 * values[-1]:
         involved = [n for n, v in zip(names, vectors[:, 0], strict=True) if abs(v) > 1e-3]
-        raise AllianceDataError(f"fit_nested: the fixed terms {involved} are collinear (e.g. a "
+        raise NotEstimableError(f"fit_nested: the fixed terms {involved} are collinear (e.g. a "
                                 "client-level variable and its client mean); drop one")

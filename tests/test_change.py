@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from alliance_analysis.change.markers import (analyse_change, change_captions, r
                                               sudden_gain_threshold)
 from alliance_analysis.report.change import report_change
 from alliance_analysis.options import ChangeOptions
-from alliance_analysis.errors import AllianceParamsError
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError, ConvergenceWarning
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.params import load_params, parse_params
 from alliance_analysis.change.reliable_change import CATEGORIES, jacobson_truax_cutoffs
@@ -101,7 +102,7 @@ def test_cutoff_a_from_the_sample_when_no_norms() -> None:
 def test_published_phq9_thresholds(pre: float, post: float, category: str) -> None:
     result = reliable_change(_sessions({"A": {1: pre, 4: post}}), PHQ9, ChangeOptions())
     assert result.table["category"].tolist() == [category]
-    assert np.isnan(result.table["rc"].iloc[0])  # no Jacobson-Truax index in this mode
+    assert "rc" not in result.table.columns  # no Jacobson-Truax index in this mode
     assert (result.criteria.threshold, result.criteria.cutoff) == (6, 10)
 
 
@@ -145,8 +146,11 @@ def test_options_are_validated() -> None:
 
 def test_missing_thresholds_are_params_errors() -> None:
     sessions = _sessions({"A": {1: 20, 2: 10}, "B": {1: 15, 2: 12}})
-    with pytest.raises(AllianceParamsError, match="needs a reliability"):
-        reliable_change(sessions, PHQ9, ChangeOptions(reliable_change="jacobson_truax"))
+    no_reliability = get_instrument("phq9", {"phq9": {**PHQ9.model_dump(exclude={"key"}),
+                                                      "rc_reliability": None}})
+    with pytest.raises(AllianceParamsError, match="needs a reliability.*rc_reliability"):
+        reliable_change(sessions, no_reliability,
+                        ChangeOptions(reliable_change="jacobson_truax"))
     with pytest.raises(AllianceParamsError, match="alliance measure"):
         reliable_change(sessions, WAI, ChangeOptions())
     assert sudden_gain_threshold(PHQ9, ChangeOptions()) == 6  # the published RCI
@@ -191,9 +195,12 @@ def test_analyse_and_report_change(tmp_path: Path) -> None:
     recorded = report_change(report, RunFolder(tmp_path))
     stored = json.loads((tmp_path / "results.json").read_text())
     for key in ("change.rci.recovered.n", "change.sudden_gains.n_clients",
-                "change.ruptures.sd1.n", "change.ruptures.sd2.n", "change.ruptures.drop.n",
-                "change.dropout.n"):
+                "change.sudden_losses.n", "change.sudden_losses.n_clients",
+                "change.sudden_losses.n_reversals", "change.ruptures.sd1.n",
+                "change.ruptures.sd2.n", "change.ruptures.drop.n", "change.dropout.n"):
         assert stored[key] == recorded[key]
+    assert stored["change.sudden_losses.n"] == len(report.tables["change_sudden_losses"])
+    assert stored["change.empty"] is False and stored["change.n_clients"] == 60
     n_clients = report.tables["change_reliable"]["client_id"].nunique()
     assert n_clients == 60 and stored["change.rci.n_assessed"] == 60
     assert sum(stored[f"change.rci.{c.replace('reliably ', 'reliably_')}.n"]
@@ -201,6 +208,8 @@ def test_analyse_and_report_change(tmp_path: Path) -> None:
     tables = tmp_path / "tables"
     assert (tables / "change_reliable_summary.md").read_text().count("at least 6 points") == 1
     assert (tables / "change_model_dropout_early_alliance.csv").exists()
+    assert (tables / "change_sudden_losses.csv").exists()
+    assert (tables / "change_sudden_losses_clients.csv").exists()
     captions = pd.read_csv(tables / "change_captions.csv")
     assert set(captions["table"]) == set(report.captions)
 
@@ -245,11 +254,116 @@ def test_sudden_gain_critical_values_are_exact_t_quantiles() -> None:
         tuple(stats.t.ppf(0.975, (4, 3, 2))), rel=1e-15)
 
 
-def test_an_empty_session_table_gives_empty_tables_and_flagged_models() -> None:
-    columns = ["client_id", "therapist_id", "session", "phq9_total", "wai_total"]
+EMPTY_COLUMNS = ["client_id", "therapist_id", "session", "phq9_total", "wai_total"]
+
+
+@pytest.mark.parametrize("method", ["published", "jacobson_truax"])
+def test_an_empty_session_table_gives_empty_outputs_with_a_note(tmp_path: Path,
+                                                                 method: str) -> None:
+    """Issue 20: an empty session table crashed the stage (KeyError 'client_id' in the
+    dropout table, later ZeroDivisionError in the headline). Now: every table empty with its
+    columns, zero counts, flagged models, a note in every caption and in the run's index."""
     empty = pd.DataFrame({c: pd.Series(dtype="object" if c.endswith("_id") else "float64")
-                          for c in columns})
-    with pytest.warns(Warning):
-        report = analyse_change(empty, ChangeOptions(), PHQ9, WAI)
-    assert len(report.tables["change_reliable"]) == 0
+                          for c in EMPTY_COLUMNS})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = analyse_change(empty, ChangeOptions(reliable_change=method), PHQ9, WAI)
+    messages = [str(w.message) for w in caught]
+    assert any("session table has no rows" in m for m in messages)
+    assert sum(issubclass(w.category, ConvergenceWarning) for w in caught) == 3  # the models
+    assert all(len(report.tables[name]) == 0 for name in report.tables
+               if name not in ("change_reliable_summary", "change_ruptures_summary"))
+    assert list(report.tables["change_sudden_losses"].columns)[:3] == [
+        "client_id", "preloss_session", "postloss_session"]
+    summary = report.tables["change_ruptures_summary"]
+    assert summary["criterion"].tolist() == ["sd1", "sd2"]
+    assert summary["n_ruptures"].tolist() == [0, 0]
     assert all(not model.fit["converged"] for model in report.models.values())
+    assert report.notes and all("no rows" in c.note for c in report.captions.values())
+    recorded = report_change(report, RunFolder(tmp_path))
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["change.empty"] is True and stored["change.n_clients"] == 0
+    assert stored["change.sudden_losses.n"] == stored["change.sudden_gains.n"] == 0
+    assert stored["change.dropout.percent"] is None and recorded["change.rci.n_assessed"] == 0
+    index = json.loads((tmp_path / "outputs.json").read_text())["tables"]
+    assert any("no rows" in w for f in index["change_reliable"]["flags"] for w in f["warnings"])
+    assert pd.read_csv(tmp_path / "tables" / "change_sudden_losses.csv").empty
+
+
+def test_an_empty_table_without_columns_is_empty_not_an_error() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = analyse_change(pd.DataFrame(), ChangeOptions(), PHQ9, WAI)
+    assert any("no rows" in str(w.message) for w in caught)
+    assert report.headline()["change.n_clients"] == 0
+
+
+def test_missing_columns_of_a_table_with_rows_are_named() -> None:
+    sessions = _study(n_clients=5).drop(columns=["therapist_id", "wai_total"])
+    with pytest.raises(AllianceDataError, match=r"\['therapist_id', 'wai_total'\]"):
+        analyse_change(sessions, ChangeOptions(), PHQ9, WAI)
+
+
+def test_shipped_reliabilities_cite_their_source() -> None:
+    """The Jacobson-Truax index needs r_xx; the symptom measures ship a published one:
+    PHQ-9 test-retest .84 (Kroenke et al. 2001), GAD-7 test-retest .83 (Spitzer et al. 2006),
+    CORE-10 alpha .90 (Barkham et al. 2013)."""
+    for key, value, author in (("phq9", 0.84, "Kroenke"), ("gad7", 0.83, "Spitzer"),
+                               ("core10", 0.90, "Barkham")):
+        instrument = get_instrument(key)
+        assert instrument.rc_reliability == value and instrument.reliability is None
+        assert author in instrument.rc_reliability_source and author in instrument.source
+
+
+def test_reliability_precedence() -> None:
+    """change.reliability, else the reliability behind the rci, else the published one."""
+    sessions = _sessions({"A": {1: 20, 2: 10}, "B": {1: 15, 2: 12}, "C": {1: 10, 2: 11}})
+    jt = ChangeOptions(reliable_change="jacobson_truax")
+    assert reliable_change(sessions, PHQ9, jt).criteria.reliability == 0.84
+    assert reliable_change(sessions, PHQ9, jt.model_copy(update={"reliability": 0.7})
+                           ).criteria.reliability == 0.7
+    behind_rci = get_instrument("phq9", {"phq9": {**PHQ9.model_dump(exclude={"key"}),
+                                                  "reliability": 0.8}})
+    criteria = reliable_change(sessions, behind_rci, jt).criteria
+    assert criteria.reliability == 0.8 and "behind" in criteria.reliability_source
+
+
+@pytest.fixture(scope="module")
+def demo_sessions(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The demo's scored session table (the clean stage run on data/demo)."""
+    from alliance_analysis.data.prepare import prepare
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml")
+    return prepare(params, tmp_path_factory.mktemp("processed")).sessions
+
+
+def test_jacobson_truax_on_the_demo_matches_the_standard_formula(
+        demo_sessions: pd.DataFrame) -> None:
+    """reliable_change: jacobson_truax runs on the demo with the shipped PHQ-9 reliability,
+    and every client's RC equals (x2 - x1) / (SD1 sqrt(2) sqrt(1 - r)), written out here with
+    the standard library: SD1 the SD (n - 1) of the first scores, r = .84. Tolerance 1e-12
+    relative."""
+    import statistics
+
+    options = ChangeOptions(reliable_change="jacobson_truax")
+    result = reliable_change(demo_sessions, PHQ9, options)
+    scored = demo_sessions.dropna(subset=["phq9_total"]).sort_values(["client_id", "session"])
+    first = scored.groupby("client_id")["phq9_total"].first()
+    last = scored.groupby("client_id")["phq9_total"].last()
+    sd1 = statistics.stdev(first.tolist())
+    table = result.table.set_index("client_id")
+    assert len(table) == 400 and table["rc"].notna().all()
+    for client in table.index:
+        rc = (last[client] - first[client]) / (sd1 * math.sqrt(2) * math.sqrt(1 - 0.84))
+        assert table.loc[client, "rc"] == pytest.approx(rc, rel=1e-12, abs=1e-12), client
+        reliable = abs(rc) > 1.96
+        assert (table.loc[client, "category"] != "unchanged") == reliable, client
+    caption = change_captions(options, PHQ9, WAI, result.criteria)["change_reliable"].note
+    assert "column rc" in caption and "Kroenke" in caption and "0.84" in caption
+
+
+def test_published_method_explains_the_missing_rc_column(demo_sessions: pd.DataFrame) -> None:
+    result = reliable_change(demo_sessions, PHQ9, ChangeOptions())
+    assert "rc" not in result.table.columns
+    caption = change_captions(ChangeOptions(), PHQ9, WAI, result.criteria)["change_reliable"]
+    assert "at least 6 points" in caption.note and "no rc column" in caption.note

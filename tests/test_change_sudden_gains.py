@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.change.sudden_gains import check_interval, gains_by_client, sudden_gains
@@ -23,69 +24,73 @@ NAN = float("nan")
 # holds for any positive gain; criterion 2 needs gain >= 5 (25% of 20).
 @pytest.mark.parametrize(("postgain", "expected"), [(14.0, True), (14.01, False)])
 def test_criterion1_absolute_gain(postgain: float, expected: bool) -> None:
-    check = check_interval([20, 20, 20], [postgain] * 3, min_gain=6)
+    check = check_interval([20, 20, 20], [postgain] * 3, min_change=6)
     assert check.criterion1 is expected  # gain 6 (at the threshold: in) or 5.99 (out)
     assert check.criterion2 and check.criterion3
-    assert check.is_gain is expected
+    assert check.is_sudden is expected
 
 
 # Criterion 2: gain >= 25% of the pre-gain score. Gain 6 from 24 is exactly 25%; from 24.04
 # it is 6 / 24.04 = 24.96%.
 @pytest.mark.parametrize(("pregain", "expected"), [(24.0, True), (24.04, False)])
 def test_criterion2_relative_gain(pregain: float, expected: bool) -> None:
-    check = check_interval([pregain] * 3, [pregain - 6] * 3, min_gain=6)
+    check = check_interval([pregain] * 3, [pregain - 6] * 3, min_change=6)
     assert check.criterion1 and check.criterion3
     assert check.criterion2 is expected
-    assert check.relative_gain == pytest.approx(6 / pregain, rel=1e-12)
+    assert check.relative_magnitude == pytest.approx(6 / pregain, rel=1e-12)
 
 
-# Criterion 3 with all six scores (df 4, 2.776). Pre [22, 18, 20]: mean 20, variance
-# (4 + 4 + 0) / 2 = 4. Post [x, x + 2, x - 2]: mean x, variance 4. Pooled SD
-# sqrt((2*4 + 2*4) / 4) = 2, so the mean difference 20 - x must exceed 2.776 * 2 = 5.552.
+# Criterion 3 with all six scores (df 4: the exact t quantile 2.7764451, printed 2.776). Pre
+# [22, 18, 20]: mean 20, variance (4 + 4 + 0) / 2 = 4. Post [x, x + 2, x - 2]: mean x,
+# variance 4. Pooled SD sqrt((2*4 + 2*4) / 4) = 2, so the mean difference 20 - x must exceed
+# 2.7764451 * 2 = 5.5528902.
 @pytest.mark.parametrize(("postgain", "expected"), [(14.44, True), (14.45, False)])
 def test_criterion3_all_scores(postgain: float, expected: bool) -> None:
-    check = check_interval([22, 18, 20], [postgain, postgain + 2, postgain - 2], min_gain=5)
-    assert (check.n_pre, check.n_post, check.critical_value) == (3, 3, 2.776)
+    check = check_interval([22, 18, 20], [postgain, postgain + 2, postgain - 2], min_change=5)
+    assert (check.n_pre, check.n_post) == (3, 3)
+    assert check.critical_value == pytest.approx(stats.t.ppf(0.975, 4), rel=1e-15)
     assert check.pooled_sd == pytest.approx(2.0, rel=1e-12)
     assert check.mean_pre - check.mean_post == pytest.approx(20 - postgain, rel=1e-12)
     assert check.criterion1 and check.criterion2  # gain 5.56 / 5.55 >= 5 and >= 25% of 20
     assert check.criterion3 is expected  # 5.56 > 5.552 in, 5.55 out
 
 
-# One neighbour missing (df 3, 3.182; Lutz et al. 2013). Pre [NaN, 22, 18]: mean 20, variance
-# (4 + 4) / 1 = 8. Post [x, x + 2, x - 2]: mean x, variance 4. Pooled SD
-# sqrt((1*8 + 2*4) / 3) = sqrt(16/3) = 2.309401; critical 3.182 * 2.309401 = 7.348514.
+# One neighbour missing (df 3, 3.1824463; Lutz et al. 2013). Pre [NaN, 22, 18]: mean 20,
+# variance (4 + 4) / 1 = 8. Post [x, x + 2, x - 2]: mean x, variance 4. Pooled SD
+# sqrt((1*8 + 2*4) / 3) = sqrt(16/3) = 2.309401; critical 3.1824463 * 2.309401 = 7.349546.
 @pytest.mark.parametrize(("postgain", "expected"), [(12.6, True), (12.7, False)])
 def test_criterion3_one_missing(postgain: float, expected: bool) -> None:
-    check = check_interval([NAN, 22, 18], [postgain, postgain + 2, postgain - 2], min_gain=5)
-    assert (check.n_pre, check.n_post, check.critical_value) == (2, 3, 3.182)
+    check = check_interval([NAN, 22, 18], [postgain, postgain + 2, postgain - 2], min_change=5)
+    assert (check.n_pre, check.n_post) == (2, 3)
+    assert check.critical_value == pytest.approx(stats.t.ppf(0.975, 3), rel=1e-15)
     assert check.pooled_sd == pytest.approx(math.sqrt(16 / 3), rel=1e-12)
     assert check.criterion1 and check.criterion2  # gain 18 - 12.6 = 5.4 >= 5 and >= 4.5
-    assert check.criterion3 is expected  # 7.4 > 7.3485 in; 7.3 out
+    assert check.criterion3 is expected  # 7.4 > 7.3495 in; 7.3 out
     # 7.3 would pass with the unadjusted 2.776 (2.776 * 2.309401 = 6.411): the adjustment bites
     assert 20 - 12.7 > 2.776 * math.sqrt(16 / 3)
 
 
-# Two neighbours missing (df 2, 4.303). Pre [NaN, 22, 18]: mean 20, variance 8. Post
+# Two neighbours missing (df 2, 4.3026527). Pre [NaN, 22, 18]: mean 20, variance 8. Post
 # [x, x + 2, NaN]: mean x + 1, variance 2. Pooled SD sqrt((8 + 2) / 2) = sqrt(5) = 2.236068;
-# critical 4.303 * 2.236068 = 9.621800. Mean difference 20 - (x + 1) = 19 - x.
+# critical 4.3026527 * 2.236068 = 9.621032. Mean difference 20 - (x + 1) = 19 - x.
 @pytest.mark.parametrize(("postgain", "expected"), [(9.3, True), (9.4, False)])
 def test_criterion3_two_missing(postgain: float, expected: bool) -> None:
-    check = check_interval([NAN, 22, 18], [postgain, postgain + 2, NAN], min_gain=5)
-    assert (check.n_pre, check.n_post, check.critical_value) == (2, 2, 4.303)
+    check = check_interval([NAN, 22, 18], [postgain, postgain + 2, NAN], min_change=5)
+    assert (check.n_pre, check.n_post) == (2, 2)
+    assert check.critical_value == pytest.approx(stats.t.ppf(0.975, 2), rel=1e-15)
     assert check.pooled_sd == pytest.approx(math.sqrt(5), rel=1e-12)
-    assert check.criterion3 is expected  # 9.7 > 9.6218 in; 9.6 out
+    assert check.criterion3 is expected  # 9.7 > 9.6210 in; 9.6 out
 
 
 def test_criterion3_needs_two_scores_each_side() -> None:
-    check = check_interval([NAN, NAN, 20], [10, 10, 10], min_gain=5)
-    assert check.criterion3 is None and not check.is_gain
+    check = check_interval([NAN, NAN, 20], [10, 10, 10], min_change=5)
+    assert check.criterion3 is None and not check.is_sudden
     assert check.criterion1 and check.criterion2  # the other two hold: only 3 is missing
 
 
 def test_interval_requires_scores_at_n_and_n_plus_1() -> None:
     with pytest.raises(ValueError, match="sessions n and n\\+1"):
-        check_interval([20, 20, NAN], [10, 10, 10], min_gain=5)
+        check_interval([20, 20, NAN], [10, 10, 10], min_change=5)
 
 
 def _sessions(scores: dict[str, dict[int, float]], column: str = "phq9_total") -> pd.DataFrame:
@@ -140,4 +145,14 @@ def test_no_gains_gives_typed_empty_table() -> None:
 def test_float_rounding_does_not_decide_criterion1() -> None:
     """8.2 - 2.2 is 5.999999999999999 in binary floating point: still a gain of 6 points."""
     assert 8.2 - 2.2 < 6
-    assert check_interval([8.2] * 3, [2.2] * 3, min_gain=6).criterion1
+    assert check_interval([8.2] * 3, [2.2] * 3, min_change=6).criterion1
+
+
+def test_default_critical_values_are_exact_t_quantiles() -> None:
+    """The module default equals ChangeOptions' default: the exact two-tailed .05 t quantiles
+    for df 4, 3, 2 (R: abs(qt(.025, df)), as suddengains computes them)."""
+    from alliance_analysis.change.sudden_gains import CRITICAL_VALUES
+    from alliance_analysis.options import ChangeOptions
+
+    assert CRITICAL_VALUES == pytest.approx(tuple(stats.t.ppf(0.975, (4, 3, 2))), rel=1e-15)
+    assert CRITICAL_VALUES == ChangeOptions().sudden_gain_critical

@@ -118,6 +118,21 @@ with warnings.catch_warnings():
         reliability: float | None = Field(
             default=None, gt=0, lt=1, description="reliability the rci was derived with"
         )
+        # The reliability the Jacobson-Truax index (change.reliable_change: jacobson_truax)
+        # uses when change.reliability is not set and the source of `rci` gives none: a
+        # published coefficient of the total, test-retest where the source reports one (as
+        # Jacobson & Truax 1991 used), else internal consistency.
+        rc_reliability: float | None = Field(
+            default=None, gt=0, lt=1, description="published reliability r_xx of the total "
+            "(test-retest where the source reports one, else Cronbach's alpha) used by the "
+            "Jacobson-Truax reliable change index when change.reliability and `reliability` "
+            "are not set"
+        )
+        rc_reliability_source: str | None = Field(
+            default=None, description="the kind of coefficient behind `rc_reliability` and "
+            "its citation, as captions print it: e.g. 'test-retest reliability (Kroenke, "
+            "Spitzer & Williams, 2001)'"
+        )
         source: str = Field(min_length=1, description="full citation(s)")
 
         @model_validator(mode="after")
@@ -299,6 +314,11 @@ _SHIPPED = (
         cutoff=10,  # caseness as used in IAPT
         rci=6,  # reliable change as used in IAPT
         # The reliability coefficient behind the IAPT threshold is not given in these sources.
+        # Test-retest r = .84: PHQ-9 completed in clinic and by telephone with a mental
+        # health professional within 48 hours (Kroenke et al. 2001; Cronbach's alpha
+        # .89 in the PHQ Primary Care Study and .86 in the PHQ Obstetrics-Gynecology Study).
+        rc_reliability=0.84,
+        rc_reliability_source="test-retest reliability (Kroenke, Spitzer & Williams, 2001)",
         source=(
             "Kroenke, K., Spitzer, R. L., & Williams, J. B. W. (2001). The PHQ-9: Validity of a "
             "brief depression severity measure. Journal of General Internal Medicine, 16(9), "
@@ -324,6 +344,10 @@ _SHIPPED = (
         bands=[(0, "minimal"), (5, "mild"), (10, "moderate"), (15, "severe")],
         cutoff=8,  # caseness as used in IAPT
         rci=4,  # reliable change as used in IAPT
+        # Test-retest intraclass correlation .83 (Spitzer et al. 2006; Cronbach's alpha .92).
+        rc_reliability=0.83,
+        rc_reliability_source=("test-retest reliability, an intraclass correlation (Spitzer, "
+                               "Kroenke, Williams & Löwe, 2006)"),
         source=(
             "Spitzer, R. L., Kroenke, K., Williams, J. B. W., & Löwe, B. (2006). A brief measure "
             "for assessing generalized anxiety disorder: The GAD-7. Archives of Internal "
@@ -350,6 +374,10 @@ _SHIPPED = (
         rci=6,  # reliable change index (90% CI) reported by Barkham et al. (2013)
         # Barkham et al. report alpha = .90; whether that value produced the RCI of 6 was not
         # verified, so reliability is left None.
+        # The Jacobson-Truax index uses that alpha (.90, Barkham et al. 2013): internal
+        # consistency, the coefficient the cited source gives for the CORE-10 total.
+        rc_reliability=0.90,
+        rc_reliability_source="internal consistency, Cronbach's alpha (Barkham et al., 2013)",
         source=(
             "Barkham, M., Bewick, B., Mullin, T., Gilbody, S., Connell, J., Cahill, J., "
             "Mellor-Clark, J., Richards, D., Unsworth, G., & Evans, C. (2013). The CORE-10: A "

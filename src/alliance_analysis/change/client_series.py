@@ -4,7 +4,8 @@ Sudden gains, ruptures and pre/post scores all walk through one client's scored 
 order; :func:`scored_series` builds those series once, the same way for all. (Early alliance
 is a client summary shared with the other model families:
 :func:`alliance_analysis.data.clients.early_alliance`.)
-:func:`at_least`, :func:`more_than` and :func:`less_than` compare scores with thresholds for every criterion.
+:func:`at_least`, :func:`at_most`, :func:`more_than` and :func:`less_than` compare scores with
+thresholds for every criterion.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ Values = TypeVar("Values", float, np.ndarray, pd.Series)
 def at_least(values: Values, threshold: float) -> Values:
     """``values >= threshold``, with equality up to :data:`EPS` counting as equal."""
     return values >= threshold - EPS
+
+
+def at_most(values: Values, threshold: float) -> Values:
+    """``values <= threshold``, with equality up to :data:`EPS` counting as equal."""
+    return values <= threshold + EPS
 
 
 def more_than(values: Values, threshold: float) -> Values:

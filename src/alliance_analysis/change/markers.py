@@ -5,7 +5,8 @@ every threshold a parameter of :class:`ChangeOptions` (``change:`` in the run pa
 
 - reliable and clinically significant change (Jacobson & Truax, 1991): :func:`reliable_change`
   (:mod:`alliance_analysis.change.reliable_change`);
-- sudden gains (Tang & DeRubeis, 1999): :mod:`alliance_analysis.change.sudden_gains`;
+- sudden gains (Tang & DeRubeis, 1999) and their mirror image, sudden losses (Lutz et al.,
+  2013): :mod:`alliance_analysis.change.sudden_gains`;
 - alliance ruptures and repairs (Stiles et al., 2004): :mod:`alliance_analysis.change.ruptures`;
 - early alliance and dropout: :mod:`alliance_analysis.change.dropout`.
 
@@ -16,10 +17,12 @@ every threshold a parameter of :class:`ChangeOptions` (``change:`` in the run pa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from alliance_analysis.change import dropout as dropout_mod
@@ -27,7 +30,7 @@ from alliance_analysis.change import reliable_change as rc_mod
 from alliance_analysis.change import ruptures as ruptures_mod
 from alliance_analysis.change import sudden_gains as gains_mod
 from alliance_analysis.data.clients import early_alliance
-from alliance_analysis.errors import AllianceParamsError
+from alliance_analysis.errors import AllianceDataError, AllianceParamsError
 from alliance_analysis.instruments import Instrument
 from alliance_analysis.change.reliable_change import CATEGORIES, ReliableChange, ReliableChangeCriteria
 from alliance_analysis.options import ChangeOptions
@@ -110,16 +113,31 @@ def _sessions_text(options: ChangeOptions) -> str:
     return f"from {pre} to {post}"
 
 
+def _reliable_text(symptoms: Instrument, options: ChangeOptions,
+                   criteria: ReliableChangeCriteria) -> str:
+    """What decides reliable change under the method applied, and why ``rc`` is (not) there."""
+    abbreviation = symptoms.abbreviation()
+    if criteria.method == "published":
+        return (f"decided by the change in points (post - pre): a change of at least "
+                f"{criteria.threshold:g} points, the {abbreviation}'s published reliable-change "
+                "threshold, is reliable. No Jacobson-Truax index is computed under this "
+                "method, so the per-client table has no rc column (reliable_change: "
+                "jacobson_truax adds it, from the pre-score SD and the instrument's "
+                "reliability)")
+    reliability = f"r_xx = {criteria.reliability:.2f} is {criteria.reliability_source}"
+    if not np.isfinite(criteria.s_diff):
+        return ("the Jacobson-Truax index (column rc), not computed: no client has a pre "
+                f"score. {reliability}")
+    s_pre = "set by change.sd_pre" if options.sd_pre is not None else "the SD of the pre scores"
+    return (f"decided by the Jacobson-Truax index in column rc, RC = (post - pre) / S_diff, "
+            f"S_diff = sqrt(2) x s_pre x sqrt(1 - r_xx) = {criteria.s_diff:.2f}: |RC| > "
+            f"{criteria.z:g}, i.e. a change of more than {criteria.threshold:.2f} points, is "
+            f"reliable. s_pre = {criteria.s_pre:.2f} is {s_pre}; {reliability}")
+
+
 def _rc_caption(symptoms: Instrument, options: ChangeOptions,
                 criteria: ReliableChangeCriteria) -> str:
-    if criteria.method == "published":
-        reliable = (f"a change of at least {criteria.threshold:g} points (the instrument's "
-                    "published reliable-change threshold)")
-    else:
-        reliable = (f"|RC| > {criteria.z:g}, RC = (post - pre) / S_diff, S_diff = "
-                    f"sqrt(2) x s_pre x sqrt(1 - r_xx) = {criteria.s_diff:.2f} (s_pre = "
-                    f"{criteria.s_pre:.2f}, r_xx = {criteria.reliability:.2f}), i.e. more than "
-                    f"{criteria.threshold:.2f} points")
+    reliable = _reliable_text(symptoms, options, criteria)
     rules = {"published": "the instrument's published caseness threshold",
              "a": "Jacobson-Truax a: 2 SD below the clinical mean",
              "b": "Jacobson-Truax b: 2 SD above the functional mean",
@@ -133,17 +151,26 @@ def _rc_caption(symptoms: Instrument, options: ChangeOptions,
             "recovered. Lower scores are better.")
 
 
-def _gains_caption(symptoms: Instrument, options: ChangeOptions) -> str:
+def _sudden_caption(symptoms: Instrument, options: ChangeOptions,
+                    identify: Literal["gain", "loss"]) -> str:
     cv = options.sudden_gain_critical
-    return (f"Sudden gains on the {symptoms.name} (Tang & DeRubeis, 1999): between sessions n "
-            f"and n+1 the score falls by at least {sudden_gain_threshold(symptoms, options):g} "
-            f"points (criterion 1) and by at least {options.sudden_gain_relative:.0%} of the "
-            "score at session n (criterion 2), and the mean of sessions n-2..n exceeds the "
-            f"mean of sessions n+1..n+3 by more than {cv[0]:.3f} times their pooled SD "
-            f"({cv[1]:.3f} when one and {cv[2]:.3f} when two of the four outer scores are "
-            "missing; exact t quantiles, printed to three decimals; "
-            "at least two scores on each side; Lutz et al., 2013) (criterion 3). Reversal: a "
-            f"later score gives back at least {options.sudden_gain_reversal:.0%} of the gain.")
+    if identify == "gain":
+        head = f"Sudden gains on the {symptoms.name} (Tang & DeRubeis, 1999)"
+        moves, first, second = "falls", "n-2..n", "n+1..n+3"
+    else:
+        head = (f"Sudden losses (sudden worsening) on the {symptoms.name}, the mirror image "
+                "of sudden gains (Lutz et al., 2013; as the R package suddengains identifies "
+                "them, with criterion 2 applied to the rise)")
+        moves, first, second = "rises", "n+1..n+3", "n-2..n"
+    return (f"{head}: between sessions n and n+1 the score {moves} by at least "
+            f"{sudden_gain_threshold(symptoms, options):g} points (criterion 1) and by at "
+            f"least {options.sudden_gain_relative:.0%} of the score at session n (criterion "
+            f"2), and the mean of sessions {first} exceeds the mean of sessions {second} by "
+            f"more than {cv[0]:.3f} times their pooled SD ({cv[1]:.3f} when one and "
+            f"{cv[2]:.3f} when two of the four outer scores are missing; exact t quantiles, "
+            "printed to three decimals; at least two scores on each side; Lutz et al., 2013) "
+            "(criterion 3). Reversal: a later score gives back at least "
+            f"{options.sudden_gain_reversal:.0%} of the {identify}. Lower scores are better.")
 
 
 def _ruptures_caption(alliance: Instrument, options: ChangeOptions) -> str:
@@ -200,7 +227,8 @@ def change_captions(options: ChangeOptions, symptoms: Instrument, alliance: Inst
         (``rupture_outcome_<criterion>``, ``dropout_early_alliance``).
     """
     rc = _rc_caption(symptoms, options, criteria)
-    gains = _gains_caption(symptoms, options)
+    gains = _sudden_caption(symptoms, options, "gain")
+    losses = _sudden_caption(symptoms, options, "loss")
     ruptures = _ruptures_caption(alliance, options)
     dropout = _dropout_caption(alliance, options)
     captions = {
@@ -208,6 +236,8 @@ def change_captions(options: ChangeOptions, symptoms: Instrument, alliance: Inst
         "change_reliable_summary": Caption("Reliable and clinically significant change", rc),
         "change_sudden_gains": Caption("Sudden gains", gains),
         "change_sudden_gains_clients": Caption("Sudden gains per client", gains),
+        "change_sudden_losses": Caption("Sudden losses", losses),
+        "change_sudden_losses_clients": Caption("Sudden losses per client", losses),
         "change_ruptures": Caption("Alliance ruptures and repairs", ruptures),
         "change_rupture_counts": Caption("Alliance ruptures per client and criterion",
                                          ruptures),
@@ -246,6 +276,9 @@ class ChangeReport:
         The session table the markers were found in (figures draw example trajectories).
     symptoms, alliance
         The instruments of the symptom and alliance scores.
+    notes
+        What a reader must know about the data before reading the tables (e.g. an empty
+        session table); also appended to every caption. Empty when there is nothing to say.
     """
 
     tables: Mapping[str, pd.DataFrame]
@@ -255,6 +288,7 @@ class ChangeReport:
     sessions: pd.DataFrame
     symptoms: Instrument
     alliance: Instrument
+    notes: tuple[str, ...] = ()
 
     def models_table(self) -> pd.DataFrame:
         """Every model's estimates in one table (``ModelResult.to_table`` rows, stacked)."""
@@ -262,9 +296,21 @@ class ChangeReport:
                          ignore_index=True)
 
     def headline(self) -> dict[str, Any]:
-        """Headline numbers for ``results.json``, keyed ``change.*``."""
+        """Headline numbers for ``results.json``, keyed ``change.*``.
+
+        Always the same keys, whatever the data: ``change.n_clients`` and ``change.empty``
+        (True when the session table has no rows: every table is empty and the counts are
+        0, percentages missing); ``change.rci.*`` (threshold, cut-off, counts and
+        percentages per category); ``change.sudden_gains.{n, n_clients, n_reversals}`` and
+        ``change.sudden_losses.{n, n_clients, n_reversals}``;
+        ``change.ruptures.<criterion>.{n, n_clients, n_repaired}``;
+        ``change.dropout.{n, percent}``; and each model's convergence and estimates.
+        """
         summary = self.tables["change_reliable_summary"].set_index("category")
+        n_clients = len(self.tables["change_reliable"])
         values: dict[str, Any] = {
+            "change.n_clients": n_clients,
+            "change.empty": len(self.sessions) == 0,
             "change.rci.threshold": self.criteria.threshold,
             "change.rci.cutoff": self.criteria.cutoff,
             "change.rci.n_assessed": int(summary.loc[list(CATEGORIES), "n"].sum()),
@@ -275,10 +321,11 @@ class ChangeReport:
             key = category.replace("reliably ", "reliably_")
             values[f"change.rci.{key}.n"] = int(summary.loc[category, "n"])
             values[f"change.rci.{key}.percent"] = summary.loc[category, "percent"]
-        gains = self.tables["change_sudden_gains"]
-        values.update({"change.sudden_gains.n": len(gains),
-                       "change.sudden_gains.n_clients": int(gains["client_id"].nunique()),
-                       "change.sudden_gains.n_reversals": int(gains["reversal"].sum())})
+        for kind in ("gains", "losses"):
+            events = self.tables[f"change_sudden_{kind}"]
+            values.update({f"change.sudden_{kind}.n": len(events),
+                           f"change.sudden_{kind}.n_clients": int(events["client_id"].nunique()),
+                           f"change.sudden_{kind}.n_reversals": int(events["reversal"].sum())})
         for row in self.tables["change_ruptures_summary"].itertuples():
             values.update({f"change.ruptures.{row.criterion}.n": row.n_ruptures,
                            f"change.ruptures.{row.criterion}.n_clients": row.n_clients,
@@ -286,7 +333,8 @@ class ChangeReport:
         dropout = self.tables["change_dropout"]
         n_dropout = int(dropout["dropout"].sum())
         values.update({"change.dropout.n": n_dropout,
-                       "change.dropout.percent": round(100 * n_dropout / len(dropout), 1)})
+                       "change.dropout.percent": round(100 * n_dropout / len(dropout), 1)
+                       if len(dropout) else np.nan})
         for model in self.models.values():
             values[f"change.{model.name}.converged"] = bool(model.fit["converged"])
             for row in model.params.itertuples():
@@ -297,12 +345,12 @@ class ChangeReport:
 
 def analyse_change(sessions: pd.DataFrame, options: ChangeOptions, symptoms: Instrument,
                    alliance: Instrument) -> ChangeReport:
-    """Reliable change, sudden gains, ruptures and repairs, and dropout, in one call.
+    """Reliable change, sudden gains and losses, ruptures and repairs, and dropout, in one call.
 
     Parameters
     ----------
     sessions
-        The canonical session table (``load_processed``).
+        The canonical session table (``load_processed``); it may have no rows.
     options
         ``params.change``.
     symptoms
@@ -317,18 +365,42 @@ def analyse_change(sessions: pd.DataFrame, options: ChangeOptions, symptoms: Ins
         (:func:`change_summary`), ``change_sudden_gains``
         (:func:`alliance_analysis.change.sudden_gains.sudden_gains`),
         ``change_sudden_gains_clients`` (:func:`~alliance_analysis.change.sudden_gains.gains_by_client`),
+        ``change_sudden_losses`` (:func:`~alliance_analysis.change.sudden_gains.sudden_losses`),
+        ``change_sudden_losses_clients``
+        (:func:`~alliance_analysis.change.sudden_gains.losses_by_client`),
         ``change_ruptures`` (:func:`alliance_analysis.change.ruptures.ruptures`),
         ``change_rupture_counts`` and ``change_ruptures_summary``, and ``change_dropout``
         (dropout and early alliance per client); models ``rupture_outcome_<criterion>`` and
-        ``dropout_early_alliance``; captions for every table.
+        ``dropout_early_alliance``; captions for every table; and `notes`.
+
+    Raises
+    ------
+    AllianceDataError
+        When the session table has rows but lacks a column the markers read (the message
+        lists them). A table without rows may lack any column.
+
+    Warns
+    -----
+    UserWarning
+        When the session table has no rows: every table is then empty (with its columns),
+        the rupture summary lists each criterion with zero counts, the models are flagged as
+        not fitted, and the note says so in every caption and in the report's `notes`.
     """
     symptom_col, alliance_col = symptoms.score_column(), alliance.score_column()
+    sessions = _require_columns(
+        sessions, ["client_id", "therapist_id", "session", symptom_col, alliance_col]
+        + ([str(options.dropout_column)] if options.dropout == "column" else []))
+    notes = _notes(sessions, symptoms)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     n_therapists = int(sessions["therapist_id"].nunique())
     clients = sorted(sessions["client_id"].astype(str).unique())
     change = reliable_change(sessions, symptoms, options)
-    gains = gains_mod.sudden_gains(
-        sessions, symptom_col, sudden_gain_threshold(symptoms, options),
-        options.sudden_gain_relative, options.sudden_gain_critical, options.sudden_gain_reversal)
+    minimum = sudden_gain_threshold(symptoms, options)
+    sudden = {identify: scan(sessions, symptom_col, minimum, options.sudden_gain_relative,
+                             options.sudden_gain_critical, options.sudden_gain_reversal)
+              for identify, scan in (("gains", gains_mod.sudden_gains),
+                                     ("losses", gains_mod.sudden_losses))}
     labels = ruptures_mod.criteria_labels(options.rupture_sd, options.rupture_drop)
     events = ruptures_mod.ruptures(sessions, alliance_col, options.rupture_sd,
                                    options.rupture_drop, options.repair_within,
@@ -341,15 +413,52 @@ def analyse_change(sessions: pd.DataFrame, options: ChangeOptions, symptoms: Ins
     models["dropout_early_alliance"] = dropout_mod.dropout_model(
         dropout, options.early_sessions, options.ci_level, n_therapists)
     tables = {"change_reliable": change.table, "change_reliable_summary": change.summary(),
-              "change_sudden_gains": gains,
-              "change_sudden_gains_clients": gains_mod.gains_by_client(gains, clients),
+              "change_sudden_gains": sudden["gains"],
+              "change_sudden_gains_clients": gains_mod.gains_by_client(sudden["gains"],
+                                                                       clients),
+              "change_sudden_losses": sudden["losses"],
+              "change_sudden_losses_clients": gains_mod.losses_by_client(sudden["losses"],
+                                                                         clients),
               "change_ruptures": events, "change_rupture_counts": counts,
-              "change_ruptures_summary": ruptures_mod.rupture_summary(counts, events),
+              "change_ruptures_summary": ruptures_mod.rupture_summary(counts, events, labels),
               "change_dropout": dropout}
-    return ChangeReport(tables=tables,
-                        captions=change_captions(options, symptoms, alliance, change.criteria),
-                        models=models, criteria=change.criteria, sessions=sessions,
-                        symptoms=symptoms, alliance=alliance)
+    captions = change_captions(options, symptoms, alliance, change.criteria)
+    if notes:
+        captions = {name: Caption(c.title, f"{c.note} Note: {' '.join(notes)}")
+                    for name, c in captions.items()}
+    return ChangeReport(tables=tables, captions=captions, models=models,
+                        criteria=change.criteria, sessions=sessions, symptoms=symptoms,
+                        alliance=alliance, notes=notes)
+
+
+def _require_columns(sessions: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`sessions`, refused when it has rows but lacks one of `columns`; a table without rows
+    gets the missing ones as empty columns (ids as text, the rest as numbers)."""
+    missing = [c for c in dict.fromkeys(columns) if c not in sessions.columns]
+    if missing and len(sessions) == 0:
+        return sessions.assign(**{c: pd.Series(dtype="str" if c.endswith("_id") else float)
+                                  for c in missing})
+    if missing:
+        raise AllianceDataError(
+            f"the change stage needs column(s) {missing}, which the session table lacks; its "
+            f"columns are {list(sessions.columns)}. Run the clean stage (01_clean) with the "
+            "symptom and alliance instruments listed under `instruments:`, or check "
+            "`symptoms:`, `alliance:` and change.dropout_column in the parameters")
+    return sessions
+
+
+def _notes(sessions: pd.DataFrame, symptoms: Instrument) -> tuple[str, ...]:
+    """What the reader must know about the data before reading the change tables."""
+    if len(sessions) == 0:
+        note = ("The session table has no rows, so no change marker could be sought: every "
+                "change table is empty, the counts are 0 and the models are flagged as not "
+                "fitted. Check the cleaning ledger (tables/ledger_rows.csv) for excluded rows.")
+        return (note,)
+    if sessions[symptoms.score_column()].isna().all():
+        note = (f"No session has a {symptoms.abbreviation()} score, so reliable change and "
+                "sudden gains and losses could not be assessed for any client.")
+        return (note,)
+    return ()
 
 
 def _status(sessions: pd.DataFrame, change: pd.DataFrame,

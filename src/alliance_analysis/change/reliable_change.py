@@ -43,6 +43,8 @@ class ReliableChangeCriteria:
         Critical value of the Jacobson-Truax index (NaN for ``published``).
     s_pre, reliability, se_measurement, s_diff
         The Jacobson-Truax quantities (NaN for ``published``).
+    reliability_source
+        Where :math:`r_{xx}` came from, for the caption ("" for ``published``).
     """
 
     method: str
@@ -54,6 +56,7 @@ class ReliableChangeCriteria:
     reliability: float = np.nan
     se_measurement: float = np.nan
     s_diff: float = np.nan
+    reliability_source: str = ""
 
 
 def require_symptom_measure(instrument: Instrument) -> None:
@@ -126,7 +129,11 @@ def reliable_change_criteria(
         ``"published"``: the instrument's reliable-change threshold in points;
         ``"jacobson_truax"``: the index computed from :math:`s_{pre}` and the reliability.
     reliability
-        :math:`r_{xx}`; None uses the instrument's.
+        :math:`r_{xx}`; None uses the instrument's: the reliability its ``rci`` was derived
+        with (``reliability``) where the source gives one, else its published
+        ``rc_reliability`` (PHQ-9: test-retest .84, Kroenke et al. 2001; GAD-7: test-retest
+        .83, Spitzer et al. 2006; CORE-10: alpha .90, Barkham et al. 2013; see
+        :mod:`alliance_analysis.instruments`).
     sd_pre
         :math:`s_{pre}`; None uses the SD (n - 1) of `pre_scores`.
     z
@@ -148,7 +155,17 @@ def reliable_change_criteria(
     -----
     :math:`SE = s_{pre}\\sqrt{1 - r_{xx}}`, :math:`S_{diff} = \\sqrt{2 SE^2}`,
     :math:`RC = (x_{post} - x_{pre}) / S_{diff}`, reliable when :math:`|RC| > z`, i.e. when
-    the change exceeds :math:`z \\cdot S_{diff}` points (Jacobson & Truax, 1991).
+    the change exceeds :math:`z \\cdot S_{diff}` points (Jacobson & Truax, 1991). Written
+    out, :math:`RC = (x_2 - x_1) / (s_1 \\sqrt{2} \\sqrt{1 - r_{xx}})`, the standard form,
+    which ``tests/test_change.py`` computes independently for every client of the demo
+    (no R implementation was available to check against). With no pre score at
+    all (an empty session table) there is nothing to classify: the quantities are NaN.
+
+    References
+    ----------
+    .. [1] Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach
+       to defining meaningful change in psychotherapy research. Journal of Consulting and
+       Clinical Psychology, 59(1), 12-19. https://doi.org/10.1037/0022-006X.59.1.12
     """
     require_symptom_measure(instrument)
     if method == "published":
@@ -180,20 +197,36 @@ def reliable_change_criteria(
 
 def _jacobson_truax(pre_scores: pd.Series, instrument: Instrument, reliability: float | None,
                     sd_pre: float | None, z: float) -> dict[str, Any]:
-    r_xx = reliability if reliability is not None else instrument.reliability
-    if r_xx is None:
+    if reliability is not None:
+        r_xx, source = reliability, "set by change.reliability"
+    elif instrument.reliability is not None:
+        r_xx, source = instrument.reliability, (
+            f"the reliability behind the {instrument.abbreviation()}'s published "
+            "reliable-change threshold")
+    elif instrument.rc_reliability is not None:
+        r_xx = instrument.rc_reliability
+        source = (f"the {instrument.abbreviation()}'s published "
+                  f"{instrument.rc_reliability_source or 'reliability'}")
+    else:
         raise AllianceParamsError(
-            f"change.reliable_change 'jacobson_truax' needs a reliability: set "
-            f"change.reliability (e.g. the test-retest or alpha of {instrument.key!r} in a "
-            "comparable sample)")
-    s_pre = sd_pre if sd_pre is not None else float(pre_scores.dropna().std(ddof=1))
+            f"change.reliable_change 'jacobson_truax' needs a reliability and instrument "
+            f"{instrument.key!r} ships none: set change.reliability (e.g. the test-retest "
+            "reliability or alpha of the total in a comparable sample), or give "
+            "rc_reliability in custom_instruments")
+    scores = pre_scores.dropna()
+    if sd_pre is None and scores.empty:  # nobody to classify: no threshold, and no error
+        return {"method": "jacobson_truax", "threshold": np.nan, "z": z, "s_pre": np.nan,
+                "reliability": float(r_xx), "se_measurement": np.nan, "s_diff": np.nan,
+                "reliability_source": source}
+    s_pre = sd_pre if sd_pre is not None else float(scores.std(ddof=1))
     if not np.isfinite(s_pre) or s_pre <= 0:
         raise AllianceDataError(f"the SD of the pre scores is {s_pre}: fewer than two clients "
                                 "have a pre score, or all are equal. Give change.sd_pre")
     se = s_pre * np.sqrt(1 - r_xx)
     s_diff = float(np.sqrt(2 * se**2))
     return {"method": "jacobson_truax", "threshold": z * s_diff, "z": z, "s_pre": s_pre,
-            "reliability": r_xx, "se_measurement": float(se), "s_diff": s_diff}
+            "reliability": float(r_xx), "se_measurement": float(se), "s_diff": s_diff,
+            "reliability_source": source}
 
 
 def pre_post_scores(sessions: pd.DataFrame, score: str, pre_session: int | None = None,
@@ -252,10 +285,13 @@ def classify_change(pre_post: pd.DataFrame, criteria: ReliableChangeCriteria) ->
     Returns
     -------
     pandas.DataFrame
-        `pre_post` plus ``rc`` (Jacobson-Truax index; NaN for the published method),
-        ``reliable_improvement``, ``reliable_deterioration``, ``clinical_pre``,
-        ``clinical_post`` (boolean, missing without scores) and ``category`` (one of
-        :data:`CATEGORIES`, missing when the client lacks a pre or post score).
+        `pre_post` plus, for the Jacobson-Truax method only, ``rc`` (the index; missing
+        without a pre and post score), then ``reliable_improvement``,
+        ``reliable_deterioration``, ``clinical_pre``, ``clinical_post`` (boolean, missing
+        without scores) and ``category`` (one of :data:`CATEGORIES`, missing when the client
+        lacks a pre or post score). Under the published method the change in points
+        (``change``) decides and no index is computed, so there is no ``rc`` column rather
+        than a column that is empty by design.
 
     Notes
     -----
@@ -272,13 +308,14 @@ def classify_change(pre_post: pd.DataFrame, criteria: ReliableChangeCriteria) ->
     """
     pre, post = pre_post["pre"], pre_post["post"]
     assessable = pre.notna() & post.notna()
+    index: dict[str, pd.Series] = {}
     if criteria.method == "published":
-        rc = pd.Series(np.nan, index=pre_post.index)
         improved = at_least(pre - post, criteria.threshold)
         deteriorated = at_least(post - pre, criteria.threshold)
     else:
         rc = (post - pre) / criteria.s_diff
         improved, deteriorated = more_than(-rc, criteria.z), more_than(rc, criteria.z)
+        index["rc"] = rc
     clinical_pre = at_least(pre, criteria.cutoff).astype("boolean").where(pre.notna())
     clinical_post = at_least(post, criteria.cutoff).astype("boolean").where(post.notna())
     recovered = improved & clinical_pre.fillna(False) & ~clinical_post.fillna(True)
@@ -286,7 +323,7 @@ def classify_change(pre_post: pd.DataFrame, criteria: ReliableChangeCriteria) ->
                          ["recovered", "reliably improved", "reliably deteriorated"],
                          default="unchanged")
     return pre_post.assign(
-        rc=rc,
+        **index,
         reliable_improvement=improved.astype("boolean").where(assessable),
         reliable_deterioration=deteriorated.astype("boolean").where(assessable),
         clinical_pre=clinical_pre, clinical_post=clinical_post,

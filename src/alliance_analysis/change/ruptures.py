@@ -29,6 +29,11 @@ RUPTURE_COLUMNS = ("client_id", "criterion", "rupture_session", "end_session", "
 COUNT_COLUMNS = ("client_id", "criterion", "n_scores", "assessed", "n_ruptures",
                  "n_repaired", "any_rupture", "any_resolved")
 
+#: Columns of :func:`rupture_summary`.
+SUMMARY_COLUMNS = ("criterion", "n_assessed", "n_ruptures", "n_clients", "percent_clients",
+                   "n_repaired", "percent_repaired", "n_clients_resolved",
+                   "n_unassessable_repair")
+
 
 def criterion_label(sd_multiple: float) -> str:
     """Stable label of an SD criterion: 1.0 -> ``sd1``, 2.0 -> ``sd2``, 1.5 -> ``sd1_5``."""
@@ -226,18 +231,31 @@ def rupture_counts(events: pd.DataFrame, sessions: pd.DataFrame, alliance: str,
     return pd.concat(tables, ignore_index=True)[list(COUNT_COLUMNS)]
 
 
-def rupture_summary(counts: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+def rupture_summary(counts: pd.DataFrame, events: pd.DataFrame,
+                    labels: Sequence[str] | None = None) -> pd.DataFrame:
     """Per criterion: clients assessed, ruptures, clients with one, repairs.
+
+    Parameters
+    ----------
+    counts, events
+        The outputs of :func:`rupture_counts` and :func:`ruptures`.
+    labels
+        The criteria to report, one row each even without any client (an empty session
+        table gives zero counts); None: those in `counts`.
 
     Returns
     -------
     pandas.DataFrame
-        ``criterion, n_assessed, n_ruptures, n_clients, percent_clients, n_repaired,
-        percent_repaired, n_clients_resolved, n_unassessable_repair`` (ruptures at a client's
-        first scored session, which have no pre-rupture level).
+        Columns :data:`SUMMARY_COLUMNS`: ``criterion, n_assessed, n_ruptures, n_clients,
+        percent_clients, n_repaired, percent_repaired, n_clients_resolved,
+        n_unassessable_repair`` (ruptures at a client's first scored session, which have no
+        pre-rupture level). Percentages are missing when their denominator is 0.
     """
+    if labels is None:
+        labels = list(dict.fromkeys(counts["criterion"]))
     rows = []
-    for label, table in counts.groupby("criterion", sort=False):
+    for label in labels:
+        table = counts[counts["criterion"] == label]
         assessed = table[table["assessed"]]
         mine = events[events["criterion"] == label]
         n_ruptures = len(mine)
@@ -250,7 +268,7 @@ def rupture_summary(counts: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
                      "percent_repaired": _percent(n_repaired, n_ruptures),
                      "n_clients_resolved": int(assessed["any_resolved"].sum()),
                      "n_unassessable_repair": int(mine["repaired"].isna().sum())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
 def _percent(part: int, whole: int) -> float:

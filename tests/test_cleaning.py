@@ -190,3 +190,35 @@ def test_fractional_answers_on_whole_number_items_are_ledgered(option: str, expe
     assert entry[["source_row", "column", "old_value"]].values.tolist() == [[1, "wai_1", "2.5"]]
     assert (entry["new_value"].iloc[0] is None or pd.isna(entry["new_value"].iloc[0])
             if new_value is None else entry["new_value"].iloc[0] == new_value)
+
+
+# --- decimal commas (issue 20) ----------------------------------------------------------------
+
+
+def test_decimal_commas_are_refused_naming_column_rows_and_values() -> None:
+    frame = table([row("A", "1", phq9_2="1,5"), row("A", "2", day="7,5"),
+                   row("B", "1", phq9_2="2,0"), row("B", "2", phq9_2="0,5")])
+    with pytest.raises(AllianceDataError) as caught:
+        clean(frame, [PHQ9], CleaningOptions(), source="f.csv",
+              source_columns={"phq9_2": "PHQ_2", "day": "Tag"})
+    message = str(caught.value)
+    assert message.startswith("f.csv: 4 number(s) are written with a decimal comma")
+    assert "column 'PHQ_2' (phq9_2): row 1 '1,5', row 3 '2,0', row 4 '0,5'" in message
+    assert "column 'Tag' (day): row 2 '7,5'" in message
+    assert "set data.decimal: ','" in message
+
+
+def test_decimal_comma_option_reads_them_and_keeps_the_text_in_the_ledger() -> None:
+    frame = table([row("A", "1", phq9_2="2,0", phq9_3="7,5"),
+                   row("A", "2", day="7,0", phq9_2="1", phq9_3="1")])
+    result = clean(frame, [PHQ9], CleaningOptions(), decimal=",")
+    sessions = result.sessions
+    assert sessions["phq9_2"].tolist() == [2.0, 1.0] and sessions["day"].tolist() == [0, 7]
+    cells = result.ledger_cells
+    assert cells[["source_row", "column", "old_value", "rule"]].values.tolist() == [
+        [1, "phq9_3", "7,5", "item_out_of_range"]]
+    # thousands, text and numbers keep their usual handling
+    mixed = table([row("A", "1", phq9_1="1.0", phq9_2="x,5")])
+    result = clean(mixed, [PHQ9], CleaningOptions(), decimal=",")
+    assert result.sessions.loc[0, "phq9_1"] == 1.0
+    assert result.ledger_cells["rule"].tolist() == ["item_not_numeric"]

@@ -35,11 +35,12 @@ def write_text_table(path: Path, rows: list[list[str]], delimiter: str = ",",
 
 
 def session_rows(clients: int = 2, sessions: int = 2) -> pd.DataFrame:
-    """A tiny, valid session table as text: IDs, session, 12 WAI and 9 PHQ-9 items."""
+    """A tiny, valid session table as text: IDs, session, day, 12 WAI and 9 PHQ-9 items."""
     records = []
     for c in range(1, clients + 1):
         for s in range(1, sessions + 1):
-            record = {"client_id": f"{c:03d}", "therapist_id": f"T{1 + c % 2}", "session": str(s)}
+            record = {"client_id": f"{c:03d}", "therapist_id": f"T{1 + c % 2}", "session": str(s),
+                      "day": str(7 * (s - 1))}
             record |= {item: str(1 + (c + s + i) % 5) for i, item in enumerate(WAI.items())}
             record |= {item: str((c + s + i) % 4) for i, item in enumerate(PHQ9.items())}
             records.append(record)
@@ -448,7 +449,7 @@ def test_map_researcher_names_by_pattern(tmp_path: Path) -> None:
     path = researcher_file(tmp_path)
     raw = io.read(path)
     mapped = io.map_columns(raw, params_for(tmp_path, path, **RESEARCHER_PARAMS), [WAI, PHQ9])
-    expected = ["source_row", "client_id", "therapist_id", "session", "site",
+    expected = ["source_row", "client_id", "therapist_id", "session", "day", "site",
                 *WAI.items(), *PHQ9.items()]
     assert list(mapped.frame.columns) == expected
     assert mapped.source_columns["client_id"] == "PID"
@@ -475,7 +476,20 @@ def test_default_names_need_no_mapping(tmp_path: Path) -> None:
     session_rows().to_csv(path, index=False)
     mapped = io.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
     assert mapped.unused == ()
-    assert "day" not in mapped.frame.columns  # default day column absent: not an error
+    assert mapped.source_columns["day"] == "day"
+
+
+def test_neither_day_nor_date_in_the_file(tmp_path: Path) -> None:
+    # The run needs the timing of sessions: the default day column absent and no date mapped
+    # is refused before anything is written (it used to fail later with a KeyError).
+    path = tmp_path / "s.csv"
+    session_rows().drop(columns="day").to_csv(path, index=False)
+    with data_error() as caught:
+        io.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
+    message = str(caught.value)
+    assert message.startswith(f"{path}: no column 'day' for day (parameter columns.day)")
+    assert "columns: {day: <column in the file>}" in message
+    assert "columns: {date: <column in the file>}" in message
 
 
 def test_missing_required_column(tmp_path: Path) -> None:
@@ -487,7 +501,7 @@ def test_missing_required_column(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"{path}: no column 'client' for client_id")
     assert "(parameter columns.client_id)" in message
-    assert "The file's columns are: PID, TH, visit, WAI1" in message
+    assert "The file's columns are: PID, TH, visit, day, WAI1" in message
     assert "columns: {client_id: <column in the file>}" in message
 
 
@@ -643,7 +657,7 @@ def _corrupted_sav(path: Path) -> Path:
 
 PREPARE_ERRORS = {
     "empty file": (lambda p: (p.write_bytes(b""), p)[1], {}, ["the file is empty"]),
-    "header only": (_header_only, {}, ["header (24 columns) but no data rows"]),
+    "header only": (_header_only, {}, ["header (25 columns) but no data rows"]),
     "missing required column": (_missing_column, {},
                                 ["no column 'therapist_id'", "columns.therapist_id"]),
     "wrong delimiter": (_wrong_delimiter, {"delimiter": ","},
@@ -687,3 +701,128 @@ def test_windows_1252_is_detected_before_latin_1(tmp_path: Path) -> None:
     path = tmp_path / "cp1252.csv"
     path.write_bytes("client_id,site\nC1,\u201cNord\u201d \u20ac\n".encode("cp1252"))
     assert io.read(path).frame.loc[0, "site"] == "\u201cNord\u201d \u20ac"
+
+
+# --------------------------------------------------------------------------------------------
+# Mixed encodings, title rows, folders, dates and the day/date mapping (issue 20)
+
+
+def _mixed(path: Path) -> Path:
+    """UTF-8 lines, except line 3, written in Latin-1 (as when two exports are pasted together)."""
+    lines = ["client_id,gender\n", "1,männlich\n", "2,männlich\n", "3,weiblich\n", "4,männlich\n"]
+    path.write_bytes(b"".join(line.encode("latin-1" if n == 3 else "utf-8")
+                              for n, line in enumerate(lines, start=1)))
+    return path
+
+
+def test_mixed_encodings_are_refused_with_the_lines(tmp_path: Path) -> None:
+    path = _mixed(tmp_path / "s.csv")
+    with data_error() as caught:
+        io.read(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: the lines of the file are in different text encodings")
+    assert "lines 2, 5 are UTF-8, but line 3 does not decode as UTF-8" in message
+    assert "line 3 holds '2,männlich" in message
+    assert "Re-save the file as UTF-8" in message and "set data.encoding" in message
+
+
+def test_declared_encoding_lists_every_line_that_does_not_decode(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes("a,b\n1,ü\n2,x\n3,ö\n".encode("latin-1"))
+    with data_error(r"line 2 of the file\) is b'\\xfc'; lines 2, 4 of the file do not decode"):
+        io.read(path, encoding="utf-8")
+    # a declared single-byte encoding is trusted (the way out for a file in one encoding)
+    assert io.read(_mixed(tmp_path / "m.csv"), encoding="cp1252").encoding == "cp1252"
+
+
+@pytest.mark.parametrize(("written", "recorded"), [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"),
+                                                   ("latin-1", "cp1252"), ("utf-16", "utf-16")])
+def test_the_encoding_used_is_recorded(tmp_path: Path, written: str, recorded: str) -> None:
+    path = write_text_table(tmp_path / "s.csv", [HEADER, *ROWS], encoding=written)
+    assert io.read(path).encoding == recorded
+    params = params_for(tmp_path, path)
+    assert io.source_encoding(params.data) == recorded  # what the run's manifest records
+
+
+def test_binary_formats_record_their_encoding(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"client_id": ["a"], "session": [1.0]})
+    pyreadstat.write_sav(frame, tmp_path / "s.sav")
+    frame.to_parquet(tmp_path / "s.parquet")
+    assert io.read(tmp_path / "s.sav").encoding.upper().replace("-", "") == "UTF8"
+    assert io.read(tmp_path / "s.parquet").encoding is None
+
+
+def test_skip_rows_skips_a_title_above_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("Pilot study export\n\nclient_id,therapist_id,session\nA,T,1\nB,T,2\n")
+    with data_error(r"line 1 \(the header\) has no comma.*If it is a title above the header, "
+                    r"set data\.skip_rows: 2"):
+        io.read(path)
+    raw = io.read(path, skip_rows=1)  # the blank line after the title is skipped as before
+    assert raw.header_line == 3 and raw.frame["client_id"].tolist() == ["A", "B"]
+    assert raw.frame["source_row"].tolist() == [1, 2]
+
+
+def test_ragged_line_after_a_title_suggests_skip_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("Export;2024\nclient_id;therapist_id;session\nA;T;1\n")
+    with data_error(r"line 2 of the file has 3 fields but the header has 2\. If the lines above "
+                    r"line 2 are a title or notes, set data\.skip_rows: 1\."):
+        io.read(path, delimiter=";")
+
+
+def test_title_row_in_the_header_suggests_skip_rows(tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for values in (["Pilot study"], [], ["client_id", "therapist_id", "session"], ["A", "T", 1]):
+        sheet.append(values)
+    path = tmp_path / "s.xlsx"
+    book.save(path)
+    params = params_for(tmp_path, path)
+    with data_error(r"no column 'client_id' for client_id.*Row 3 of the sheet holds "
+                    r"'client_id': if that is the header, below a title or notes, set "
+                    r"data\.skip_rows: 2\."):
+        io.map_columns(io.read(path), params, [WAI])
+    raw = io.read(path, skip_rows=1)
+    assert raw.header_line == 3 and raw.frame["client_id"].tolist() == ["A"]
+    with data_error(r"data\.skip_rows is 9, but no header is left after skipping that many rows"):
+        io.read(path, skip_rows=9)
+
+
+def test_skip_rows_only_for_csv_and_excel(tmp_path: Path) -> None:
+    pd.DataFrame({"client_id": ["a"]}).to_parquet(tmp_path / "s.parquet")
+    with data_error(r"data\.skip_rows \(1\) applies to CSV and Excel files only"):
+        io.read(tmp_path / "s.parquet", skip_rows=1)
+
+
+def test_data_path_that_is_a_folder(tmp_path: Path) -> None:
+    from alliance_analysis.errors import AllianceParamsError
+
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "sessions.csv").write_text("client_id\n")
+    with pytest.raises(AllianceParamsError, match=r"study is a folder, not a file \(files in "
+                       r"it: sessions\.csv\)\. Give the path of the data file itself"):
+        params_for(tmp_path, tmp_path / "study")
+
+
+def test_neither_day_nor_date_mapped_is_a_parameter_error(tmp_path: Path) -> None:
+    from alliance_analysis.errors import AllianceParamsError
+
+    path = write_text_table(tmp_path / "s.csv", [HEADER, *ROWS])
+    with pytest.raises(AllianceParamsError, match=r"neither columns\.day nor columns\.date"):
+        params_for(tmp_path, path, columns={"day": None})
+    assert params_for(tmp_path, path, columns={"day": None, "date": "d"}).columns.date == "d"
+
+
+def test_bad_date_names_the_file_column(tmp_path: Path) -> None:
+    frame = session_rows().drop(columns="day")
+    frame["Datum"] = ["01.03.2025", "08.03.2025", "01.03.2025", "2025-13-01"]
+    path = tmp_path / "s.csv"
+    frame.to_csv(path, index=False)
+    params = params_for(tmp_path, path, columns={"day": None, "date": "Datum"})
+    with data_error(r"column 'Datum' has 1 value\(s\) that are not calendar dates.*"
+                    r"row 4: '2025-13-01'"):
+        prepare(params, tmp_path / "proc")
+    assert leftovers(tmp_path / "proc") == []

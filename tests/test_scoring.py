@@ -320,3 +320,28 @@ def test_score_refuses_two_instruments_with_one_key():
     phq9 = get_instrument("phq9")
     with pytest.raises(AllianceParamsError, match="distinct keys"):
         score(_table(phq9, [[1] * 9]), [phq9, phq9])
+
+
+def test_scores_left_missing_are_counted_per_instrument(tmp_path: Path) -> None:
+    """Issue 20: the scores left missing for too few items, per instrument, in the headline."""
+    from alliance_analysis.data.prepare import prepare
+    from alliance_analysis.data.scoring import PRORATED_RULE, TOO_FEW_ITEMS_RULE
+    from alliance_analysis.params import parse_params
+
+    data = ROOT / "tests" / "bad_inputs" / "too_few_items.csv"  # rows 5 (PHQ-9) and 6 (WAI)
+    params = parse_params({"name": "t", "data": {"path": str(data)},
+                           "instruments": ["wai", "phq9"]}, base_dir=tmp_path)
+    prepared = prepare(params, tmp_path / "processed")
+    counts = prepared.score_counts().set_index("instrument")
+    assert list(counts.columns) == ["scores_prorated", "scores_missing", "scores_rounded"]
+    cells = prepared.ledger_cells
+    for key in ("wai", "phq9"):
+        scales = cells["column"].str.match(fr"{key}_(total|goal|task|bond)$")
+        for rule, column in ((TOO_FEW_ITEMS_RULE, "scores_missing"),
+                             (PRORATED_RULE, "scores_prorated")):
+            assert counts.loc[key, column] == (scales & (cells["rule"] == rule)).sum()
+    assert counts.loc["phq9", "scores_missing"] == 1 and counts.loc["wai", "scores_missing"] >= 1
+    headline = prepared.headline()
+    assert headline["clean.scores_missing"] == counts["scores_missing"].sum()
+    assert headline["clean.scores_missing.wai"] == counts.loc["wai", "scores_missing"]
+    assert headline["clean.scores_missing.phq9"] == 1

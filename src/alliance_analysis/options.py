@@ -76,9 +76,11 @@ def relative_path(value: Any, info: ValidationInfo, what: str = "path") -> Path 
 
 
 class DataSource(Options):
-    """Where the session data comes from.
+    """Where the session data comes from, and how to read it.
 
-    ``path`` is resolved relative to the directory of the parameters file, and must exist.
+    ``path`` is resolved relative to the directory of the parameters file and must be a file.
+    ``skip_rows`` skips title lines above the header (CSV lines or Excel rows, blank ones
+    included); ``decimal`` is the decimal mark of numbers written as text in item and day cells.
     """
 
     path: Path = Field(description="the session data file (csv, xlsx, sav, dta or parquet)")
@@ -88,11 +90,17 @@ class DataSource(Options):
     sheet: str | int | None = Field(None, description="Excel sheet name or 0-based index")
     delimiter: str | None = Field(None, description="CSV delimiter; None detects , ; or tab")
     encoding: str | None = Field(None, description="CSV encoding; None detects UTF-8, UTF-16, Windows-1252 or Latin-1")
+    skip_rows: int = Field(0, ge=0, description="CSV lines or Excel rows above the header")
+    decimal: Literal[".", ","] = Field(".", description="decimal mark: '.' (3.5) or ',' (3,5)")
 
     @field_validator("path", mode="before")
     @classmethod
     def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
         path = relative_path(value, info, "file path")
+        if path is not None and path.is_dir():
+            files = ", ".join(sorted(p.name for p in path.iterdir() if p.is_file())[:4])
+            raise ValueError(f"{path} is a folder, not a file (files in it: {files or 'none'})."
+                             " Give the path of the data file itself")
         if path is None or not path.is_file():
             raise ValueError(f"file not found: {path}. Check the path; it is read relative to "
                              "the parameters file's folder")
@@ -100,7 +108,10 @@ class DataSource(Options):
 
 
 class Columns(Options):
-    """Mapping from the canonical column names to the names used in the researcher's file."""
+    """Mapping from the canonical column names to the names used in the researcher's file.
+
+    One of ``day`` and ``date`` must name a column: the run needs the timing of sessions.
+    """
 
     client_id: str = Field("client_id", description="client identifier column")
     therapist_id: str = Field("therapist_id", description="therapist identifier column")
@@ -111,6 +122,14 @@ class Columns(Options):
     covariates: tuple[str, ...] = Field(
         ("age_band", "gender", "arm"), description="client-level covariates to keep"
     )
+
+    @model_validator(mode="after")
+    def _day_or_date(self) -> Columns:
+        if self.day is None and self.date is None:
+            raise ValueError("neither columns.day nor columns.date is set, but the run needs "
+                             "the timing of sessions. Map columns.day (days since the first "
+                             "session) or columns.date (session dates) to a column of the file")
+        return self
 
 
 

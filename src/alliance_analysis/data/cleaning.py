@@ -39,11 +39,16 @@ rule                      what it does
 ``too_few_sessions``      clients with fewer than ``cleaning.min_sessions`` kept sessions:
                           excluded
 ========================  ==================================================================
+
+Numbers written with a decimal comma (``3,5``) in item or ``day`` cells are read as 3.5 when
+``data.decimal`` is ``","``; with the default ``"."`` they stop the clean stage with a message
+naming the columns, rows and values (they would otherwise all become "not a number").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +66,9 @@ ROW_COLUMNS = ("source_row", "client_id", "session", "status", "rule", "reason",
 CELL_COLUMNS = ("source_row", "column", "old_value", "new_value", "rule", "reason")
 
 KEPT, EXCLUDED = "kept", "excluded"
+
+#: A number written with a decimal comma: ``3,5``, ``-0,25``, ``,5``.
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 
 def ledger_text(value: Any) -> str | None:
@@ -166,10 +174,43 @@ def _sessions(frame: pd.DataFrame, ledger: _Ledger) -> None:
     frame["session"] = number.where(ledger.kept()).astype("Int64")
 
 
+def _comma_decimals(frame: pd.DataFrame, columns: Sequence[str], ledger: _Ledger, source: str,
+                    source_columns: Mapping[str, str]) -> None:
+    """Refuse numbers written with a decimal comma while ``data.decimal`` is ``"."``."""
+    found = {}
+    for column in columns:
+        values = frame.loc[ledger.kept(), column]
+        hits = values[values.map(lambda v: isinstance(v, str)
+                                 and _DECIMAL_COMMA.fullmatch(v.strip()) is not None)]
+        if len(hits):
+            found[column] = hits
+    if not found:
+        return
+    parts = []
+    for column, hits in list(found.items())[:5]:
+        name = source_columns.get(column, column)
+        shown = ", ".join(f"row {ledger.source_row[i]} {value!r}"
+                          for i, value in hits.head(3).items())
+        parts.append(f"column '{name}'{f' ({column})' if name != column else ''}: {shown}"
+                     + (f" and {len(hits) - 3} more" if len(hits) > 3 else ""))
+    more = f"; and {len(found) - 5} more columns" if len(found) > 5 else ""
+    raise AllianceDataError(
+        f"{source}: {sum(map(len, found.values()))} number(s) are written with a decimal comma, "
+        f"which would be read as not a number and set missing: {'; '.join(parts)}{more}. If "
+        "the file writes decimals with a comma, set data.decimal: ',' in the parameters (3,5 is "
+        "then read as 3.5); if the commas are typos or separate thousands, correct these cells "
+        "in a copy of the file"
+    )
+
+
 def _numeric(frame: pd.DataFrame, column: str, ledger: _Ledger, rule: str,
-             low: float | None = None, high: float | None = None, range_rule: str = "") -> None:
+             low: float | None = None, high: float | None = None, range_rule: str = "",
+             decimal: str = ".") -> None:
     raw = frame[column]
-    number = pd.to_numeric(raw, errors="coerce")
+    text = raw if decimal == "." else raw.map(
+        lambda v: v.strip().replace(",", ".") if isinstance(v, str)
+        and _DECIMAL_COMMA.fullmatch(v.strip()) else v)
+    number = pd.to_numeric(text, errors="coerce")
     bad = raw.notna() & number.isna()
     for index in bad[bad & ledger.kept()].index:
         ledger.change(index, column, raw[index], None, rule, "not a number")
@@ -267,7 +308,8 @@ def _min_sessions(frame: pd.DataFrame, ledger: _Ledger, minimum: int) -> None:
 
 
 def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: CleaningOptions,
-          covariates: Sequence[str] = (), source: str = "data") -> CleanResult:
+          covariates: Sequence[str] = (), source: str = "data", decimal: str = ".",
+          source_columns: Mapping[str, str] | None = None) -> CleanResult:
     """Apply the cleaning rules and return the kept rows with both ledgers.
 
     Parameters
@@ -284,6 +326,11 @@ def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: Clean
         Client-level covariate columns (whitespace is stripped and logged).
     source
         The data file, for error messages.
+    decimal
+        The decimal mark of numbers written as text in item and ``day`` cells (``data.decimal``):
+        ``"."``, or ``","`` to read ``3,5`` as 3.5 (the ledger keeps the text as written).
+    source_columns
+        ``{canonical column: column in the file}``, to name the file's columns in messages.
 
     Returns
     -------
@@ -292,8 +339,9 @@ def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: Clean
     Raises
     ------
     AllianceDataError
-        When no row is left, or an instrument has no valid item value in any kept row (usually
-        a wrong item mapping).
+        When no row is left, an instrument has no valid item value in any kept row (usually
+        a wrong item mapping), or, with ``decimal="."``, an item or ``day`` cell holds a number
+        with a decimal comma (the message names the columns, rows and values).
     """
     work = frame.copy()
     ledger = _Ledger(work)
@@ -301,14 +349,18 @@ def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: Clean
     _sessions(work, ledger)
     present = [c for c in covariates if c in work.columns]
     _strip(work, present, ledger)
+    numeric = [item for instrument in instruments for item in instrument.items()]
+    numeric += ["day"] if "day" in work.columns else []
+    if decimal == ".":
+        _comma_decimals(work, numeric, ledger, source, source_columns or {})
     for instrument in instruments:
         for item in instrument.items():
             _numeric(work, item, ledger, "item_not_numeric", instrument.item_min,
-                     instrument.item_max, "item_out_of_range")
+                     instrument.item_max, "item_out_of_range", decimal)
             if instrument.integer_items:
                 _whole(work, item, ledger, options.fractional_items)
     if "day" in work.columns:
-        _numeric(work, "day", ledger, "day_not_numeric", 0, None, "day_negative")
+        _numeric(work, "day", ledger, "day_not_numeric", 0, None, "day_negative", decimal)
     _duplicates(work, ledger, options.duplicates)
     _date_order(work, ledger, options.date_order)
     _therapists(work, ledger, options.multiple_therapists)

@@ -53,6 +53,9 @@ class Prepared:
         SHA-256 of the input file.
     files
         ``{name: path}`` of the files written.
+    encoding
+        The text encoding the input was decoded with
+        (:attr:`alliance_analysis.data.io.RawData.encoding`; None for Excel and Parquet).
     """
 
     sessions: pd.DataFrame
@@ -64,6 +67,7 @@ class Prepared:
     gate: GateResult
     input_sha256: str
     files: dict[str, Path]
+    encoding: str | None = None
 
     def summary(self) -> pd.DataFrame:
         """Counts by rule: rows excluded, rows flagged, cells changed and scores logged.
@@ -85,6 +89,31 @@ class Prepared:
         table["cells_changed"] = table["cells_changed"].where(~scoring, 0)
         return table
 
+    def score_counts(self) -> pd.DataFrame:
+        """The scoring ledger entries of each instrument, counted by rule.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per instrument, in the run's order: ``instrument``, ``scores_prorated``,
+            ``scores_missing`` (scores left missing because too few items were answered) and
+            ``scores_rounded``. A score is the total or one subscale, so one session can add
+            several entries; each column sums to the ``clean.scores_*`` count of
+            :meth:`headline`.
+        """
+        cells = self.ledger_cells
+        rows = []
+        for instrument in self.instruments:
+            scales = [instrument.score_column(),
+                      *(instrument.score_column(name) for name in instrument.subscales)]
+            rule = cells.loc[cells["column"].isin(scales), "rule"]
+            rows.append({"instrument": instrument.key,
+                         "scores_prorated": int((rule == PRORATED_RULE).sum()),
+                         "scores_missing": int((rule == TOO_FEW_ITEMS_RULE).sum()),
+                         "scores_rounded": int((rule == ROUNDED_RULE).sum())})
+        return pd.DataFrame(rows, columns=["instrument", "scores_prorated", "scores_missing",
+                                           "scores_rounded"])
+
     def excluded(self) -> pd.DataFrame:
         """The excluded rows of the ledger."""
         return self.ledger_rows[self.ledger_rows["status"] == "excluded"].reset_index(drop=True)
@@ -97,7 +126,8 @@ class Prepared:
         from incomplete items), ``clean.scores_missing`` (scores left missing because too few
         items were answered, in rows where the questionnaire was given) and
         ``clean.scores_rounded`` (complete scores changed by the instrument's rounding). Each
-        equals the sum of its column (or rule) in :meth:`summary`.
+        equals the sum of its column (or rule) in :meth:`summary`. ``clean.scores_missing.<key>``
+        counts each instrument's scores left missing (:meth:`score_counts`).
         """
         rows = self.ledger_rows
         rule = self.ledger_cells["rule"]
@@ -110,6 +140,8 @@ class Prepared:
             "clean.scores_prorated": int((rule == PRORATED_RULE).sum()),
             "clean.scores_missing": int((rule == TOO_FEW_ITEMS_RULE).sum()),
             "clean.scores_rounded": int((rule == ROUNDED_RULE).sum()),
+            **{f"clean.scores_missing.{row.instrument}": row.scores_missing
+               for row in self.score_counts().itertuples(index=False)},
             "clean.clients": int(self.sessions["client_id"].nunique()),
             "clean.therapists": int(self.sessions["therapist_id"].nunique()),
         }
@@ -188,12 +220,17 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
     frame = mapped.frame
     derived = {"source_row": "(position of the row in the input file)"}
     if "date" in frame.columns:
-        frame = frame.assign(day=dates_to_days(frame, "client_id", "date", str(raw.path)))
+        # Under the file's own column name, so that a bad date's message names it.
+        name = mapped.source_columns["date"]
+        name = "date" if name in frame.columns else name
+        named = frame.rename(columns={"date": name})
+        frame = frame.assign(day=dates_to_days(named, "client_id", name, str(raw.path)))
         frame = frame.drop(columns="date")
         derived["day"] = f"{mapped.source_columns['date']} (calendar date -> days since the " \
                          "client's first session; the date itself is dropped)"
     result = clean(frame, instruments, params.cleaning, covariates=columns.covariates,
-                   source=str(raw.path))
+                   source=str(raw.path), decimal=params.data.decimal,
+                   source_columns=mapped.source_columns)
     key = load_or_create_key(params.privacy.key_file or processed_dir / "pseudonym.key")
     sessions, ledger_rows, ledger_cells = _pseudonymise_ids(result, key)
     scored = score(sessions, instruments)
@@ -208,7 +245,7 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
                               processed_dir)
     return Prepared(sessions=sessions, ledger_rows=ledger_rows, ledger_cells=ledger_cells,
                     codebook=book, instruments=tuple(instruments), clean=result,
-                    gate=gated, input_sha256=raw.sha256, files=files)
+                    gate=gated, input_sha256=raw.sha256, files=files, encoding=raw.encoding)
 
 
 def load_processed(processed_dir: str | Path) -> pd.DataFrame:

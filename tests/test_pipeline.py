@@ -59,7 +59,8 @@ def test_failing_notebook_stops_run_and_marks_folder(tmp_path: Path) -> None:
     with pytest.raises(AllianceDataError, match=r"notebook 01_clean failed in cell \d+.*"
                                                 r"AllianceDataError.*no data rows"):
         pipeline.run(params, out=tmp_path / "run", processed=tmp_path / "processed")
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "run.failed"  # kept for inspection; nothing written to `run`
+    assert not (tmp_path / "run").exists() and not (tmp_path / "processed").exists()
     assert (run_dir / pipeline.MARKER).is_file()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and "01_clean" in manifest["error"]

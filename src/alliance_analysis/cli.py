@@ -11,7 +11,8 @@
                                                          write a simulated dataset + truth.json
 
 Errors a user can cause (bad parameters, bad data) are printed as one message without a
-traceback and exit with status 2; a failed notebook exits with status 1.
+traceback and exit with status 2; a failed notebook exits with status 1; Ctrl-C prints one line
+and exits with status 130. A failed or interrupted ``run`` leaves the previous run as it was.
 """
 
 from __future__ import annotations
@@ -188,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AllianceRunError as exc:
         _console.print(f"[bold red]run failed:[/] {escape(str(exc))}")
         return 1
+    except KeyboardInterrupt as exc:  # pipeline.RunInterrupted says where the partial run is
+        _console.print(f"[bold red]interrupted:[/] {escape(str(exc) or 'stopped by Ctrl-C.')}")
+        return 130
 
 
 if __name__ == "__main__":

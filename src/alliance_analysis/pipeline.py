@@ -2,17 +2,23 @@
 
 ``alliance run params/demo.yaml`` calls :func:`run`, which
 
-1. validates the parameters file (:func:`alliance_analysis.params.load_params`);
-2. empties the run folder (``reports/<name>`` unless ``--out``) and marks it incomplete;
+1. validates the parameters file (:func:`alliance_analysis.params.load_params`) and the
+   output folders;
+2. stages the run: a new ``<run>.partial`` beside the run folder (``reports/<name>`` unless
+   ``--out``), marked incomplete, and ``<processed>.partial``, a copy of the processed folder;
 3. executes ``notebooks/01_clean`` .. ``05_change`` with papermill, each with the parameters of
-   :func:`alliance_analysis.params.notebook_parameters`, saving the executed notebook and an
-   HTML rendering of it under ``notebooks/`` in the run folder;
+   :func:`alliance_analysis.params.notebook_parameters` (the staging folders), saving the
+   executed notebook and an HTML rendering of it under ``notebooks/``;
 4. writes ``manifest.json`` (parameters, input SHA-256, package versions, git commit, seed,
-   times, SHA-256 of every output file) and ``index.html``.
+   times, SHA-256 of every output file) and ``index.html``;
+5. swaps both staging folders in for the previous run and processed folders.
 
-A failing notebook stops the run with an :class:`AllianceRunError` naming the notebook, the
-cell and the error; the partial run folder keeps an ``INCOMPLETE`` file and its manifest says
-``"status": "incomplete"``.
+Runs are transactions: a failing notebook (or Ctrl-C) stops the run with an error naming the
+notebook, the cell and the error, the previous run and processed folders are left as they
+were, and the partial run is kept as ``<run>.failed`` with an ``INCOMPLETE`` file and
+``"status": "incomplete"`` (or ``"interrupted"``) in its manifest. Executed notebooks record
+the folders they end up in, never the staging folders, so a run's files are the same as if it
+had been written in place.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
 from alliance_analysis.data.io import file_sha256
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
-from alliance_analysis.report.runfolder import write_json
+from alliance_analysis.report.runfolder import (FAILED, PARTIAL, STAGED, check_siblings,
+                                                keep_failed, replace_folders, sibling,
+                                                stage_folder, write_json)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +69,14 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 #: Errors raised inside a notebook that are the user's to fix, by exception name.
 USER_ERRORS = {"AllianceDataError": AllianceDataError, "AllianceParamsError": AllianceParamsError}
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; the message says where the partial run is kept.
+
+    A :class:`KeyboardInterrupt`, so code that catches Ctrl-C still does; the command line
+    prints the message and exits with status 130.
+    """
 
 
 def project_root() -> Path:
@@ -127,30 +143,73 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
 
 
 def _check_writable_folder(what: str, folder: Path) -> None:
-    """Refuse an output folder that is a file, lies under a file, or cannot be written."""
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise AllianceParamsError(
-                    f"{what}: {folder} {'is' if parent == folder else 'lies under'} a file "
-                    f"({parent}), not a folder. Give a folder path")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise AllianceParamsError(
-                    f"{what}: {parent} cannot be written (permissions). Choose a folder you "
-                    "can write to")
-            return
+    """Refuse an output folder that is a file, lies under a file, or cannot be written.
+
+    The folder and its parent must be writable: a run writes beside it and renames.
+    """
+    if folder.exists():
+        checked = [folder, folder.parent]
+    else:
+        checked = [next(parent for parent in folder.parents if parent.exists())]
+    for parent in checked:
+        if not parent.is_dir():
+            raise AllianceParamsError(
+                f"{what}: {folder} {'is' if parent == folder else 'lies under'} a file "
+                f"({parent}), not a folder. Give a folder path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise AllianceParamsError(
+                f"{what}: {parent} cannot be written (permissions). Choose a folder you "
+                "can write to")
 
 
-def _prepare(run_dir: Path) -> None:
-    """Empty a previous run folder; refuse to empty a folder that is not one."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not (run_dir / "manifest.json").exists():
-            raise AllianceRunError(
-                f"{run_dir} is not empty and holds no manifest.json, so it is not a previous "
-                "run folder. Choose another output folder (--out) or empty it yourself"
-            )
-        shutil.rmtree(run_dir)
-    (run_dir / "notebooks").mkdir(parents=True)
+def _check_folders(run_dir: Path, processed_dir: Path) -> None:
+    """Refuse output folders a run could not replace safely (before anything is written)."""
+    for what, folder in (("--out (the run folder)", run_dir),
+                         ("--processed (the processed-data folder)", processed_dir)):
+        _check_writable_folder(what, folder)
+    if run_dir == processed_dir or run_dir in processed_dir.parents \
+            or processed_dir in run_dir.parents:
+        raise AllianceParamsError(
+            f"the run folder {run_dir} and the processed-data folder {processed_dir} overlap; "
+            "a run replaces each of them as a whole. Give --out and --processed separate "
+            "folders")
+    if run_dir.is_dir() and any(run_dir.iterdir()) \
+            and not (run_dir / "manifest.json").exists():
+        raise AllianceRunError(
+            f"{run_dir} is not empty and holds no manifest.json, so it is not a previous "
+            "run folder. Choose another output folder (--out) or empty it yourself"
+        )
+    check_siblings(run_dir, processed_dir)
+
+
+def _relocate(text: str, moves: dict[Path, Path]) -> str:
+    """``text`` with every staging folder's path replaced by the folder it is moved to."""
+    for staging in sorted(moves, key=lambda path: -len(str(path))):
+        text = text.replace(str(staging), str(moves[staging]))
+    return text
+
+
+def _relocate_notebook(executed: Path, parameters: dict[str, str]) -> None:
+    """Make an executed notebook name the folders it ends up in, not the staging folders.
+
+    The injected parameters cell is written again by papermill's own translator, so the
+    notebook reads as if it had been executed with ``parameters`` (whose ``run_dir`` is the
+    folder it ends up in).
+    """
+    import nbformat
+    from papermill.translators import translate_parameters
+
+    notebook = nbformat.read(executed, as_version=4)
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = translate_parameters("python3", "python", parameters, "Parameters")
+    recorded = notebook.metadata.get("papermill", {})
+    if "parameters" in recorded:
+        recorded["parameters"] = dict(parameters)
+    if "output_path" in recorded:
+        recorded["output_path"] = str(Path(parameters["run_dir"]) / "notebooks"
+                                      / executed.name)
+    nbformat.write(notebook, executed)
 
 
 def _render_html(executed: Path) -> None:
@@ -180,18 +239,17 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
         # The researcher's own mistakes keep their type (exit status 2); anything else is a
         # failure of the run.
         kind = USER_ERRORS.get(exc.ename, AllianceRunError)
+        if exc.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
+            raise KeyboardInterrupt from None
         raise kind(f"{where}: {exc.ename}: {exc.evalue}. The executed notebook, with the full "
                    f"traceback, is {executed}") from None
-    finally:
-        if executed.exists():
-            _render_html(executed)
 
 
 def _output_hashes(run_dir: Path) -> dict[str, str]:
     return {
         path.relative_to(run_dir).as_posix(): file_sha256(path)
         for path in sorted(run_dir.rglob("*"))
-        if path.is_file() and path.name not in ("manifest.json", "index.html")
+        if path.is_file() and path.name not in ("manifest.json", "index.html", STAGED)
     }
 
 
@@ -203,6 +261,10 @@ def run(params_file: str | Path, out: str | Path | None = None,
         processed: str | Path | None = None, notebooks: Sequence[str] = NOTEBOOKS,
         on_progress: Callable[[str, int, int, float | None], None] | None = None) -> Path:
     """Run the pipeline notebooks on one parameters file and write the run folder.
+
+    The run is a transaction (see the module's docstring): it is written into
+    ``<out>.partial`` and ``<processed>.partial`` and replaces the previous run and processed
+    folders only when every notebook succeeded; an older ``<out>.failed`` is then removed.
 
     Parameters
     ----------
@@ -226,25 +288,85 @@ def run(params_file: str | Path, out: str | Path | None = None,
     Raises
     ------
     AllianceParamsError
-        The parameters file is invalid (nothing is written).
+        The parameters file or an output folder is invalid (nothing is written).
     AllianceDataError
-        The data cannot be used (raised inside ``01_clean``); the run folder is left marked
-        ``INCOMPLETE``.
+        The data cannot be used (raised inside a notebook, mostly ``01_clean``).
     AllianceRunError
-        A notebook failed for another reason; the run folder is left marked ``INCOMPLETE``.
+        A notebook failed for another reason, or the run folder is not a previous run's.
+    RunInterrupted
+        Ctrl-C stopped the run.
+
+    After an error raised while notebooks run, the previous run and processed folders are
+    unchanged and the partial run is kept as ``<out>.failed``, marked ``INCOMPLETE``, its
+    manifest's ``status`` ``"incomplete"`` or ``"interrupted"``; the message says so.
     """
     params_path = Path(params_file).resolve()
     params: RunParams = load_params(params_path)
     run_dir = Path(out).resolve() if out is not None else params.output_dir()
     processed_dir = Path(processed).resolve() if processed is not None else params.processed_dir()
-    for what, folder in (("--out (the run folder)", run_dir),
-                         ("--processed (the processed-data folder)", processed_dir)):
-        _check_writable_folder(what, folder)
-    _prepare(run_dir)
-    (run_dir / MARKER).write_text("This run did not finish; see manifest.json.\n")
-    (run_dir / "params.yaml").write_text(
-        yaml.safe_dump(params.to_plain(), sort_keys=True), encoding="utf-8")
-    manifest: dict[str, Any] = {
+    _check_folders(run_dir, processed_dir)
+    had_run = (run_dir / "manifest.json").is_file()
+    stage, stage_processed = stage_folder(run_dir), sibling(processed_dir, PARTIAL)
+    moves = {stage: sibling(run_dir, FAILED), stage_processed: processed_dir}
+    error: BaseException | None = None
+    current = ""
+    try:
+        stage_folder(processed_dir, seed=True)
+        (stage / "notebooks").mkdir()
+        (stage / MARKER).write_text("This run did not finish; see manifest.json.\n")
+        (stage / "params.yaml").write_text(
+            yaml.safe_dump(params.to_plain(), sort_keys=True), encoding="utf-8")
+        manifest = _start_manifest(params, params_path, notebooks)
+        parameters = notebook_parameters(params_path, stage, stage_processed)
+        try:
+            for index, current in enumerate(notebooks, start=1):
+                if on_progress:
+                    on_progress(current, index, len(notebooks), None)
+                start = time.perf_counter()
+                _execute(current, stage, parameters)
+                manifest["seconds"][current] = round(time.perf_counter() - start, 2)
+                if on_progress:
+                    on_progress(current, index, len(notebooks), manifest["seconds"][current])
+        except KeyboardInterrupt as exc:
+            error = exc
+            manifest.update(status="interrupted", error=f"interrupted (Ctrl-C) in {current}")
+        except Exception as exc:  # noqa: BLE001 - recorded, then raised again below
+            error = exc
+            manifest.update(status="incomplete", error=_relocate(str(exc), moves))
+        else:
+            manifest["status"] = "complete"
+            (stage / MARKER).unlink()
+            moves[stage] = run_dir
+        _finish(stage, stage_processed, manifest, params,
+                notebook_parameters(params_path, moves[stage], processed_dir))
+        if error is None:
+            replace_folders([(stage_processed, processed_dir), (stage, run_dir)])
+            shutil.rmtree(sibling(run_dir, FAILED), ignore_errors=True)
+            return run_dir
+    except BaseException:  # the run could not even be recorded: keep what can be read
+        shutil.rmtree(stage_processed, ignore_errors=True)
+        if (stage / "manifest.json").is_file():
+            keep_failed(stage, run_dir)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    shutil.rmtree(stage_processed, ignore_errors=True)
+    kept = keep_failed(stage, run_dir)
+    where = (f"The partial run is kept in {kept}; "
+             + (f"the previous run in {run_dir} is unchanged." if had_run
+                else f"nothing was written to {run_dir}."))
+    if isinstance(error, KeyboardInterrupt):
+        raise RunInterrupted(f"run stopped by Ctrl-C{f' in {current}' if current else ''}. "
+                             f"{where}") from None
+    if isinstance(error, AllianceError):
+        raise type(error)(f"{manifest['error'].rstrip('.')}. {where}") from None
+    raise error
+
+
+def _start_manifest(params: RunParams, params_path: Path,
+                    notebooks: Sequence[str]) -> dict[str, Any]:
+    """The manifest as a run starts (``status`` running): inputs, versions, parameters."""
+    return {
         "status": "running",
         "run": params.name,
         "parameters_file": str(params_path),
@@ -260,40 +382,35 @@ def run(params_file: str | Path, out: str | Path | None = None,
         "notebooks": list(notebooks),
         "seconds": {},
     }
-    parameters = notebook_parameters(params_path, run_dir, processed_dir)
-    try:
-        for index, name in enumerate(notebooks, start=1):
-            if on_progress:
-                on_progress(name, index, len(notebooks), None)
-            start = time.perf_counter()
-            _execute(name, run_dir, parameters)
-            manifest["seconds"][name] = round(time.perf_counter() - start, 2)
-            if on_progress:
-                on_progress(name, index, len(notebooks), manifest["seconds"][name])
-    except AllianceError as exc:
-        manifest.update(status="incomplete", error=str(exc))
-        raise
-    else:
-        manifest["status"] = "complete"
-        (run_dir / MARKER).unlink()
-    finally:
-        manifest["finished"] = _now()
-        manifest["outputs"] = _output_hashes(run_dir)
-        manifest["processed"] = {
-            "folder": str(processed_dir),
-            "files": {path.name: file_sha256(path) for path in sorted(processed_dir.glob("*"))
-                      if path.is_file() and path.suffix in (".parquet", ".csv")},
-        } if processed_dir.is_dir() else None
-        methods = methods_paragraph(params, manifest["packages"])
-        results_file = run_dir / "results.json"
-        summary = results_paragraph(params, json.loads(results_file.read_text())
-                                    if results_file.exists() else {})
-        (run_dir / "methods.md").write_text(
-            f"## Methods\n\n{methods}\n\n## Results\n\n{summary}\n", encoding="utf-8")
-        manifest["outputs"]["methods.md"] = file_sha256(run_dir / "methods.md")
-        write_json(run_dir / "manifest.json", manifest)
-        report.write_index(run_dir, manifest, methods=methods, results=summary)
-    return run_dir
+
+
+def _finish(stage: Path, stage_processed: Path, manifest: dict[str, Any], params: RunParams,
+            parameters: dict[str, str]) -> None:
+    """Render the executed notebooks, write ``methods.md``, ``manifest.json``, ``index.html``.
+
+    ``parameters`` are the notebook parameters naming the folders the run ends up in (the
+    run or failed folder and the processed folder): the notebooks and the manifest record
+    those, not the staging folders.
+    """
+    for executed in sorted((stage / "notebooks").glob("*.ipynb")):
+        _relocate_notebook(executed, parameters)
+        _render_html(executed)
+    manifest["finished"] = _now()
+    manifest["outputs"] = _output_hashes(stage)
+    manifest["processed"] = {
+        "folder": parameters["processed_dir"],
+        "files": {path.name: file_sha256(path) for path in sorted(stage_processed.glob("*"))
+                  if path.is_file() and path.suffix in (".parquet", ".csv")},
+    }
+    methods = methods_paragraph(params, manifest["packages"])
+    results_file = stage / "results.json"
+    summary = results_paragraph(params, json.loads(results_file.read_text())
+                                if results_file.exists() else {})
+    (stage / "methods.md").write_text(
+        f"## Methods\n\n{methods}\n\n## Results\n\n{summary}\n", encoding="utf-8")
+    manifest["outputs"]["methods.md"] = file_sha256(stage / "methods.md")
+    write_json(stage / "manifest.json", manifest)
+    report.write_index(stage, manifest, methods=methods, results=summary)
 
 
 #: Default tolerance of :func:`verify`: |rerun - reported| <= ATOL + RTOL * |reported|.

@@ -9,12 +9,18 @@ writes them under stable names so that two runs with the same inputs give byte-i
         figures/<name>.png, <name>.svg
         results.json            headline numbers by stable key
         outputs.json            the index of every table and figure (see RunFolder.outputs)
+
+A run writes into ``<run>.partial`` and ``<processed>.partial`` and swaps them in only when it
+completes (:func:`replace_folders`); a failed run is kept as ``<run>.failed``
+(:func:`keep_failed`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.report.plots import save
 from alliance_analysis.report.tables import write_apa_table
 
@@ -41,9 +48,18 @@ def _plain(value: Any) -> Any:
 
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` as deterministic JSON (sorted keys, 2-space indent, final newline)."""
+    """Write ``payload`` as deterministic JSON (sorted keys, 2-space indent, final newline).
+
+    The file is written under a temporary name and renamed, so an interrupted run never
+    leaves a truncated ``results.json``, ``outputs.json`` or ``manifest.json``.
+    """
     text = json.dumps(_plain(payload), indent=2, sort_keys=True, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.writing")
+    try:
+        temporary.write_text(text + "\n", encoding="utf-8")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class RunFolder:
@@ -152,3 +168,105 @@ class RunFolder:
             written += [folder / f"{name}{suffix}" for suffix in (".md", ".tex", ".html")]
         self._index("tables", name, written, caption, note, flags)
         return csv_path
+
+
+# Runs are transactions: a run writes into staging folders beside its run folder and its
+# processed folder and swaps them in only when every stage succeeded (pipeline.run).
+
+#: Suffix of a staging folder (``<folder>.partial``) and of a failed run's folder.
+PARTIAL, FAILED = ".partial", ".failed"
+
+#: File marking a staging folder as the workbench's own; removed before it is swapped in.
+STAGED = ".alliance-staging"
+
+
+def sibling(folder: Path, suffix: str) -> Path:
+    """``folder`` with ``suffix`` appended to its name, in the same parent folder."""
+    return folder.with_name(folder.name + suffix)
+
+
+def _empty(folder: Path) -> bool:
+    return folder.is_dir() and not any(folder.iterdir())
+
+
+def check_siblings(run_dir: Path, processed_dir: Path) -> None:
+    """Refuse to start when a staging or failed folder's name is taken by something else.
+
+    ``<run>.partial`` and ``<processed>.partial`` may be left by a run that was killed (they
+    hold :data:`STAGED`) and ``<run>.failed`` by a failed run (it holds ``manifest.json``);
+    those are replaced. Anything else of those names is the user's and is never deleted.
+
+    Raises
+    ------
+    AllianceParamsError
+        Naming the folder and what to do (the command exits with status 2).
+    """
+    for folder, mark in ((sibling(run_dir, PARTIAL), STAGED), (sibling(run_dir, FAILED),
+                         "manifest.json"), (sibling(processed_dir, PARTIAL), STAGED)):
+        if folder.exists() and not (_empty(folder) or (folder / mark).is_file()):
+            raise AllianceParamsError(
+                f"{folder} exists and was not written by a run; a run uses that name for "
+                "its unfinished output. Move or rename it, then rerun")
+
+
+def stage_folder(final: Path, seed: bool = False) -> Path:
+    """Create the staging folder ``<final>.partial``: empty, or with ``seed`` a copy of
+    ``final`` (so a processed folder keeps its pseudonym key and any other files).
+
+    A staging folder left by a killed run is removed first (see :func:`check_siblings`).
+    """
+    staging = sibling(final, PARTIAL)
+    if staging.exists():
+        shutil.rmtree(staging)
+    if seed and final.is_dir():
+        shutil.copytree(final, staging, symlinks=True)
+    else:
+        staging.mkdir(parents=True)
+    (staging / STAGED).write_text("Unfinished output of a run; deleted or replaced by the "
+                                  "next run.\n", encoding="utf-8")
+    return staging
+
+
+def replace_folders(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Move each staging folder to its final place, replacing the folder there: all or none.
+
+    Each final folder is first renamed aside (``.<name>.replaced-*``), the staging folder is
+    renamed in, and the old folders are deleted only when every rename succeeded; on an error
+    the renames are undone. Renames within one parent folder stay on one file system, so no
+    reader ever sees a half-written folder under the final name.
+    """
+    moved: list[tuple[Path, Path, Path | None]] = []
+    try:
+        for staging, final in pairs:
+            (staging / STAGED).unlink(missing_ok=True)
+            aside = None
+            if final.exists():
+                aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.replaced-",
+                                              dir=final.parent))
+                aside.rmdir()
+                final.rename(aside)
+            moved.append((staging, final, aside))
+            staging.rename(final)
+    except BaseException:
+        for staging, final, aside in reversed(moved):
+            if not staging.exists() and final.exists():
+                final.rename(staging)
+            if aside is not None and aside.exists():
+                aside.rename(final)
+        raise
+    for _, _, aside in moved:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def keep_failed(staging: Path, final: Path) -> Path:
+    """Keep a failed run's staging folder as ``<final>.failed`` (replacing an older one).
+
+    Returns the folder's new path.
+    """
+    failed = sibling(final, FAILED)
+    if failed.exists():
+        shutil.rmtree(failed)
+    staging.rename(failed)
+    (failed / STAGED).unlink(missing_ok=True)
+    return failed

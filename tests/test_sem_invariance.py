@@ -229,3 +229,25 @@ def test_a_less_constrained_fit_below_its_constrained_one_is_not_assessed() -> N
                               "metric": result(-4314.2, 38.2, 45)})
     assert "not assessed" in table["verdict"].iloc[1]
     assert "did not reach its optimum" in table["verdict"].iloc[1]
+
+
+def test_a_stall_short_of_the_optimum_is_restarted_and_reaches_lavaan():
+    """Bond over demo sessions 1-3 (FIML): from the simple starting values the scoring steps
+    shrank to zero where a factor variance neared 0 (logL -4506.76, reported converged);
+    the stall is detected by the gradient and the fit restarts from means matched to the
+    data (tests/reference/sem_local_optimum.R)."""
+    reference = json.loads((REF / "sem_local_optimum.json").read_text())["cases"]
+    data = pd.read_csv(REF / "sem_local_optimum.csv")
+    for level in ("configural", "metric"):
+        syntax = (REF / f"sem_local_optimum_{level}.txt").read_text()
+        result = fit_sem(syntax, data, level, missing="fiml", meanstructure=True)
+        ref = reference[level]["fit_measures"]
+        assert result.fit["converged"]
+        assert result.fit["loglik"] == pytest.approx(ref["logl"], abs=1e-4)
+        assert result.fit["chi2"] == pytest.approx(ref["chisq"], rel=1e-3)
+        assert result.fit["df"] == ref["df"]
+        params = result.params.set_index(["lhs", "op", "rhs"])
+        for row in reference[level]["parameters"]:
+            key = (row["lhs"], row["op"], row["rhs"])
+            if key in params.index and params.loc[key, "free"]:
+                assert params.loc[key, "estimate"] == pytest.approx(row["est"], abs=1e-4)

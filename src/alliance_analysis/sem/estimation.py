@@ -188,7 +188,17 @@ def structure(syntax: str, meanstructure: bool) -> Structure:
             "latent variable (see sem_syntax.growth_syntax) so that FIML can use it")
     starts = model.inspect(mode="mx", what="start")
     labels = model.inspect(mode="mx", what="name")
-    active = [name for name, param in model.parameters.items() if param.active]
+    # semopy numbers its unlabelled parameters in an order that depends on Python's string
+    # hashing (PYTHONHASHSEED), which changed the last bit of results between runs; order
+    # them by their first cell instead (matrix, row, column): the same order every run.
+    first_cell: dict[str, tuple[int, int, int]] = {}
+    for m, semopy_name in enumerate(_SEMOPY_NAMES.values()):
+        if semopy_name in labels:
+            for (i, j), value in np.ndenumerate(labels[semopy_name].to_numpy()):
+                if isinstance(value, str):
+                    first_cell.setdefault(value, (m, i, j))
+    active = sorted((name for name, param in model.parameters.items() if param.active),
+                    key=lambda name: first_cell.get(name, (len(_SEMOPY_NAMES), 0, 0)))
     index = {name: k for k, name in enumerate(active)}
     fixed, patterns = {}, {}
     for key, semopy_name in _SEMOPY_NAMES.items():
@@ -450,36 +460,43 @@ def fit(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments,
     -----
     Each step solves ``I(theta) delta = score(theta)`` with the expected information ``I``;
     the step is halved until -2 logL does not increase (when no step does, the fit counts as
-    converged only if the gradient is ~0). Standard errors use the expected
+    converged only if the gradient is ~0). A fit that stops short of a stationary point (the
+    gradient not ~0: e.g. the first steps from latent means far from the data's, with the
+    markers' intercepts fixed to 0, ran into a factor variance near 0 with large loadings of
+    the wrong sign, where the information is nearly singular and the steps shrink to 0) is
+    restarted once from :func:`mean_start_values`; the stationary point, then the larger
+    log-likelihood, is kept, and the fit counts as converged only if the gradient is ~0.
+    Standard errors use the expected
     information after listwise deletion and the observed information (central differences
     of the analytic gradient) under FIML, as lavaan does by default.
     """
     models = model if isinstance(model, tuple) else (model,)
     groups = data if isinstance(data, tuple) else (data,)
     n_obs = sum(d.n_obs for d in groups)
-    theta = group_start_values(models, groups)
+    theta = start = group_start_values(models, groups)
     value = _total_m2ll(models, groups, theta)
-    converged, iterations, notes = False, 0, []
+    notes = []
     if not np.isfinite(value):
         notes.append("the starting values imply a covariance matrix that is not positive "
                       "definite; the fit was not attempted")
         max_iter = 0
-    for iterations in range(1, max_iter + 1):
-        grad, info = _total_gradient_information(models, groups, theta)
-        step = np.linalg.lstsq(info, -0.5 * grad, rcond=None)[0]
-        trial = np.inf
-        for _ in range(60):
-            trial = _total_m2ll(models, groups, theta + step)
-            if trial <= value + 1e-12 * abs(value):
-                break
-            step = step / 2
-        if trial > value + 1e-12 * abs(value):  # no step improves: stationary or stuck
-            converged = bool(np.max(np.abs(grad)) <= 1e-6 * n_obs)
-            break
-        theta, value = theta + step, trial
-        if np.max(np.abs(step) / np.maximum(1.0, np.abs(theta))) < tol:
-            converged = True
-            break
+    theta, value, converged, iterations = _scoring(models, groups, theta, value, max_iter, tol)
+    stationary = _stationary(models, groups, theta)
+    if max_iter and not stationary:
+        # Stopped short of a stationary point (tiny steps where the information is nearly
+        # singular, no step improving, or -2 logL lost to rounding near a singular Sigma):
+        # once more from starting values that match the observed means. A stationary point
+        # is preferred, then the smaller -2 logL.
+        restart = group_mean_start_values(models, groups, start)
+        value2 = _total_m2ll(models, groups, restart)
+        if not np.array_equal(restart, start) and np.isfinite(value2):
+            theta2, value2, converged2, iterations2 = _scoring(models, groups, restart, value2,
+                                                               max_iter, tol)
+            stationary2 = _stationary(models, groups, theta2)
+            iterations += iterations2
+            if (stationary2, -value2) > (stationary, -value):
+                theta, value, converged, stationary = theta2, value2, converged2, stationary2
+        converged = converged and stationary
     if not converged and max_iter:
         notes.append(f"Fisher scoring did not converge ({iterations} steps)")
     if estimator not in ("ML", "MLR"):
@@ -501,6 +518,95 @@ def fit(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments,
     return Estimates(theta=theta, vcov=vcov, loglik=-0.5 * value, converged=converged,
                      iterations=iterations, information=information, warnings=tuple(notes),
                      estimator=estimator, robust=robust)
+
+
+def _scoring(models: tuple[Structure, ...], groups: tuple[Moments, ...], theta: np.ndarray,
+             value: float, max_iter: int, tol: float) -> tuple[np.ndarray, float, bool, int]:
+    """Fisher scoring with step halving from ``theta`` (-2 logL ``value``): the estimates,
+    their -2 logL, whether the step (or, when no step improves, the gradient) met its
+    tolerance, and the number of steps."""
+    n_obs = sum(d.n_obs for d in groups)
+    converged, iterations = False, 0
+    for iterations in range(1, max_iter + 1):
+        grad, info = _total_gradient_information(models, groups, theta)
+        step = np.linalg.lstsq(info, -0.5 * grad, rcond=None)[0]
+        trial = np.inf
+        for _ in range(60):
+            trial = _total_m2ll(models, groups, theta + step)
+            if trial <= value + 1e-12 * abs(value):
+                break
+            step = step / 2
+        if trial > value + 1e-12 * abs(value):  # no step improves: stationary or stuck
+            converged = bool(np.max(np.abs(grad)) <= 1e-6 * n_obs)
+            break
+        theta, value = theta + step, trial
+        if np.max(np.abs(step) / np.maximum(1.0, np.abs(theta))) < tol:
+            converged = True
+            break
+    return theta, value, converged, iterations
+
+
+def _stationary(models: tuple[Structure, ...], groups: tuple[Moments, ...],
+                theta: np.ndarray) -> bool:
+    """Whether the gradient of -2 logL is ~0 (every entry at most ``1e-6 * n``).
+
+    A tiny scoring step alone does not show it: where the information is nearly singular
+    (a factor variance near 0 with large loadings), the least-squares solve drops the
+    directions in which the likelihood still rises and the steps shrink to 0 short of a
+    stationary point.
+    """
+    grad = _total_gradient_information(models, groups, theta, information=False)[0]
+    return bool(np.max(np.abs(grad), initial=0.0) <= 1e-6 * sum(d.n_obs for d in groups))
+
+
+def mean_start_values(model: Structure, data: Moments, theta: np.ndarray) -> np.ndarray:
+    """``theta`` with free latent means and free intercepts matched to the observed means.
+
+    The free means of the inner variables are the least-squares solution that makes the
+    implied means of the observed variables with fixed intercepts (the markers of
+    ``semTools::measEq.syntax``, growth indicators) equal their observed means; each free
+    intercept is then its variable's mean minus the part implied by the inner means
+    (averaged over the variables sharing it). The other entries are kept. Without free
+    inner means ``theta`` is returned unchanged.
+    """
+    if not model.meanstructure or not model.patterns["gamma1"].any():
+        return theta
+    total = np.zeros(len(model.observed))
+    count = np.zeros(len(model.observed))
+    for idx, n, xbar, _ in data.patterns:
+        total[idx] += n * xbar
+        count[idx] += n
+    means = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    theta = theta.copy()
+    alpha = np.flatnonzero(model.patterns["gamma1"].any(axis=1))
+    nu = np.flatnonzero(model.patterns["gamma2"].any(axis=1))
+    theta[alpha], theta[nu] = 0.0, 0.0
+    mats = model.matrices(theta)
+    m = mats["lambda"] @ np.linalg.inv(np.eye(len(model.inner)) - mats["beta"])
+    rows = ~model.patterns["gamma2"].any(axis=0) & (count > 0)
+    design = m[rows] @ model.patterns["gamma1"][alpha].T
+    target = means[rows] - (m @ mats["gamma1"] + mats["gamma2"])[rows]
+    theta[alpha] = np.linalg.lstsq(design, target, rcond=None)[0]
+    mats = model.matrices(theta)
+    rest = means - m @ mats["gamma1"] - model.fixed["gamma2"]
+    for k in nu:
+        theta[k] = float(np.mean(rest[model.patterns["gamma2"][k] != 0]))
+    return theta
+
+
+def group_mean_start_values(models: tuple[Structure, ...], data: tuple[Moments, ...],
+                            theta: np.ndarray) -> np.ndarray:
+    """:func:`mean_start_values` per group, a parameter shared by groups at the mean of its
+    groups' values (as :func:`group_start_values`)."""
+    if len(models) == 1:
+        return mean_start_values(models[0], data[0], theta)
+    total, count = np.zeros(len(theta)), np.zeros(len(theta))
+    for model, moments in zip(models, data):
+        present = np.array([any(model.patterns[key][k].any() for key in model.patterns)
+                            for k in range(model.n_free)], dtype=bool)
+        total[present] += mean_start_values(model, moments, theta)[present]
+        count[present] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), theta)
 
 
 def observed_information(model: Structure | tuple[Structure, ...],

@@ -41,6 +41,7 @@ from alliance_analysis.sem.fit import FIT_NOTE, fit_measures
 from alliance_analysis.sem.ordinal import fit_dwls
 from alliance_analysis.sem.parameters import parameter_table
 from alliance_analysis.sem.syntax import CFA_MODELS, GENERAL_FACTOR, cfa_syntax
+from alliance_analysis.stats.threads import one_blas_thread
 
 #: Columns of every SEM fit table, in order.
 FIT_COLUMNS = ("model", "estimator", "missing", "n_obs", "n_dropped", "npar", "chi2", "df", "p",
@@ -48,6 +49,7 @@ FIT_COLUMNS = ("model", "estimator", "missing", "n_obs", "n_dropped", "npar", "c
                "bic", "converged", "warnings")
 
 
+@one_blas_thread
 def fit_sem(syntax: str, data: pd.DataFrame, name: str,
             missing: Literal["fiml", "listwise"] = "fiml", meanstructure: bool | None = None,
             std_lv: bool = False, level: float = 0.95,
@@ -208,6 +210,7 @@ def _fit_groups(syntax: str, data: pd.DataFrame, name: str, missing: Literal["fi
     return ModelResult(name=name, params=params, fit=fit, spec=syntax)
 
 
+@one_blas_thread
 def fit_sem_ordinal(syntax: str, data: pd.DataFrame, name: str, std_lv: bool = False,
                     level: float = 0.95) -> ModelResult:
     """Fit a measurement model to ordinal items by DWLS on polychoric correlations (WLSMV).

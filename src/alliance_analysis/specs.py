@@ -1,0 +1,292 @@
+"""The researcher's specifications in the parameters file, and the base of every options model.
+
+:class:`Options` is the base of every section of the parameters file: an unknown key is an
+error and values are not coerced (pydantic's strict mode). This module holds the sections
+that state analyses rather than settings: ``scoring:`` (:class:`ScoringRule`), ``models:``
+(:class:`ModelSpec`) and ``sem_models:`` (:class:`SemModelSpec`); the settings sections are in
+:mod:`alliance_analysis.options`, which re-exports everything here.
+
+This module imports nothing of the package but :mod:`alliance_analysis.formulas` (the syntax
+of researchers' formulas and lavaan models).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from alliance_analysis.formulas import (
+    FormulaError,
+    MixedFormula,
+    lavaan_observed,
+    parse_formula,
+    parse_lavaan,
+)
+
+
+def _holds_tuple(annotation: Any) -> bool:
+    """Whether a field's annotation is a tuple (or an optional tuple)."""
+    if get_origin(annotation) is tuple:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_holds_tuple(arg) for arg in get_args(annotation))
+    return False
+
+
+class Options(BaseModel):
+    """Base of every parameters section: unknown keys are errors, values are not coerced.
+
+    YAML has no tuples: a list given for a tuple-valued field is taken as that tuple (and
+    then validated strictly, element by element).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        converted = dict(data)
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            if isinstance(converted.get(key), list) and _holds_tuple(field.annotation):
+                converted[key] = tuple(converted[key])
+        return converted
+
+
+class ScoringRule(Options):
+    """A change to one instrument's scoring rule (``scoring: {<key>: ...}`` in the parameters).
+
+    Overrides parts of a shipped or custom instrument without restating it, e.g. to match a
+    service's export that prorated the PHQ-9 from 8 of 9 items and rounded half to even::
+
+        scoring:
+          phq9: {min_items: 8, rounding: half_even}
+          wai:  {min_items: 10}
+
+    Fields left out keep the instrument's own rule (:mod:`alliance_analysis.instruments`).
+    """
+
+    min_items: int | None = Field(
+        None, ge=1, description="fewest answered items for a prorated total (the instrument's "
+        "prorate_min_items); subscales scale it by their share of the items")
+    rounding: Literal["none", "half_even", "half_up"] | None = Field(
+        None, description="round every score: none, half_even (banker's rounding) or half_up")
+    decimals: int | None = Field(
+        None, ge=0, le=6, description="decimals kept by the rounding (default 0: whole points)")
+
+    def overrides(self) -> dict[str, Any]:
+        """The instrument fields this rule sets (``prorate_min_items``, ``rounding``, ...)."""
+        fields = {"prorate_min_items": self.min_items, "rounding": self.rounding,
+                  "rounding_decimals": self.decimals}
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+class ModelSpec(Options):
+    """One researcher-stated model (an entry of ``models:`` in the parameters).
+
+    ::
+
+        models:
+          growth:
+            formula: "phq9_total ~ I(session - 1) + C(arm) + (1 + I(session - 1) | client_id) + (1 | therapist_id)"
+            reml: true              # default; false = ML
+            where: "session <= 20"  # optional row filter
+          dropout:
+            formula: "dropout ~ wai_total_early + phq9_total_first"
+            family: binomial
+            level: client
+
+    The formula is lme4's (:mod:`alliance_analysis.formulas`), parsed when the parameters
+    load, so a typo stops the run before any data is read. Linear models (``family:
+    gaussian``) are fitted by the nested engine with Satterthwaite df; ``family: binomial``
+    fits a logistic regression of a client-level 0/1 outcome (``level: client``: one row per
+    client), which has no random part.
+    """
+
+    formula: str = Field(description="lme4 formula, e.g. 'y ~ x + (1 | client_id)'")
+    reml: bool = Field(True, description="REML (default) or ML (false)")
+    where: str | None = Field(
+        None, description="row filter as a pandas query, e.g. 'session <= 20'")
+    family: Literal["gaussian", "binomial"] = Field(
+        "gaussian", description="gaussian: linear mixed model; binomial: logistic regression")
+    level: Literal["session", "client"] = Field(
+        "session", description="rows of the model: sessions, or one row per client")
+    label: str | None = Field(None, description="a title for the report (default: the name)")
+    bootstrap_samples: int = Field(
+        0, ge=0, description="parametric-bootstrap samples for percentile intervals of the "
+        "variance components, SDs, correlations and ICCs (0: none; 1,000 for a paper)")
+    inference: Literal["satterthwaite", "wald"] = Field(
+        "satterthwaite", description="tests of the fixed effects: t with Satterthwaite df "
+        "(lmerTest), or Wald z (normal)")
+
+    @field_validator("formula")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            parse_formula(value)
+        except FormulaError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        parsed = self.parsed()
+        if self.family == "binomial" and parsed.random:
+            raise ValueError(
+                f"a binomial model has no random part here (a client-level logistic "
+                f"regression); remove {', '.join(b.text for b in parsed.random)}")
+        if self.family == "binomial" and self.level != "client":
+            raise ValueError("family binomial needs level: client (one 0/1 outcome per client)")
+        if self.family == "gaussian" and self.level == "session" and not parsed.random:
+            raise ValueError("a linear mixed model needs a random part, e.g. "
+                             "'+ (1 | client_id)'")
+        return self
+
+    def parsed(self) -> MixedFormula:
+        """The formula parsed into outcome, fixed part and random bars."""
+        return parse_formula(self.formula)
+
+
+class SemModelSpec(Options):
+    """One structural equation model of ``sem_models:`` in the parameters.
+
+    Either lavaan syntax on the canonical item and score columns, fitted to one row per client
+    at ``session``::
+
+        sem_models:
+          cfa_s3:
+            syntax: |
+              Goal =~ wai_4 + wai_6 + wai_8 + wai_11
+              Task =~ wai_1 + wai_2 + wai_10 + wai_12
+              Bond =~ wai_3 + wai_5 + wai_7 + wai_9
+            session: 3
+            estimator: ML          # ML, or WLSMV (the observed items treated as ordered)
+            missing: fiml          # fiml or listwise
+
+    or a generated panel model of two scores over sessions (``generate: riclpm`` or ``clpm``,
+    with ``x``, ``y`` and ``waves``), or the latent growth of one score (``generate:
+    growth``, with ``y`` and ``waves``)::
+
+          riclpm5:
+            generate: riclpm
+            x: wai_total
+            y: phq9_total
+            waves: [1, 2, 3, 4, 5]
+            covariates: [gender]   # optional: predictors of the random intercepts
+            group: arm             # optional: per arm, and a test of equal lagged paths
+
+    ``group`` fits a model in each group of a client-level column; with ``invariance:``
+    (a syntax model) the levels of measurement invariance over the groups are compared, as
+    ``sessions:`` compares them over sessions.
+    """
+
+    syntax: str | None = Field(None, description="lavaan model syntax")
+    generate: Literal["riclpm", "clpm", "growth"] | None = Field(
+        None, description="a generated model instead of syntax")
+    session: int | None = Field(None, ge=1, description="syntax models: the session whose "
+                                "rows (one per client) the model is fitted to")
+    sessions: tuple[int, ...] | None = Field(
+        None, description="longitudinal models: a one-factor syntax measured at each of these "
+        "sessions (wide data, one row per client); with invariance:, the levels are tested")
+    invariance: tuple[Literal["configural", "metric", "scalar", "strict"], ...] | None = Field(
+        None, description="longitudinal measurement invariance levels to fit and compare, "
+        "e.g. [configural, metric, scalar]")
+    group: str | None = Field(
+        None, description="a client-level column: fit the model in each of its groups "
+        "(multigroup; with invariance:, measurement invariance over the groups; with "
+        "generate: riclpm or clpm, a test of equal lagged paths over the groups)")
+    covariates: tuple[str, ...] | None = Field(
+        None, description="riclpm/clpm: time-invariant client-level columns predicting the "
+        "random intercepts (Mulder & Hamaker 2021, extension 1); a text column is coded "
+        "0/1 per level (the first level in sorted order the reference)")
+    x: str | None = Field(None, description="riclpm/clpm: the first score (e.g. wai_total)")
+    y: str | None = Field(None, description="riclpm/clpm/growth: the (second) score")
+    waves: tuple[int, ...] | None = Field(None, description="generated models: the sessions")
+    estimator: Literal["ML", "MLR", "WLSMV"] = Field(
+        "ML", description="ML (FIML with missing values); MLR: ML estimates with Huber-White "
+        "SEs, the Yuan-Bentler scaled chi-square and robust fit indices (complete data or "
+        "FIML); or WLSMV: DWLS on polychoric correlations of the syntax's observed items, "
+        "robust SEs, scaled-shifted test")
+    missing: Literal["fiml", "listwise"] = Field("fiml", description="missing values")
+    constrain_autoregressive: bool = Field(False, description="riclpm/clpm: equal "
+                                           "autoregressive paths over waves")
+    constrain_crosslagged: bool = Field(False, description="riclpm/clpm: equal cross-lagged "
+                                        "paths over waves")
+    label: str | None = Field(None, description="a title for the report (default: the name)")
+
+    @field_validator("syntax")
+    @classmethod
+    def _syntax_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_lavaan(value)
+            except FormulaError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SemModelSpec:
+        if (self.syntax is None) == (self.generate is None):
+            raise ValueError("give either syntax (lavaan model syntax) or generate "
+                             "(riclpm, clpm or growth), not both or neither")
+        if self.syntax is not None and (self.session is None) == (self.sessions is None):
+            raise ValueError("a syntax model needs session (the session whose rows, one per "
+                             "client, it is fitted to) or sessions (a longitudinal model), "
+                             "not both")
+        if self.sessions is not None:
+            statements = parse_lavaan(self.syntax or "")
+            if len(statements) != 1 or statements[0].op != "=~":
+                raise ValueError("sessions: the syntax must be one factor, 'F =~ item + item + "
+                                 "item', measured at each session")
+            if len(self.sessions) < 2 or any(b <= a for a, b in
+                                              zip(self.sessions, self.sessions[1:])):
+                raise ValueError("sessions must be at least 2 session numbers in increasing "
+                                 "order")
+            if self.estimator == "WLSMV":
+                raise ValueError("longitudinal models are fitted by ML or MLR")
+        if self.invariance is not None and self.sessions is None and self.group is None:
+            raise ValueError("invariance: needs sessions (longitudinal invariance) or group "
+                             "(invariance over the groups of a column)")
+        if self.group is not None and self.sessions is not None:
+            raise ValueError("give sessions (invariance over sessions) or group (over groups), "
+                             "not both")
+        if self.group is not None and self.estimator == "WLSMV":
+            raise ValueError("multigroup models are fitted by ML or MLR (FIML with missing "
+                             "values); WLSMV over groups is not available")
+        if self.invariance is not None and self.generate is not None:
+            raise ValueError("invariance: applies to a syntax model (a measurement model); "
+                             "generated models test equal lagged paths over a group instead")
+        if self.covariates is not None and self.generate not in ("riclpm", "clpm"):
+            raise ValueError("covariates: applies to generate: riclpm or clpm; in syntax "
+                             "models write the regressions yourself")
+        if self.generate is not None:
+            needed = ["y", "waves"] + (["x"] if self.generate != "growth" else [])
+            missing = [k for k in needed if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"generate: {self.generate} needs {', '.join(missing)}")
+            waves = self.waves or ()
+            if len(waves) < 3 or any(b <= a for a, b in zip(waves, waves[1:])):
+                raise ValueError("waves must be at least 3 session numbers in increasing "
+                                 "order, e.g. [1, 2, 3, 4, 5]")
+            if self.estimator == "WLSMV":
+                raise ValueError("generated models are fitted by ML or MLR (FIML with missing "
+                                 "waves), not WLSMV")
+        return self
+
+    def observed(self) -> set[str]:
+        """The observed variables of a syntax model (empty for generated ones)."""
+        return lavaan_observed(parse_lavaan(self.syntax)) if self.syntax else set()
+
+    def client_columns(self) -> set[str]:
+        """The client-level columns the model needs: ``group`` and ``covariates``."""
+        return set(self.covariates or ()) | ({self.group} if self.group else set())
+
+    def factor_items(self) -> tuple[str, list[str]]:
+        """A longitudinal model's factor name and its items, from its one-line syntax."""
+        statement = parse_lavaan(self.syntax or "")[0]
+        return statement.lhs, [t.strip().rsplit("*", 1)[-1].strip()
+                               for t in statement.rhs.split("+")]

@@ -35,6 +35,7 @@ from alliance_analysis.options import (ChangeOptions, CleaningOptions, Columns, 
                                        ItemMapping, MultilevelOptions, Options, PrivacyOptions,
                                        ModelSpec, ScoringRule, SemModelSpec, SemOptions,
                                        relative_path)
+from alliance_analysis.specs import RobustnessSpec
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -87,6 +88,9 @@ class RunParams(Options):
     comparisons: tuple[tuple[str, str], ...] = Field(
         (), description="pairs of model names compared by a likelihood-ratio test, e.g. "
         "[[growth, growth_covariates]]")
+    robustness: RobustnessSpec | None = Field(
+        None, description="a specification curve over the analyst's choices, fitted in the "
+        "robustness stage (see RobustnessSpec)")
     privacy: PrivacyOptions = PrivacyOptions()
     cleaning: CleaningOptions = CleaningOptions()
     multilevel: MultilevelOptions = MultilevelOptions()

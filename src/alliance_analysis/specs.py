@@ -3,7 +3,8 @@
 :class:`Options` is the base of every section of the parameters file: an unknown key is an
 error and values are not coerced (pydantic's strict mode). This module holds the sections
 that state analyses rather than settings: ``scoring:`` (:class:`ScoringRule`), ``models:``
-(:class:`ModelSpec`) and ``sem_models:`` (:class:`SemModelSpec`); the settings sections are in
+(:class:`ModelSpec`), ``sem_models:`` (:class:`SemModelSpec`) and ``robustness:``
+(:class:`RobustnessSpec`, with :class:`DaskSettings`); the settings sections are in
 :mod:`alliance_analysis.options`, which re-exports everything here.
 
 This module imports nothing of the package but :mod:`alliance_analysis.formulas` (the syntax
@@ -12,6 +13,8 @@ of researchers' formulas and lavaan models).
 
 from __future__ import annotations
 
+import itertools
+import string
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -290,3 +293,174 @@ class SemModelSpec(Options):
         statement = parse_lavaan(self.syntax or "")[0]
         return statement.lhs, [t.strip().rsplit("*", 1)[-1].strip()
                                for t in statement.rhs.split("+")]
+
+
+class DaskSettings(BaseModel):
+    """Where the replicates run (``dask:`` in the power parameters).
+
+    ``scheduler`` is ``none`` (serially, in this process: for tests and small runs), ``local``
+    (a :class:`distributed.LocalCluster` of ``workers`` single-threaded processes on this
+    machine, started and closed by the run) or the address of a running Dask scheduler such
+    as ``tcp://10.0.0.5:8786`` (its workers need this package installed).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    scheduler: str = Field("local", description="none, local, or a scheduler address "
+                           "such as tcp://host:8786")
+    workers: int | None = Field(None, ge=1, description="worker processes of the local "
+                                "cluster; null = one per CPU core")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        if value not in ("none", "local") and "://" not in value:
+            raise ValueError("must be 'none', 'local' or a scheduler address such as "
+                             "'tcp://host:8786'")
+        return value
+
+    @model_validator(mode="after")
+    def _workers_only_local(self) -> DaskSettings:
+        if self.workers is not None and self.scheduler != "local":
+            raise ValueError(f"workers applies to scheduler 'local' only (got scheduler "
+                             f"{self.scheduler!r}): an existing cluster has its own workers")
+        return self
+
+
+#: Largest number of specifications a robustness section may give without ``confirm: true``.
+MAX_SPECIFICATIONS = 1000
+
+
+class RobustnessSpec(Options):
+    """A specification curve over the analyst's choices (``robustness:`` in the parameters).
+
+    The formula has placeholders (``{name}``) whose values are listed under ``choices``;
+    every combination of choices (crossed with the optional row filters ``where``) is one
+    specification, fitted like a ``models:`` entry; ``target`` names the coefficient whose
+    robustness is studied (with placeholders too)::
+
+        robustness:
+          formula: "phq9_total ~ I(session - 1) + {alliance}_within_lag1
+                    + {alliance}_between {covariates} + {random}"
+          target: "{alliance}_within_lag1"
+          choices:
+            alliance: [wai_total, wai_goal, wai_task, wai_bond]
+            covariates: ["", "+ C(arm)"]
+            random: ["(1 | client_id)", "(1 | client_id) + (1 | therapist_id)"]
+          where: ["session <= 20", "session <= 12"]
+          preregistered: {alliance: wai_total, covariates: "", random: "(1 | client_id)"}
+
+    References
+    ----------
+    Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020). Specification curve analysis.
+    *Nature Human Behaviour*, 4, 1208-1214.
+    Steegen, S., Tuerlinckx, F., Gelman, A., & Vanpaemel, W. (2016). Increasing transparency
+    through a multiverse analysis. *Perspectives on Psychological Science*, 11, 702-712.
+    """
+
+    formula: str = Field(description="lme4 formula with {placeholders}")
+    target: str = Field(description="the coefficient studied, e.g. '{alliance}_within_lag1'")
+    choices: dict[str, tuple[str, ...]] = Field(
+        description="each placeholder's values; every combination is a specification")
+    where: tuple[str, ...] | None = Field(
+        None, description="optional row filters (pandas query), crossed with the choices")
+    preregistered: dict[str, str] | None = Field(
+        None, description="the planned specification: a value of every choice (and "
+        "'where' when filters are given)")
+    reml: bool = Field(True, description="REML (default) or ML (false)")
+    max_specifications: int = Field(
+        MAX_SPECIFICATIONS, ge=1, description="refuse more specifications than this unless "
+        "confirm is true")
+    confirm: bool = Field(False, description="fit more than max_specifications")
+    joint_test: int = Field(
+        0, ge=0, description="resamples of the joint test under the null (Simonsohn et al. "
+        "2020); 0 = no test")
+    chunk_size: int = Field(8, ge=1, description="specifications fitted (and stored) together")
+    dask: DaskSettings = Field(default_factory=lambda: DaskSettings(scheduler="none"),
+                               description="where the fits run: none, local or an address")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _choice_lists(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("choices"), dict):
+            data = {**data, "choices": {key: tuple(value) if isinstance(value, list) else value
+                                        for key, value in data["choices"].items()}}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RobustnessSpec:
+        problems = []
+        used = _placeholders(self.formula) | _placeholders(self.target)
+        without = sorted(used - set(self.choices))
+        if without:
+            problems.append(f"placeholder(s) {without} have no choices; list their values "
+                            "under choices:")
+        unused = sorted(set(self.choices) - used)
+        if unused:
+            problems.append(f"choices {unused} appear in neither formula nor target")
+        empty = sorted(key for key, values in self.choices.items() if not values)
+        if empty:
+            problems.append(f"choices {empty} list no values")
+        if self.preregistered is not None:
+            keys = set(self.choices) | ({"where"} if self.where else set())
+            missing_keys = sorted(keys - set(self.preregistered))
+            extra_keys = sorted(set(self.preregistered) - keys)
+            if missing_keys or extra_keys:
+                problems.append(f"preregistered must give a value of every choice "
+                                f"{sorted(keys)}; missing {missing_keys}, unknown {extra_keys}")
+            else:
+                options = {**self.choices, **({"where": self.where} if self.where else {})}
+                wrong = {k: v for k, v in self.preregistered.items() if v not in options[k]}
+                if wrong:
+                    problems.append(f"preregistered values {wrong} are not among the choices")
+        if problems:
+            raise ValueError("; ".join(problems))
+        count = self.n_specifications()
+        if count > self.max_specifications and not self.confirm:
+            raise ValueError(f"{count} specifications exceed max_specifications "
+                             f"({self.max_specifications}); fit them all with confirm: true, "
+                             "or list fewer choices")
+        invalid = []
+        for number, spec in enumerate(self.specifications(), start=1):
+            try:
+                parse_formula(spec["formula"])
+            except FormulaError as exc:
+                named = ", ".join(f"{k}={v!r}" for k, v in spec["choices"].items())
+                invalid.append(f"specification {number} ({named}): {exc}")
+        if invalid:
+            raise ValueError("invalid formula in " + "; ".join(invalid[:5])
+                             + (f"; and {len(invalid) - 5} more" if len(invalid) > 5 else ""))
+        return self
+
+    def n_specifications(self) -> int:
+        """The number of specifications: the product of the numbers of choices (and filters)."""
+        count = len(self.where) if self.where else 1
+        for values in self.choices.values():
+            count *= len(values)
+        return count
+
+    def specifications(self) -> list[dict[str, Any]]:
+        """Every specification, in a fixed order (the choices as listed, the last varying
+        fastest; filters outermost): ``{"choices", "where", "formula", "target"}``."""
+        keys = list(self.choices)
+        out = []
+        for where in (self.where or (None,)):
+            for values in itertools.product(*(self.choices[k] for k in keys)):
+                chosen = dict(zip(keys, values, strict=True))
+                out.append({"choices": chosen, "where": where,
+                            "formula": " ".join(self.formula.format_map(chosen).split()),
+                            "target": self.target.format_map(chosen).strip()})
+        return out
+
+    def is_preregistered(self, spec: dict[str, Any]) -> bool:
+        """Whether a specification is the preregistered one."""
+        if self.preregistered is None:
+            return False
+        wanted = dict(self.preregistered)
+        where = wanted.pop("where", None)
+        return spec["choices"] == wanted and (not self.where or spec["where"] == where)
+
+
+def _placeholders(text: str) -> set[str]:
+    """The ``{name}`` placeholders of a formula or target."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}

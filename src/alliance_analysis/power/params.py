@@ -36,6 +36,7 @@ from alliance_analysis.multilevel.models import random_part
 from alliance_analysis.options import MultilevelOptions
 from alliance_analysis.params import read_yaml, validate_mapping
 from alliance_analysis.options import relative_path
+from alliance_analysis.specs import DaskSettings  # re-exported: power.params.DaskSettings
 from alliance_analysis.data.simulate import DEFAULT_SEED, SimulationDesign
 
 #: The target terms of each model; the first is the default.
@@ -53,38 +54,8 @@ TARGET_LABELS = {"wai_within_lag1": "within-client alliance effect",
 SIZE_FIELDS = ("therapists", "clients_per_therapist", "max_sessions")
 
 
-class DaskSettings(BaseModel):
-    """Where the replicates run (``dask:`` in the power parameters).
-
-    ``scheduler`` is ``none`` (serially, in this process: for tests and small runs), ``local``
-    (a :class:`distributed.LocalCluster` of ``workers`` single-threaded processes on this
-    machine, started and closed by the run) or the address of a running Dask scheduler such
-    as ``tcp://10.0.0.5:8786`` (its workers need this package installed).
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    scheduler: str = Field("local", description="none, local, or a scheduler address "
-                           "such as tcp://host:8786")
-    workers: int | None = Field(None, ge=1, description="worker processes of the local "
-                                "cluster; null = one per CPU core")
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str) -> str:
-        if value not in ("none", "local") and "://" not in value:
-            raise ValueError("must be 'none', 'local' or a scheduler address such as "
-                             "'tcp://host:8786'")
-        return value
-
-    @model_validator(mode="after")
-    def _workers_only_local(self) -> DaskSettings:
-        if self.workers is not None and self.scheduler != "local":
-            raise ValueError(f"workers applies to scheduler 'local' only (got scheduler "
-                             f"{self.scheduler!r}): an existing cluster has its own workers")
-        return self
-
-
+# DaskSettings lives with the other strict settings (alliance_analysis.specs): the robustness
+# stage uses it too; it is re-exported here for the power study.
 class PowerParams(BaseModel):
     """Every parameter of one Monte Carlo power study.
 

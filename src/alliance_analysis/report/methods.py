@@ -259,6 +259,7 @@ def results_paragraph(params: RunParams, results: Mapping[str, object]) -> str:
             f"{results['change.rci.reliably_deteriorated.n']} "
             f"({results['change.rci.reliably_deteriorated.percent']}%) had reliably "
             f"deteriorated; {results.get('change.sudden_gains.n_clients', 0)} clients had a "
-            f"sudden gain and {results.get('change.dropout.n', 0)} "
+            f"sudden gain, {results.get('change.sudden_losses.n_clients', 0)} a sudden loss, "
+            f"and {results.get('change.dropout.n', 0)} "
             f"({results.get('change.dropout.percent', 0)}%) dropped out.")
     return " ".join(sentences)

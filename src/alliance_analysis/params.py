@@ -319,7 +319,11 @@ def read_yaml(path: str | Path, example: str = "params/demo.yaml") -> tuple[Any,
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AllianceParamsError(f"{path}: not valid YAML{where}: {exc}") from None
+        # PyYAML's own text repeats the place as 'in "<unicode string>", line ...' with a
+        # caret snippet; the problem (and its context) is what the reader needs.
+        problem = " ".join(str(part) for part in (getattr(exc, "context", None),
+                                                  getattr(exc, "problem", None)) if part)
+        raise AllianceParamsError(f"{path}: not valid YAML{where}: {problem or exc}") from None
     return raw, path.resolve().parent
 
 

@@ -141,3 +141,11 @@ def test_joint_test_under_the_null_is_seeded(sessions, section, curve):
     assert 0 <= test["p_median"].iloc[0] <= 1
     # with the effect removed the null estimates sit far closer to 0 than the observed ones
     assert refits["estimate"].abs().median() < rows["estimate"].abs().median()
+
+
+def test_cache_is_outside_the_transactional_folders():
+    from alliance_analysis.robustness.curve import cache_folder
+
+    assert cache_folder("data/processed/demo.partial") == Path("data/processed/demo.cache/"
+                                                                "robustness")
+    assert cache_folder("data/processed/demo") == Path("data/processed/demo.cache/robustness")

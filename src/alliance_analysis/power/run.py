@@ -214,14 +214,15 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
 
 
 @contextmanager
-def _progress_bar(total: int, reused: int, show: bool) -> Iterator[Callable[[int], None]]:
+def _progress_bar(total: int, reused: int, show: bool, what: str = "replicates"
+                  ) -> Iterator[Callable[[int], None]]:
     """A rich progress bar of replicates; yields the function that advances it.
 
     In a terminal the bar is redrawn live on standard error. In a notebook rich's live bar
     needs ipywidgets, and redrawing as text would print a line per update, so the bar is
     printed once, as text, when the run finishes.
     """
-    label = "replicates" + (f" ({reused} already stored)" if reused else "")
+    label = what + (f" ({reused} already stored)" if reused else "")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     in_notebook = Console().is_jupyter

@@ -483,3 +483,127 @@ def sem_coefficients(result: ModelResult, ops: Sequence[str] = ("~", "~1")) -> F
 
     keep = result.params["op"].isin(ops) & result.params["free"].astype(bool)
     return coefficients(replace(result, params=result.params[keep]), exclude=())
+
+
+def _choice_label(value: Any, width: int = 56) -> str:
+    """A dashboard row label: ``(none)`` for an empty choice, long values cut in the middle."""
+    text = " ".join(str(value).split()) or "(none)"
+    half = (width - 1) // 2
+    return text if len(text) <= width else f"{text[:half]}…{text[-half:]}"
+
+
+@themed
+def specification_curve(curve: pd.DataFrame, choices: Mapping[str, Sequence[str]],
+                        target_label: str, alpha: float = 0.05,
+                        ci_level: float = 0.95) -> Figure:
+    """The specification curve: every specification's estimate, sorted, above the choices it made.
+
+    Top panel: the target coefficient of each specification with its confidence interval,
+    sorted from the smallest estimate to the largest, coloured by sign and significance
+    (p < ``alpha``); an open marker is a flagged fit (not converged or singular), the
+    preregistered specification is ringed by a black diamond in a shaded column, and
+    specifications that could not be estimated stand in a grey band at the right. Bottom
+    panel (the "dashboard"): one row per value of every choice, grouped by choice (the row
+    filters ``where`` as one more choice when the curve has them), with a mark in each
+    specification's column on the value it used. Above ~60 specifications the marks and
+    intervals become thin lines so that up to about 1,000 stay readable.
+
+    Parameters
+    ----------
+    curve
+        One row per specification (:func:`alliance_analysis.robustness.curve.run_curve`):
+        ``spec_id``, a column per choice, ``where``, ``estimate, ci_low, ci_high, p,
+        converged, singular, preregistered``.
+    choices
+        Each choice's values in the order to list them (``RobustnessSpec.choices``).
+    target_label
+        What the estimates are, in words, for the axis label.
+    alpha
+        Significance level of the colouring.
+    ci_level
+        Level of the intervals (for the axis label).
+
+    References
+    ----------
+    .. [1] Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020). Specification curve
+       analysis. *Nature Human Behaviour, 4*, 1208-1214.
+    """
+    groups = {name: list(values) for name, values in choices.items()}
+    if "where" not in groups and "where" in curve and curve["where"].fillna("").astype(bool).any():
+        groups["where"] = list(dict.fromkeys(curve["where"]))
+    order = curve.sort_values(["estimate", "spec_id"], na_position="last", kind="stable")
+    n = len(order)
+    x = np.arange(1, n + 1)
+    est = order["estimate"].to_numpy(dtype=float)
+    estimated = np.isfinite(est)
+    significant = estimated & (order["p"].to_numpy(dtype=float) < alpha)
+    flagged = estimated & ~(order["converged"].astype(bool).to_numpy()
+                            & ~order["singular"].astype(bool).to_numpy())
+    categories = [(f"p < {alpha:g}, negative", significant & (est < 0), PALETTE[0]),
+                  (f"p < {alpha:g}, positive", significant & (est > 0), PALETTE[3]),
+                  ("not significant", estimated & ~significant, "0.55")]
+    colours = np.tile(mpl.colors.to_rgba("0.75"), (n, 1))  # RGBA: grey when not estimable
+    for _, mask, colour in categories:
+        colours[mask] = mpl.colors.to_rgba(colour)
+    size, line, shade = (22, 1.2, 1.0) if n <= 60 else (6, 0.7, 0.6) if n <= 250 else (2, 0.4,
+                                                                                         0.4)
+    rows: list[tuple[str, str | None, Any]] = []  # (label, choice name or None, value)
+    for name, values in groups.items():
+        rows.append(("filter (where)" if name == "where" else name, None, None))
+        rows += [(_choice_label(value), name, value) for value in values]
+    top_height, dash_height = 3.2, 0.19 * len(rows) + 0.5
+    fig = Figure(figsize=(7.5, top_height + dash_height + 0.9), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True,
+                               gridspec_kw={"height_ratios": [top_height, dash_height]})
+    for label, mask, colour in categories:
+        if not mask.any():
+            continue
+        top.vlines(x[mask], order["ci_low"].to_numpy()[mask], order["ci_high"].to_numpy()[mask],
+                   colors=[colour], linewidth=line, alpha=shade)
+        top.scatter(x[mask & ~flagged], est[mask & ~flagged], s=size, color=colour, zorder=3,
+                    label=label)
+        top.scatter(x[mask & flagged], est[mask & flagged], s=size, facecolors="white",
+                    edgecolors=[colour], linewidths=0.9, zorder=3)
+    if flagged.any():
+        top.scatter([], [], s=size, facecolors="white", edgecolors="0.3",
+                    label="flagged fit (not converged or singular)")
+    top.axhline(0, color="0.3", linewidth=0.8, linestyle="--")
+    if (~estimated).any():
+        first = int(x[~estimated][0])
+        top.axvspan(first - 0.5, n + 0.5, color="0.88", linewidth=0, zorder=0,
+                    label=f"not estimable ({int((~estimated).sum())})")
+        bottom.axvspan(first - 0.5, n + 0.5, color="0.88", linewidth=0, zorder=0)
+    pre = order["preregistered"].astype(bool).to_numpy()
+    if pre.any():
+        at, half = int(x[pre][0]), max(0.5, n / 300)
+        for ax in (top, bottom):
+            ax.axvspan(at - half, at + half, color=PALETTE[8], alpha=0.35, linewidth=0,
+                       zorder=0)
+        top.scatter([at], [est[pre][0] if estimated[pre][0] else 0.0], marker="D",
+                    s=max(3 * size, 45), facecolors="none", edgecolors="black",
+                    linewidths=1.3, zorder=4, label="preregistered")
+    top.set_ylabel(textwrap.fill(f"{target_label} (estimate, {ci_level:.0%} CI)", 42),
+                   fontsize="small")
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=3, fontsize="x-small",
+               frameon=False, borderaxespad=0, handletextpad=0.3, columnspacing=1.0)
+    top.tick_params(labelbottom=False)
+    marker = {"marker": "s", "s": 16} if n <= 60 else {"marker": "|", "s": 30,
+                                                        "linewidths": 0.7 if n <= 250 else 0.4}
+    for row, (_, name, value) in enumerate(rows):
+        if name is None:
+            if row:
+                bottom.axhline(-row + 0.5, color="0.6", linewidth=0.8)
+            continue
+        used = (order[name].fillna("") == value).to_numpy()
+        bottom.scatter(x[used], np.full(int(used.sum()), -row), c=colours[used],
+                       zorder=3, **marker)
+    bottom.set_yticks(-np.arange(len(rows)), [label for label, _, _ in rows],
+                      fontsize="x-small" if len(rows) > 12 else "small")
+    for tick, (_, name, _) in zip(bottom.get_yticklabels(), rows, strict=True):
+        tick.set_fontweight("bold" if name is None else "normal")
+    bottom.set_ylim(-len(rows) + 0.4, 0.6)
+    bottom.grid(axis="x", visible=False)
+    bottom.set_xlim(0.5, n + 0.5)
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.set_xlabel(f"specifications, ranked by estimate (n = {n})", fontsize="small")
+    return fig

@@ -120,6 +120,16 @@ def fit_chunk(sessions: pd.DataFrame, robustness: RobustnessSpec, spec_ids: Sequ
                                            max_iter=max_iter) for k in spec_ids])
 
 
+def cache_folder(processed_dir: str | Path) -> Path:
+    """Where a run's fitted specifications are kept: ``<processed>.cache/robustness`` beside
+    the processed folder (a run writes into ``<processed>.partial`` and swaps it in only
+    when it completes, so chunks kept there would be lost with an interrupted run; the cache
+    holds estimates only, never data, and its key includes a hash of the data)."""
+    folder = Path(processed_dir)
+    name = folder.name.removesuffix(".partial")
+    return folder.with_name(f"{name}.cache") / "robustness"
+
+
 def curve_key(sessions: pd.DataFrame, robustness: RobustnessSpec, settings: dict[str, Any]
               ) -> str:
     """A hash of everything that decides the rows: package version, data, specifications and
@@ -186,7 +196,7 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
 
     args = (early_sessions, ci_level, max_iter)
     with _progress_bar(sum(len(c) for c in todo), len(ids) - sum(len(c) for c in todo),
-                       progress) as advance:
+                       progress, what="specifications") as advance:
         if robustness.dask.scheduler == "none":
             for chunk in todo:
                 keep(chunk, fit_chunk(sessions, robustness, chunk, *args))
@@ -325,7 +335,7 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
                         for k, f in frames.items()}
     args = (early_sessions, ci_level, max_iter)
     draws: list[pd.DataFrame] = []
-    with _progress_bar(resamples, 0, progress) as advance:
+    with _progress_bar(resamples, 0, progress, what="resamples under the null") as advance:
         if robustness.dask.scheduler == "none":
             for draw in range(resamples):
                 draws.append(null_resample(sessions_clients, robustness, draw, clients, seed,

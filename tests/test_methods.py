@@ -61,3 +61,20 @@ def test_methods_name_the_fitter_the_own_models_and_the_scoring_rules() -> None:
     changed = methods_paragraph(parse_params(raw, base_dir=ROOT), {})
     assert ("PHQ-9 scores were prorated from at least 8 of 9 items and rounded half to even "
             "to whole points.") in changed
+
+
+def test_methods_and_results_describe_the_specification_curve() -> None:
+    from alliance_analysis.report.methods import results_paragraph
+
+    params = load_params(ROOT / "params" / "demo.yaml")
+    text = methods_paragraph(params, {})
+    assert ("A specification curve (Simonsohn et al., 2020) refitted the model of "
+            "{alliance}_within_lag1 in 32 specifications crossing alliance (4 options), "
+            "covariates (2 options), random (2 options), rows (2 filters)") in text
+    assert "Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020)" in text
+    results = {"robustness.n_specifications": 32, "robustness.share_preregistered_sign": 1.0,
+               "robustness.share_significant_same_sign": 0.9375,
+               "robustness.median_estimate": -1.0635}
+    assert ("Across 32 specifications of the analysis choices, 100% of the estimates had the "
+            "preregistered sign and 94% were significant in that direction (median estimate "
+            "-1.06).") in results_paragraph(params, results)

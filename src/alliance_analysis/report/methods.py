@@ -31,6 +31,8 @@ REFERENCES = {
     "Tang & DeRubeis, 1999": "Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical "
     "sessions in cognitive-behavioral therapy for depression. Journal of Consulting and "
     "Clinical Psychology, 67(6), 894-904.",
+    "Simonsohn et al., 2020": "Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020). "
+    "Specification curve analysis. Nature Human Behaviour, 4, 1208-1214.",
     "Stiles et al., 2004": "Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. "
     "A., Agnew-Davies, R., Rees, A., & Barkham, M. (2004). Patterns of alliance development "
     "and the rupture-repair hypothesis. Journal of Counseling Psychology, 51(1), 81-92.",
@@ -167,6 +169,22 @@ def _change_sentences(params: RunParams) -> list[str]:
     ]
 
 
+def _robustness_sentences(params: RunParams) -> list[str]:
+    robustness = params.robustness
+    if robustness is None:
+        return []
+    varied = ", ".join(f"{name} ({len(values)} options)"
+                       for name, values in robustness.choices.items())
+    if robustness.where:
+        varied += f", rows ({len(robustness.where)} filters)"
+    test = (f" The curve was tested as a whole under the null with {robustness.joint_test} "
+            "client resamples from data with each specification's effect removed."
+            if robustness.joint_test else "")
+    return [f"A specification curve (Simonsohn et al., 2020) refitted the model of "
+            f"{robustness.target} in {robustness.n_specifications()} specifications crossing "
+            f"{varied}, each a linear mixed model estimated as above.{test}"]
+
+
 def methods_paragraph(params: RunParams, packages: Mapping[str, str]) -> str:
     """The methods paragraph of a run, with its citations.
 
@@ -188,7 +206,7 @@ def methods_paragraph(params: RunParams, packages: Mapping[str, str]) -> str:
                 f"pandas {packages.get('pandas', '?')} (seed {params.seed}).")
     sentences = (_data_sentences(params) + _multilevel_sentences(params)
                  + _own_model_sentences(params) + _sem_sentences(params)
-                 + _change_sentences(params) + [software])
+                 + _change_sentences(params) + _robustness_sentences(params) + [software])
     text = " ".join(sentences)
     cited = [ref for short, ref in REFERENCES.items()
              if short.split(",")[0].split(" ")[0] in text]
@@ -250,6 +268,16 @@ def results_paragraph(params: RunParams, results: Mapping[str, object]) -> str:
         sentences.append(
             f"In the RI-CLPM the mean standardized within-person path from alliance to later "
             f"symptoms was {riclpm:.2f} (CLPM: {clpm:.2f}).")
+    if "robustness.n_specifications" in results:
+        share = results.get("robustness.share_preregistered_sign")
+        significant = results.get("robustness.share_significant_same_sign")
+        median = results.get("robustness.median_estimate")
+        if share is not None and median is not None:
+            sentences.append(
+                f"Across {results['robustness.n_specifications']} specifications of the "
+                f"analysis choices, {100 * share:.0f}% of the estimates had the preregistered "
+                f"sign and {100 * (significant or 0):.0f}% were significant in that direction "
+                f"(median estimate {median:.2f}).")
     if "change.rci.recovered.n" in results:
         sentences.append(
             f"By the end of treatment {results['change.rci.recovered.n']} clients "

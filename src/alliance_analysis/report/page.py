@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("03_multilevel", "Multilevel models"),
     ("04_sem", "Structural equation models"),
     ("05_change", "Change and process markers"),
+    ("06_robustness", "Robustness: specification curve"),
 )
 
 #: Tables longer than this are linked rather than shown in the page.

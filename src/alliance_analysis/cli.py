@@ -4,7 +4,7 @@
 
     alliance run PARAMS [--out DIR] [--processed DIR]   run the pipeline, write reports/<name>/
     alliance validate PARAMS                             check a parameters file, run nothing
-    alliance verify RUN_DIR [--data FILE]                rerun a run, compare every number
+    alliance verify RUN_DIR [--data FILE]                rerun a run, compare every output
     alliance reproduce [--out DIR]                       reproduce published reference results
     alliance power PARAMS [--out DIR]                    Monte Carlo power of study designs
     alliance simulate --out DIR [--seed N] [--therapists T ...]
@@ -46,29 +46,57 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    """Rerun, then print the differing items (every item with ``--all``) and a summary.
 
+    Progress goes to stderr, the report to stdout, so ``alliance verify RUN > report.txt``
+    keeps the report. No line is cut: a terminal gets a table that wraps long cells, and a
+    file or pipe gets plain aligned columns of any width.
+    """
     from alliance_analysis import pipeline
+    from alliance_analysis.verify import NOT_RECORDED
 
     _console.print(escape(f"Rerunning {args.run_dir} from its manifest ..."))
     table = pipeline.verify(args.run_dir, data=args.data, rtol=args.rtol, atol=args.atol)
-    differing = table[table["status"].str.startswith("DIFFERS")]
+    status = table["status"].astype(str)
+    differing = table[status.str.startswith("DIFFERS")]
     listed = table if args.all else differing
+    out = Console(highlight=False, soft_wrap=True)
     if len(listed):
-        shown = Table(title=f"verify {args.run_dir} (rtol {args.rtol:g}, atol {args.atol:g})")
-        for column in table.columns:
-            shown.add_column(column, overflow="fold")
-        for row in listed.itertuples(index=False):
-            shown.add_row(*(escape(str(v)) for v in row))
-        # Never cut a line: when the output is not a terminal (a log, a pipe) rich would
-        # otherwise assume 80 columns.
-        wide = Console(stderr=True, highlight=False, soft_wrap=True,
-                       width=None if _console.is_terminal else 200)
-        wide.print(shown)
-    counts = table["status"].str.split(" ").str[0].value_counts().to_dict()
-    _console.print(escape(f"{counts.get('match', 0)} matched, {len(differing)} differing, "
-                          f"{counts.get('skipped', 0)} skipped"))
+        title = (f"verify {args.run_dir} (rtol {args.rtol:g}, atol {args.atol:g}): "
+                 + ("every item" if args.all else "differing items (--all lists every item)"))
+        _print_rows(out, title, list(table.columns),
+                    [[str(value) for value in row] for row in listed.itertuples(index=False)])
+    skipped = status[status.str.startswith("skipped")].str.removeprefix("skipped (")
+    out.print(escape(f"{table['where'].nunique()} files compared: "
+                     f"{int(status.eq('match').sum())} items matched, {len(differing)} "
+                     f"differing, {len(skipped)} skipped"))
+    if len(skipped):
+        out.print(escape("Skipped: " + "; ".join(
+            f"{n} x {reason.removesuffix(')')}"
+            for reason, n in skipped.value_counts().sort_index().items()) + "."))
+    out.print(escape(f"Not compared: {' and '.join(NOT_RECORDED)}, which hold dates and are "
+                     "not outputs the manifest records."))
     return 1 if len(differing) else 0
+
+
+def _print_rows(out: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print a table whole: wrapped cells on a terminal, plain aligned lines elsewhere."""
+    if out.is_terminal:
+        from rich.table import Table
+
+        shown = Table(title=escape(title))
+        for column in header:
+            shown.add_column(column, overflow="fold")
+        for row in rows:
+            shown.add_row(*(escape(value) for value in row))
+        out.print(shown)
+        return
+    lines = [[value.replace("\r", "\\r").replace("\n", "\\n") for value in row]
+             for row in [header, *rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [title, *("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip()
+                     for line in lines)]
+    sys.stdout.write("\n".join(text) + "\n")
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -146,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     verify = commands.add_parser(
-        "verify", help="rerun a run folder from its manifest and compare every number")
+        "verify", help="rerun a run folder from its manifest and compare every output file")
     verify.add_argument("run_dir", help="a run folder, e.g. reports/demo")
     verify.add_argument("--data", default=None,
                         help="the data file, if not at the path in the manifest")

@@ -40,18 +40,20 @@ import yaml
 from alliance_analysis.report import page as report
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                       AllianceRunError)
-from alliance_analysis.data.io import file_sha256
+from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
 from alliance_analysis.report.runfolder import (FAILED, PARTIAL, STAGED, check_siblings,
                                                 keep_failed, replace_folders, sibling,
                                                 stage_folder, write_json)
+from alliance_analysis.verify import ATOL, RTOL, compare_runs, read_manifest, rerun_parameters
 
 if TYPE_CHECKING:
     import pandas as pd
 
 #: The pipeline's notebooks, in the order they run.
-NOTEBOOKS: tuple[str, ...] = ("01_clean", "02_describe", "03_multilevel", "04_sem", "05_change")
+NOTEBOOKS: tuple[str, ...] = ("01_clean", "02_describe", "03_multilevel", "04_sem", "05_change",
+                              "06_robustness")
 
 #: Distributions whose installed versions go into the manifest.
 RECORDED_PACKAGES: tuple[str, ...] = (
@@ -373,6 +375,7 @@ def _start_manifest(params: RunParams, params_path: Path,
         "parameters": params.to_plain(),
         "seed": params.seed,
         "inputs": {str(params.data.path): file_sha256(params.data.path)},
+        "encoding": source_encoding(params.data),  # of a CSV file; None for other formats
         "privacy": {"dropped": list(params.privacy.drop), "allowed": dict(params.privacy.allow)},
         "packages": package_versions(),
         "lock": {"file": "requirements.lock",
@@ -413,75 +416,14 @@ def _finish(stage: Path, stage_processed: Path, manifest: dict[str, Any], params
     report.write_index(stage, manifest, methods=methods, results=summary)
 
 
-#: Default tolerance of :func:`verify`: |rerun - reported| <= ATOL + RTOL * |reported|.
-RTOL, ATOL = 1e-6, 1e-9
-
-#: Table columns that hold pseudonyms: they depend on the secret key, not on the analysis.
-PSEUDONYM_COLUMNS = ("client_id", "therapist_id")
-
-
-def _close(reported: Any, rerun: Any, rtol: float, atol: float) -> bool:
-    if isinstance(reported, bool) or isinstance(rerun, bool):
-        return reported == rerun
-    if isinstance(reported, (int, float)) and isinstance(rerun, (int, float)):
-        return abs(rerun - reported) <= atol + rtol * abs(reported)
-    return reported == rerun
-
-
-def _compare_results(original: dict, rerun: dict, rtol: float, atol: float) -> list[dict]:
-    rows = []
-    for key in sorted(set(original) | set(rerun)):
-        a, b = original.get(key, "(absent)"), rerun.get(key, "(absent)")
-        rows.append({"where": "results.json", "item": key, "reported": a, "rerun": b,
-                     "status": "match" if _close(a, b, rtol, atol) else "DIFFERS"})
-    return rows
-
-
-def _compare_table(name: str, original: Path, rerun: Path, rtol: float, atol: float,
-                   same_key: bool) -> list[dict]:
-    import numpy as np
-    import pandas as pd
-
-    if not rerun.exists() or not original.exists():
-        return [{"where": name, "item": "(file)", "reported": original.exists(),
-                 "rerun": rerun.exists(), "status": "DIFFERS"}]
-    a, b = pd.read_csv(original), pd.read_csv(rerun)
-    if list(a.columns) != list(b.columns) or a.shape != b.shape:
-        return [{"where": name, "item": "(shape)", "reported": f"{a.shape} {list(a.columns)}",
-                 "rerun": f"{b.shape} {list(b.columns)}", "status": "DIFFERS"}]
-    rows = []
-    for column in a.columns:
-        if column in PSEUDONYM_COLUMNS and not same_key:
-            rows.append({"where": name, "item": column, "reported": "", "rerun": "",
-                         "status": "skipped (pseudonyms need the original key)"})
-            continue
-        x, y = a[column], b[column]
-        if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
-            bad = ~np.isclose(y.to_numpy(float), x.to_numpy(float), rtol=rtol, atol=atol,
-                              equal_nan=True)
-        else:
-            bad = ~((x.astype(str) == y.astype(str)) | (x.isna() & y.isna())).to_numpy()
-        bad_rows = np.flatnonzero(bad)
-        rows.append({"where": name, "item": column,
-                     "reported": "" if not len(bad_rows) else x.iloc[bad_rows[0]],
-                     "rerun": "" if not len(bad_rows) else y.iloc[bad_rows[0]],
-                     "status": "match" if not len(bad_rows) else
-                     f"DIFFERS in {len(bad_rows)} row(s), first row {bad_rows[0] + 1}"})
-    return rows
-
-
-def _indexed_tables(run_dir: Path) -> list[str]:
-    """The tables a run folder's index (``outputs.json``) records, by name."""
-    index = run_dir / "outputs.json"
-    if not index.is_file():
-        raise AllianceRunError(f"{run_dir}: no outputs.json, the index of the run's tables and "
-                               "figures; it was written by an older version. Rerun it")
-    return list(json.loads(index.read_text(encoding="utf-8")).get("tables", {}))
-
-
 def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RTOL,
            atol: float = ATOL, workdir: str | Path | None = None) -> "pd.DataFrame":
-    """Rerun a run from its manifest and compare every reported number.
+    """Rerun a run from its manifest and compare every output file it recorded.
+
+    The comparison, file by file, is :func:`alliance_analysis.verify.compare_runs`: numbers
+    of ``results.json`` and the CSV tables within the tolerance, figures by SHA-256, the other
+    tables (``.md``, ``.html``, ``.tex``) and text files byte for byte; a file missing on
+    either side is a difference; executed notebooks (they hold run times) are skipped.
 
     Parameters
     ----------
@@ -497,14 +439,15 @@ def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RT
     Returns
     -------
     pandas.DataFrame
-        One row per compared item: ``where`` (``results.json`` or a table), ``item`` (a key or
-        a column), ``reported``, ``rerun`` and ``status`` (``match``, ``DIFFERS ...`` or
-        ``skipped ...``).
+        One row per compared item: ``where`` (a file of the run folder), ``item`` (a key, a
+        column, or the whole file), ``reported``, ``rerun`` and ``status`` (``match``,
+        ``DIFFERS ...`` or ``skipped (...)``).
 
     Raises
     ------
     AllianceDataError
-        The data file's SHA-256 differs from the manifest's: the numbers cannot come from it.
+        The data file's SHA-256 differs from the manifest's: the numbers cannot come from it;
+        or ``manifest.json`` is not readable.
     AllianceRunError
         The folder holds no complete run.
 
@@ -512,63 +455,18 @@ def verify(run_dir: str | Path, data: str | Path | None = None, rtol: float = RT
     -----
     Client and therapist pseudonyms depend on the secret key of the original run. When that
     key is still at its recorded place it is reused and the pseudonym columns are compared
-    too; otherwise they are skipped (every number is still compared).
+    too; otherwise they are skipped.
     """
     import tempfile
 
-    import pandas as pd
-
-    from alliance_analysis.params import parse_params
-
     run_dir = Path(run_dir)
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise AllianceRunError(f"{run_dir}: no manifest.json, so this is not a run folder")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AllianceDataError(
-            f"{manifest_path}: not a readable manifest ({exc}); it may be truncated or "
-            "edited. Verify a complete run folder, or rerun the run") from None
-    if manifest.get("status") != "complete":
-        raise AllianceRunError(f"{run_dir}: the run is marked {manifest.get('status')!r}, "
-                               "not complete; there is nothing finished to verify")
-    (recorded_path, recorded_hash), = manifest["inputs"].items()
-    data_path = Path(data or recorded_path).resolve()
-    if not data_path.is_file():
-        raise AllianceDataError(f"{data_path}: data file not found. Give it with --data")
-    actual = file_sha256(data_path)
-    if actual != recorded_hash:
-        raise AllianceDataError(
-            f"{data_path}: SHA-256 {actual} differs from the manifest's {recorded_hash}: this "
-            "is not the file the run used, so its numbers cannot be verified against it"
-        )
-    raw = dict(manifest["parameters"])
-    raw["data"] = {**raw["data"], "path": str(data_path)}
-    raw["output"] = None
+    manifest = read_manifest(run_dir)
     with tempfile.TemporaryDirectory(dir=workdir) as temporary:
         folder = Path(temporary)
-        processed = folder / "processed"
-        privacy = dict(raw.get("privacy") or {})
-        key = Path(privacy.get("key_file") or Path(
-            (manifest.get("processed") or {}).get("folder", "")) / "pseudonym.key")
-        same_key = key.is_file()
-        privacy["key_file"] = str(key) if same_key else None  # else a new key in `processed`
-        raw["privacy"] = privacy
-        params_file = folder / "params.yaml"
-        parse_params(raw, base_dir=folder)  # the recorded parameters must still be valid
-        params_file.write_text(yaml.safe_dump(raw, sort_keys=True), encoding="utf-8")
-        rerun = run(params_file, out=folder / "run", processed=processed,
+        params_file, same_key = rerun_parameters(manifest, data, folder)
+        rerun = run(params_file, out=folder / "run", processed=folder / "processed",
                     notebooks=manifest.get("notebooks", NOTEBOOKS))
-        rows = _compare_results(json.loads((run_dir / "results.json").read_text()),
-                                json.loads((rerun / "results.json").read_text()), rtol, atol)
-        names = sorted(set(_indexed_tables(run_dir)) | set(_indexed_tables(rerun)))
-        for name in names:
-            rows += _compare_table(f"tables/{name}.csv", run_dir / "tables" / f"{name}.csv",
-                                   rerun / "tables" / f"{name}.csv", rtol, atol, same_key)
-    return pd.DataFrame(rows, columns=["where", "item", "reported", "rerun", "status"])
+        return compare_runs(run_dir, rerun, manifest, rtol, atol, same_key)
 
 
 def validation_notebooks() -> list[Path]:

@@ -69,8 +69,8 @@ def test_methods_and_results_describe_the_specification_curve() -> None:
     params = load_params(ROOT / "params" / "demo.yaml")
     text = methods_paragraph(params, {})
     assert ("A specification curve (Simonsohn et al., 2020) refitted the model of "
-            "{alliance}_within_lag1 in 32 specifications crossing alliance (4 options), "
-            "covariates (2 options), random (2 options), rows (2 filters)") in text
+            "{alliance}_within_lag1 in 48 specifications crossing alliance (4 options), "
+            "covariates (3 options), random (2 options), rows (2 filters)") in text
     assert "Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020)" in text
     results = {"robustness.n_specifications": 32, "robustness.share_preregistered_sign": 1.0,
                "robustness.share_significant_same_sign": 0.9375,

@@ -18,7 +18,7 @@ from alliance_analysis.params import load_params
 from alliance_analysis.robustness import curve as robustness_curve
 from alliance_analysis.robustness.curve import (RESULT_COLUMNS, joint_test, model_spec,
                                                 run_curve, summarize)
-from alliance_analysis.specs import RobustnessSpec
+from alliance_analysis.specs import ModelSpec, RobustnessSpec
 from conftest import write_params
 
 SECTION = {
@@ -149,3 +149,44 @@ def test_cache_is_outside_the_transactional_folders():
     assert cache_folder("data/processed/demo.partial") == Path("data/processed/demo.cache/"
                                                                 "robustness")
     assert cache_folder("data/processed/demo") == Path("data/processed/demo.cache/robustness")
+
+
+TWO = {"formula": "phq9_total ~ I(session - 1) + wai_total_within_lag1 + wai_total_between "
+                  "{covariates} + (1 | client_id)",
+       "target": "wai_total_within_lag1", "choices": {"covariates": ["", "+ C(arm)"]}}
+
+
+def _study(tmp_path_factory, within_effect: float, seed: int) -> pd.DataFrame:
+    folder = tmp_path_factory.mktemp(f"study{seed}")
+    design = SimulationDesign(therapists=6, clients_per_therapist=6, max_sessions=10,
+                              within_effect=within_effect)
+    data = write(simulate(design, seed=seed), folder / "study")["sessions"]
+    return prepare(load_params(write_params(folder, data)), folder / "processed").sessions
+
+
+def test_two_specifications_equal_the_two_models_fitted_directly(sessions):
+    two = RobustnessSpec.model_validate(TWO)
+    rows = run_curve(sessions, two, progress=False).set_index("spec_id")
+    for k, covariates in ((1, ""), (2, " + C(arm)")):
+        formula = ("phq9_total ~ I(session - 1) + wai_total_within_lag1 + wai_total_between"
+                   f"{covariates} + (1 | client_id)")
+        direct = fit_model(sessions, "direct", ModelSpec(formula=formula)).params
+        row = direct.set_index("term").loc["wai_total_within_lag1"]
+        assert rows.loc[k, "formula"] == formula
+        for column in ("estimate", "se", "ci_low", "ci_high", "df", "p"):
+            assert rows.loc[k, column] == row[column], (k, column)
+
+
+def test_joint_test_on_a_null_effect_simulation(tmp_path_factory):
+    """Data simulated with no within-client effect: the curve is not jointly significant;
+    the same design with a clear effect (-3) is. The draws do not depend on the pseudonym
+    key (clients are ordered by their first input row), so the outcome is fixed."""
+    two = RobustnessSpec.model_validate(TWO)
+    tests = {}
+    for effect in (0.0, -3.0):
+        study = _study(tmp_path_factory, effect, seed=21)
+        rows = run_curve(study, two, progress=False)
+        tests[effect], _ = joint_test(study, rows, two, resamples=19, seed=5, progress=False)
+    null, real = tests[0.0].iloc[0], tests[-3.0].iloc[0]
+    assert null["p_median"] > 0.05 and null["p_n_significant"] > 0.05
+    assert real["p_median"] < 0.05 and real["observed_n_significant"] == 2

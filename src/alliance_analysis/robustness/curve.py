@@ -277,6 +277,18 @@ def null_frames(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustn
     return frames
 
 
+def client_order(sessions: pd.DataFrame) -> list[str]:
+    """The clients in an order that does not depend on the pseudonym key: by their first
+    row in the input file (``source_row``) when the table has it, else by pseudonym. The
+    draws of the joint test index this list, so a rerun with another key draws the same
+    clients."""
+    ids = sessions["client_id"].astype(str)
+    if "source_row" in sessions.columns:
+        first = sessions.assign(client_id=ids).groupby("client_id")["source_row"].min()
+        return list(first.sort_values(kind="stable").index)
+    return sorted(ids.unique())
+
+
 def resample_clients(frame: pd.DataFrame, clients: np.ndarray) -> pd.DataFrame:
     """The rows of the drawn clients, each draw a distinct client (``<id>#<draw>``)."""
     groups = frame.groupby("client_id", sort=False).indices
@@ -330,7 +342,7 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
     from alliance_analysis.power.run import _progress_bar, dask_client
 
     frames = null_frames(sessions, curve, robustness, early_sessions)
-    clients = sorted(sessions["client_id"].astype(str).unique())
+    clients = client_order(sessions)
     sessions_clients = {k: f.assign(client_id=f["client_id"].astype(str))
                         for k, f in frames.items()}
     args = (early_sessions, ci_level, max_iter)

@@ -361,7 +361,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
         raise RunInterrupted(f"run stopped by Ctrl-C{f' in {current}' if current else ''}. "
                              f"{where}") from None
     if isinstance(error, AllianceError):
-        raise type(error)(f"{manifest['error'].rstrip('.')}. {where}") from None
+        raise type(error)(f"{manifest['error'].rstrip().rstrip('.')}. {where}") from None
     raise error
 
 

@@ -94,3 +94,21 @@ def test_page_warnings_come_from_the_index_not_from_table_text(tmp_path: Path) -
     assert lines == ["odd: did NOT converge; singular fit (a variance at zero or a correlation "
                      "at +/-1); boundary: therapist variance 0 (in tables/multilevel_fit, "
                      "tables/multilevel_odd)"]
+
+
+def test_stages_writing_at_the_same_time_lose_nothing(tmp_path) -> None:
+    """results.json and outputs.json are read, changed and written under the run folder's
+    lock, so stages running side by side keep each other's entries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alliance_analysis.report.runfolder import LOCK
+
+    def stage(k: int) -> None:
+        run = RunFolder(tmp_path, stage=f"stage{k}")
+        for i in range(40):
+            run.record({f"s{k}.n{i}": i})
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(stage, range(4)))
+    assert len(RunFolder(tmp_path).results()) == 160
+    assert not (tmp_path / LOCK).exists()

@@ -36,15 +36,18 @@ def test_rerun_is_byte_identical(original: tuple[Path, Path], tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The same data, parameters and key give the same bytes, also with another number of
     BLAS/OpenMP threads (the original run used the machine's default; the kernels of the
-    rerun inherit one thread)."""
+    rerun inherit one thread) and with the stages run one after another instead of side by
+    side."""
     run_dir, data = original
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(variable, "1")
     processed = tmp_path / "processed"
     processed.mkdir()
     shutil.copy(run_dir.parent / "processed" / "pseudonym.key", processed)
+    # the original ran the stages after 01_clean side by side (one per core); this rerun
+    # runs them one after another
     again = pipeline.run(write_params(tmp_path, data), out=tmp_path / "run",
-                         processed=processed, notebooks=STAGES)
+                         processed=processed, notebooks=STAGES, jobs=1)
     for folder in ("tables", "figures"):
         names = sorted(p.name for p in (run_dir / folder).iterdir())
         assert names == sorted(p.name for p in (again / folder).iterdir())

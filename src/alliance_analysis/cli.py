@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
             _console.print(escape(f"[{index}/{total}] {name} done in {seconds:.1f} s"))
 
     run_dir = pipeline.run(args.params, out=args.out, processed=args.processed,
-                           on_progress=progress)
+                           on_progress=progress, jobs=args.jobs)
     _console.print(escape(f"Run complete: {run_dir / 'index.html'}"))
     return 0
 
@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="run folder (default reports/<name>)")
     run.add_argument("--processed", default=None,
                      help="folder for the processed table (default data/processed/<name>)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="notebooks run at the same time after 01_clean (default: one per "
+                          "CPU core; 1 = one after another); the outputs are the same")
     run.set_defaults(handler=_run)
 
     verify = commands.add_parser(

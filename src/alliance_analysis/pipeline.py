@@ -43,7 +43,7 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
 from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
-from alliance_analysis.report.runfolder import (FAILED, PARTIAL, STAGED, check_siblings,
+from alliance_analysis.report.runfolder import (FAILED, LOCK, PARTIAL, STAGED, check_siblings,
                                                 keep_failed, replace_folders, sibling,
                                                 stage_folder, write_json)
 from alliance_analysis.verify import ATOL, RTOL, compare_runs, read_manifest, rerun_parameters
@@ -247,11 +247,66 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
                    f"traceback, is {executed}") from None
 
 
+#: The stage after which the others may run at the same time: they read its processed table
+#: and nothing of each other; ``results.json`` and ``outputs.json`` are written under a lock
+#: with sorted keys, so the run folder does not depend on which stage finished first.
+PARALLEL_AFTER = "01_clean"
+
+
+def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, str],
+                 manifest: dict[str, Any],
+                 on_progress: Callable[[str, int, int, float | None], None] | None,
+                 jobs: int | None, running: list[str]) -> None:
+    """Run the notebooks: in order up to :data:`PARALLEL_AFTER`, then ``jobs`` at a time.
+
+    ``running`` holds the notebooks started and not finished (for the message of Ctrl-C).
+    The first failure (in notebook order) is raised once every started notebook has ended;
+    Ctrl-C reaches the kernels too and ends them.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    total = len(notebooks)
+    workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+
+    def one(index: int, name: str) -> None:
+        if on_progress:
+            on_progress(name, index, total, None)
+        running.append(name)
+        start = time.perf_counter()
+        _execute(name, stage, parameters)
+        manifest["seconds"][name] = round(time.perf_counter() - start, 2)
+        running.remove(name)
+        if on_progress:
+            on_progress(name, index, total, manifest["seconds"][name])
+
+    split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
+    for index, name in enumerate(notebooks[:split], start=1):
+        one(index, name)
+    rest = list(enumerate(notebooks[split:], start=split + 1))
+    if workers == 1 or len(rest) <= 1:
+        for index, name in rest:
+            one(index, name)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(rest))) as pool:
+        futures = [(name, pool.submit(one, index, name)) for index, name in rest]
+        errors = []
+        for name, future in futures:
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - the first is raised below
+                errors.append((name, exc))
+    manifest["seconds"] = {name: manifest["seconds"][name] for name in notebooks
+                           if name in manifest["seconds"]}
+    if errors:
+        interrupted = [e for e in errors if isinstance(e[1], KeyboardInterrupt)]
+        raise (interrupted or errors)[0][1]
+
+
 def _output_hashes(run_dir: Path) -> dict[str, str]:
     return {
         path.relative_to(run_dir).as_posix(): file_sha256(path)
         for path in sorted(run_dir.rglob("*"))
-        if path.is_file() and path.name not in ("manifest.json", "index.html", STAGED)
+        if path.is_file() and path.name not in ("manifest.json", "index.html", STAGED, LOCK)
     }
 
 
@@ -261,7 +316,8 @@ def _now() -> str:
 
 def run(params_file: str | Path, out: str | Path | None = None,
         processed: str | Path | None = None, notebooks: Sequence[str] = NOTEBOOKS,
-        on_progress: Callable[[str, int, int, float | None], None] | None = None) -> Path:
+        on_progress: Callable[[str, int, int, float | None], None] | None = None,
+        jobs: int | None = None) -> Path:
     """Run the pipeline notebooks on one parameters file and write the run folder.
 
     The run is a transaction (see the module's docstring): it is written into
@@ -281,6 +337,10 @@ def run(params_file: str | Path, out: str | Path | None = None,
     on_progress
         Called as ``on_progress(notebook, index, total, seconds)`` before (``seconds`` None)
         and after each notebook.
+    jobs
+        Notebooks run at the same time after ``01_clean`` (the later stages read only its
+        processed table): default one per CPU core, 1 runs them one after another. The
+        outputs are the same bytes either way (:data:`PARALLEL_AFTER`).
 
     Returns
     -------
@@ -320,16 +380,11 @@ def run(params_file: str | Path, out: str | Path | None = None,
             yaml.safe_dump(params.to_plain(), sort_keys=True), encoding="utf-8")
         manifest = _start_manifest(params, params_path, notebooks)
         parameters = notebook_parameters(params_path, stage, stage_processed)
+        running: list[str] = []
         try:
-            for index, current in enumerate(notebooks, start=1):
-                if on_progress:
-                    on_progress(current, index, len(notebooks), None)
-                start = time.perf_counter()
-                _execute(current, stage, parameters)
-                manifest["seconds"][current] = round(time.perf_counter() - start, 2)
-                if on_progress:
-                    on_progress(current, index, len(notebooks), manifest["seconds"][current])
+            _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs, running)
         except KeyboardInterrupt as exc:
+            current = ", ".join(running)
             error = exc
             manifest.update(status="interrupted", error=f"interrupted (Ctrl-C) in {current}")
         except Exception as exc:  # noqa: BLE001 - recorded, then raised again below

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,41 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+#: The lock file of a run folder's shared indexes (removed when the run finishes).
+LOCK = ".indexes.lock"
+
+
+@contextmanager
+def _locked(folder: Path, timeout: float = 120.0) -> Iterator[None]:
+    """Hold the run folder's lock while ``results.json`` or ``outputs.json`` is read, changed
+    and written, so that stages running at the same time (in separate kernels) never lose
+    each other's entries.
+
+    A lock file created exclusively (``O_CREAT | O_EXCL``) works on every platform, unlike
+    ``fcntl``; a lock older than ``timeout`` seconds (left by a killed kernel: the writes it
+    guards take milliseconds) is taken over.
+    """
+    path = folder / LOCK
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                stale = time.time() - path.stat().st_mtime > timeout
+            except FileNotFoundError:
+                continue
+            if stale or time.monotonic() > deadline:
+                path.unlink(missing_ok=True)
+            time.sleep(0.005)
+    try:
+        yield
+    finally:
+        os.close(handle)
+        path.unlink(missing_ok=True)
 
 
 class RunFolder:
@@ -102,12 +140,13 @@ class RunFolder:
 
     def _index(self, kind: str, name: str, files: Sequence[Path], title: str, note: str,
                flags: Sequence[Mapping[str, Any]]) -> None:
-        index = self.outputs()
-        index.setdefault(kind, {})[name] = {
-            "stage": self.stage, "title": title, "note": note,
-            "files": sorted(p.relative_to(self.path).as_posix() for p in files),
-            "flags": [dict(f) for f in flags]}
-        write_json(self.index_file, index)
+        with _locked(self.path):
+            index = self.outputs()
+            index.setdefault(kind, {})[name] = {
+                "stage": self.stage, "title": title, "note": note,
+                "files": sorted(p.relative_to(self.path).as_posix() for p in files),
+                "flags": [dict(f) for f in flags]}
+            write_json(self.index_file, index)
 
     @property
     def results_file(self) -> Path:
@@ -125,10 +164,11 @@ class RunFolder:
 
         Returns the values as stored, so a notebook cell can show them.
         """
-        stored = self.results()
         plain = _plain(dict(values))
-        stored.update(plain)
-        write_json(self.results_file, stored)
+        with _locked(self.path):
+            stored = self.results()
+            stored.update(plain)
+            write_json(self.results_file, stored)
         return plain
 
     def write_figure(self, name: str, fig: Figure, caption: str = "",

@@ -199,7 +199,7 @@ def test_unknown_variable_is_a_params_error_listing_the_columns() -> None:
 
 
 def test_other_data_errors_name_the_model() -> None:
-    with pytest.raises(AllianceParamsError, match="model 'gone': the syntax uses \['x2'\]"):
+    with pytest.raises(AllianceParamsError, match=r"model 'gone': the syntax uses \['x2'\]"):
         fit_sem(SYNTAX, _one_factor().drop(columns="x2"), "gone", missing="listwise")
 
 

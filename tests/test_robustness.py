@@ -190,3 +190,11 @@ def test_joint_test_on_a_null_effect_simulation(tmp_path_factory):
     null, real = tests[0.0].iloc[0], tests[-3.0].iloc[0]
     assert null["p_median"] > 0.05 and null["p_n_significant"] > 0.05
     assert real["p_median"] < 0.05 and real["observed_n_significant"] == 2
+
+
+def test_a_target_that_is_not_a_fixed_column_is_refused(sessions):
+    odd = RobustnessSpec.model_validate({**TWO, "target": "C(arm)"})
+    with pytest.raises(AllianceParamsError, match=r"the target must be a numeric column of the "
+                                                  r"formula's fixed part .* spec_1: target "
+                                                  r"'C\(arm\)'"):
+        run_curve(sessions, odd, progress=False)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from formulaic import Formula
 
 from alliance_analysis import __version__
 from alliance_analysis.errors import AllianceParamsError, ConvergenceWarning, NotEstimableError
@@ -67,17 +68,24 @@ def check_curve(sessions: pd.DataFrame, robustness: RobustnessSpec,
     ------
     AllianceParamsError
         Listing, per specification (``spec_<k>``), columns that are not in the data, filters
-        that fail, models with no complete rows; and targets that are not a term of their
+        that fail, models with no complete rows; and targets that are not a column of their
         formula's fixed part.
     """
     specs = robustness.specifications()
     models = {f"spec_{k}": model_spec(robustness, s) for k, s in enumerate(specs, start=1)}
     check_models(sessions, models, early_sessions)
-    missing = [f"spec_{k}: target {s['target']!r}" for k, s in enumerate(specs, start=1)
-               if s["target"] not in s["formula"]]
+    missing = []
+    for k, spec in enumerate(specs, start=1):
+        parsed = model_spec(robustness, spec).parsed()
+        fixed = set(Formula(parsed.fixed).required_variables)
+        if spec["target"] not in fixed:
+            missing.append(f"spec_{k}: target {spec['target']!r} (fixed-part columns: "
+                           f"{sorted(fixed)})")
     if missing:
-        raise AllianceParamsError("robustness: the target is not in the formula of "
-                                  + "; ".join(missing[:5]))
+        raise AllianceParamsError(
+            "robustness: the target must be a numeric column of the formula's fixed part "
+            "(its coefficient is studied, and the joint test removes its effect), e.g. "
+            "'{alliance}_within_lag1'; not so in " + "; ".join(missing[:5]))
 
 
 def fit_specification(sessions: pd.DataFrame, robustness: RobustnessSpec,

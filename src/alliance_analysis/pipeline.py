@@ -260,20 +260,30 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
     """Run the notebooks: in order up to :data:`PARALLEL_AFTER`, then ``jobs`` at a time.
 
     ``running`` holds the notebooks started and not finished (for the message of Ctrl-C).
-    The first failure (in notebook order) is raised once every started notebook has ended;
-    Ctrl-C reaches the kernels too and ends them.
+    On the first failure or Ctrl-C the stages not started yet are cancelled; the failure (the
+    first in notebook order, Ctrl-C before any other) is raised once the running stages have
+    ended (Ctrl-C reaches their kernels too and ends them).
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     total = len(notebooks)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
 
+    stop = threading.Event()  # set by the first failure: later stages do not start
+
     def one(index: int, name: str) -> None:
+        if stop.is_set():
+            return
         if on_progress:
             on_progress(name, index, total, None)
         running.append(name)
         start = time.perf_counter()
-        _execute(name, stage, parameters)
+        try:
+            _execute(name, stage, parameters)
+        except BaseException:
+            stop.set()
+            raise
         manifest["seconds"][name] = round(time.perf_counter() - start, 2)
         running.remove(name)
         if on_progress:
@@ -287,19 +297,33 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
         for index, name in rest:
             one(index, name)
         return
+    errors: dict[str, BaseException] = {}
+    interrupted: list[str] = []
     with ThreadPoolExecutor(max_workers=min(workers, len(rest))) as pool:
-        futures = [(name, pool.submit(one, index, name)) for index, name in rest]
-        errors = []
-        for name, future in futures:
-            try:
-                future.result()
-            except BaseException as exc:  # noqa: BLE001 - the first is raised below
-                errors.append((name, exc))
+        futures = {pool.submit(one, index, name): name for index, name in rest}
+        try:
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                if future.exception() is not None:
+                    errors[futures[future]] = future.exception()
+                    for queued in futures:  # stages not started yet do not start
+                        queued.cancel()
+        except KeyboardInterrupt as exc:  # Ctrl-C reaches the kernels too and ends them
+            stop.set()
+            interrupted = list(running)
+            errors["Ctrl-C"] = exc
+            for queued in futures:
+                queued.cancel()
+        # leaving the pool waits for the stages still running
     manifest["seconds"] = {name: manifest["seconds"][name] for name in notebooks
                            if name in manifest["seconds"]}
     if errors:
-        interrupted = [e for e in errors if isinstance(e[1], KeyboardInterrupt)]
-        raise (interrupted or errors)[0][1]
+        if interrupted:
+            running[:] = interrupted
+        first = next((e for e in errors.values() if isinstance(e, KeyboardInterrupt)), None)
+        raise first if first is not None else next(
+            errors[name] for name in notebooks if name in errors)
 
 
 def _output_hashes(run_dir: Path) -> dict[str, str]:

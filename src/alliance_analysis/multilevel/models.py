@@ -57,6 +57,7 @@ References
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -111,7 +112,8 @@ def flag_not_estimable(default_name: str) -> Callable:
             try:
                 return function(sessions, *args, **kwargs)
             except (NotEstimableError, np.linalg.LinAlgError) as exc:
-                name = kwargs.get("name", default_name)
+                bound = inspect.signature(function).bind(sessions, *args, **kwargs)
+                name = bound.arguments.get("name", default_name)
                 reason = str(exc).removeprefix("fit_nested: ")
                 if isinstance(exc, np.linalg.LinAlgError):
                     reason = f"the fit broke down numerically ({exc})"

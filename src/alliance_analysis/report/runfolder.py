@@ -22,7 +22,9 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +34,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from alliance_analysis.errors import AllianceParamsError
+from alliance_analysis.errors import AllianceParamsError, AllianceRunError
 from alliance_analysis.report.plots import save
 from alliance_analysis.report.tables import write_apa_table
 
@@ -70,34 +72,59 @@ LOCK = ".indexes.lock"
 
 
 @contextmanager
-def _locked(folder: Path, timeout: float = 120.0) -> Iterator[None]:
+def _locked(folder: Path, timeout: float = 60.0, stale_after: float = 120.0) -> Iterator[None]:
     """Hold the run folder's lock while ``results.json`` or ``outputs.json`` is read, changed
     and written, so that stages running at the same time (in separate kernels) never lose
     each other's entries.
 
-    A lock file created exclusively (``O_CREAT | O_EXCL``) works on every platform, unlike
-    ``fcntl``; a lock older than ``timeout`` seconds (left by a killed kernel: the writes it
-    guards take milliseconds) is taken over.
+    The lock is a file created exclusively (``O_CREAT | O_EXCL``, portable, unlike
+    ``fcntl``) holding a token of its owner, who alone removes it. The writes it guards take
+    milliseconds, so a lock older than ``stale_after`` seconds was left by a killed kernel:
+    it is renamed away atomically (only one waiter can do so) and the wait goes on. Waiting
+    longer than ``timeout`` for a live lock is an error naming the file, never a silent
+    takeover.
+
+    Raises
+    ------
+    AllianceRunError
+        The lock stayed taken for ``timeout`` seconds.
     """
     path = folder / LOCK
+    token = f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex}"
     deadline = time.monotonic() + timeout
     while True:
         try:
             handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
         except FileExistsError:
             try:
-                stale = time.time() - path.stat().st_mtime > timeout
+                stale = time.time() - path.stat().st_mtime > stale_after
             except FileNotFoundError:
                 continue
-            if stale or time.monotonic() > deadline:
-                path.unlink(missing_ok=True)
+            if stale:
+                grave = path.with_name(f"{LOCK}.{token}.stale")
+                try:
+                    os.rename(path, grave)
+                    grave.unlink(missing_ok=True)
+                except FileNotFoundError:  # another waiter took it over first
+                    pass
+                continue
+            if time.monotonic() > deadline:
+                raise AllianceRunError(
+                    f"{path}: the run folder's lock has been taken for {timeout:g} s. If no "
+                    "run is writing to this folder, delete the file and rerun") from None
             time.sleep(0.005)
+            continue
+        with os.fdopen(handle, "w") as lock:
+            lock.write(token)
+        break
     try:
         yield
     finally:
-        os.close(handle)
-        path.unlink(missing_ok=True)
+        try:
+            if path.read_text() == token:
+                path.unlink()
+        except FileNotFoundError:
+            pass
 
 
 class RunFolder:

@@ -146,7 +146,12 @@ def curve_key(sessions: pd.DataFrame, robustness: RobustnessSpec, settings: dict
                           "spec": robustness.model_dump(mode="json", exclude={"dask",
                                                                               "chunk_size",
                                                                               "joint_test"}),
-                          "settings": settings}, sort_keys=True, default=str)
+                          "settings": settings,
+                          # the values' hash ignores names: a swapped column mapping must
+                          # change the key too
+                          "columns": [str(c) for c in sessions.columns],
+                          "dtypes": [str(d) for d in sessions.dtypes]},
+                         sort_keys=True, default=str)
     data = pd.util.hash_pandas_object(sessions, index=True).to_numpy()
     return hashlib.sha256(payload.encode() + data.tobytes()).hexdigest()[:16]
 

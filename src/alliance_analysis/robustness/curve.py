@@ -389,11 +389,14 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
         median=("estimate", "median"),
         significant=("estimate", lambda e: int(((np.sign(e) == direction)
                                                 & (refits.loc[e.index, "p"] < alpha)).sum())))
+    # a draw whose every refit failed has no median: it is left out of p_median (counted in
+    # n_failed_fits), rather than counted as "not as extreme"
+    medians = per_draw["median"].dropna()
     test = pd.DataFrame([{
         "resamples": resamples, "seed": seed, "direction": direction,
         "observed_median": median, "observed_n_significant": observed_n,
-        "p_median": float((direction * per_draw["median"] >= direction * median).mean())
-        if len(per_draw) else np.nan,
+        "p_median": float((direction * medians >= direction * median).mean())
+        if len(medians) else np.nan,
         "p_n_significant": float((per_draw["significant"] >= observed_n).mean())
         if len(per_draw) else np.nan,
         "n_failed_fits": int(refits["estimate"].isna().sum())}], columns=list(JOINT_COLUMNS))

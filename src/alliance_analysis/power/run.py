@@ -152,7 +152,7 @@ def execute(params: PowerParams, designs: Sequence[SimulationDesign],
     if not chunks:
         return counts
     spec = replicate_spec(params)
-    with _progress_bar(computed, counts.reused, progress) as advance:
+    with progress_bar(computed, counts.reused, progress) as advance:
         if params.dask.scheduler == "none":
             for chunk in chunks:
                 store_chunk(chunk, run_chunk(spec, designs[chunk.point], chunk.point,
@@ -214,7 +214,7 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
 
 
 @contextmanager
-def _progress_bar(total: int, reused: int, show: bool, what: str = "replicates"
+def progress_bar(total: int, reused: int, show: bool, what: str = "replicates"
                   ) -> Iterator[Callable[[int], None]]:
     """A rich progress bar of replicates; yields the function that advances it.
 

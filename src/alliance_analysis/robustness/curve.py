@@ -181,7 +181,7 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
         :func:`specification_table` joined with :data:`RESULT_COLUMNS`, one row per
         specification in order.
     """
-    from alliance_analysis.power.run import _progress_bar, dask_client
+    from alliance_analysis.power.run import progress_bar, dask_client
 
     check_curve(sessions, robustness, early_sessions)
     table = specification_table(robustness)
@@ -208,7 +208,7 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
             partial.replace(path)
 
     args = (early_sessions, ci_level, max_iter)
-    with _progress_bar(sum(len(c) for c in todo), len(ids) - sum(len(c) for c in todo),
+    with progress_bar(sum(len(c) for c in todo), len(ids) - sum(len(c) for c in todo),
                        progress, what="specifications") as advance:
         if robustness.dask.scheduler == "none":
             for chunk in todo:
@@ -352,7 +352,7 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
         The one-row test (:data:`JOINT_COLUMNS`) and every refit (``draw, spec_id,
         estimate, p``).
     """
-    from alliance_analysis.power.run import _progress_bar, dask_client
+    from alliance_analysis.power.run import progress_bar, dask_client
 
     frames = null_frames(sessions, curve, robustness, early_sessions)
     clients = client_order(sessions)
@@ -360,7 +360,7 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
                         for k, f in frames.items()}
     args = (early_sessions, ci_level, max_iter)
     draws: list[pd.DataFrame] = []
-    with _progress_bar(resamples, 0, progress, what="resamples under the null") as advance:
+    with progress_bar(resamples, 0, progress, what="resamples under the null") as advance:
         if robustness.dask.scheduler == "none":
             for draw in range(resamples):
                 draws.append(null_resample(sessions_clients, robustness, draw, clients, seed,

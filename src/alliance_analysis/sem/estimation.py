@@ -406,13 +406,21 @@ def group_start_values(models: tuple[Structure, ...], data: tuple[Moments, ...]
     shared by groups starting at the mean of its groups' values."""
     if len(models) == 1:
         return start_values(models[0], data[0])
-    total, count = np.zeros(models[0].n_free), np.zeros(models[0].n_free)
-    for model, moments in zip(models, data):
+    return _group_average(models, [start_values(m, d) for m, d in zip(models, data)],
+                          np.zeros(models[0].n_free))
+
+
+def _group_average(models: tuple[Structure, ...], values: list[np.ndarray],
+                   default: np.ndarray) -> np.ndarray:
+    """Each parameter's mean over the groups whose matrices hold it (``default`` where none
+    does)."""
+    total, count = np.zeros(len(default)), np.zeros(len(default))
+    for model, value in zip(models, values):
         present = np.array([any(model.patterns[key][k].any() for key in model.patterns)
                             for k in range(model.n_free)], dtype=bool)
-        total[present] += start_values(model, moments)[present]
+        total[present] += value[present]
         count[present] += 1
-    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    return np.where(count > 0, total / np.maximum(count, 1), default)
 
 
 def _total_m2ll(models: tuple[Structure, ...], data: tuple[Moments, ...],
@@ -600,13 +608,8 @@ def group_mean_start_values(models: tuple[Structure, ...], data: tuple[Moments, 
     groups' values (as :func:`group_start_values`)."""
     if len(models) == 1:
         return mean_start_values(models[0], data[0], theta)
-    total, count = np.zeros(len(theta)), np.zeros(len(theta))
-    for model, moments in zip(models, data):
-        present = np.array([any(model.patterns[key][k].any() for key in model.patterns)
-                            for k in range(model.n_free)], dtype=bool)
-        total[present] += mean_start_values(model, moments, theta)[present]
-        count[present] += 1
-    return np.where(count > 0, total / np.maximum(count, 1), theta)
+    return _group_average(models, [mean_start_values(m, d, theta)
+                                   for m, d in zip(models, data)], theta)
 
 
 def observed_information(model: Structure | tuple[Structure, ...],

@@ -50,43 +50,68 @@ FIT_NOTE = ("Fit indices follow lavaan's conventions: ML with the N (not N - 1) 
             "saturated model is estimated by EM.")
 
 
-def fit_measures(model: Structure, data: Moments, est: Estimates) -> dict[str, Any]:
-    """Every fit statistic of one ML or FIML fit.
+def fit_measures(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments, ...],
+                 est: Estimates) -> dict[str, Any]:
+    """Every fit statistic of one ML or FIML fit (one group, or several sharing parameters).
+
+    With several groups (one structure and one data set each) the statistics follow lavaan's
+    multigroup rules: log-likelihoods, chi-square and the baseline summed over groups, df
+    from every group's moments, RMSEA (and its interval) with the total N times
+    ``sqrt(G)`` (Steiger 1998), SRMR the groups' SRMRs weighted by their N, BIC with the
+    total N; ``ngroups`` and ``n_obs_groups`` are added.
 
     Returns
     -------
     dict
         ``n_obs, n_dropped, npar, loglik, loglik_saturated, saturated_converged, chi2, df, p,
         baseline_chi2, baseline_df, cfi, tli, rmsea, rmsea_ci_low, rmsea_ci_high, srmr, aic,
-        bic`` and lavaan's names ``chisq, pvalue``. Under MLR (``est.estimator``) also
-        ``chisq_scaled, df_scaled, pvalue_scaled, scaling_factor`` (lavaan's
+        bic`` and lavaan's names ``chisq, pvalue``. Under MLR (``est.estimator``) the caller
+        adds ``chisq_scaled, df_scaled, pvalue_scaled, scaling_factor`` (lavaan's
         ``chisq.scaling.factor``), ``scaling_factor_h1, scaling_factor_h0, trace_ugamma,
         baseline_chisq_scaled, baseline_scaling_factor``, ``cfi_scaled, tli_scaled,
         rmsea_scaled`` and ``cfi_robust, tli_robust, rmsea_robust``
         (:func:`alliance_analysis.sem.robust.mlr_measures`).
+
+    References
+    ----------
+    Steiger, J. H. (1998). A note on multiple sample extensions of the RMSEA fit index.
+    *Structural Equation Modeling*, 5, 411-419.
     """
-    mean_h1, cov_h1, loglik_h1, h1_converged = saturated(data)
-    p = len(data.columns)
-    n_moments = p * (p + 1) // 2 + (p if model.meanstructure else 0)
-    df = n_moments - model.n_free
+    models = model if isinstance(model, tuple) else (model,)
+    groups = data if isinstance(data, tuple) else (data,)
+    p = len(groups[0].columns)
+    n_free = models[0].n_free
+    df = len(groups) * (p * (p + 1) // 2 + (p if models[0].meanstructure else 0)) - n_free
+    loglik_h1, base_loglik, h1_converged, srmrs = 0.0, 0.0, True, []
+    for model_g, data_g in zip(models, groups):
+        mean_h1, cov_h1, loglik_g, converged_g = saturated(data_g)
+        loglik_h1 += loglik_g
+        base_loglik += independence_loglik(data_g)
+        h1_converged = h1_converged and converged_g
+        sigma, mean = implied(model_g, est.theta)
+        srmrs.append(srmr_bentler(cov_h1, sigma, mean_h1 if model_g.meanstructure else None,
+                                  mean))
+    n = sum(d.n_obs for d in groups)
     chi2 = max(2 * (loglik_h1 - est.loglik), 0.0)
-    base_chi2 = 2 * (loglik_h1 - independence_loglik(data))
-    base_df = p * (p - 1) // 2
-    n = data.n_obs
-    sigma, mean = implied(model, est.theta)
-    rmsea, ci_low, ci_high = rmsea_with_ci(chi2, df, n)
+    base_chi2 = 2 * (loglik_h1 - base_loglik)
+    base_df = len(groups) * p * (p - 1) // 2
+    root_g = np.sqrt(len(groups))
+    rmsea, ci_low, ci_high = (value * root_g for value in rmsea_with_ci(chi2, df, n))
+    srmr = (srmrs[0] if len(groups) == 1 else
+            sum(d.n_obs * value for d, value in zip(groups, srmrs)) / n)
     measures = {
-        "n_obs": n, "n_dropped": data.n_dropped, "npar": model.n_free,
+        "n_obs": n, "n_dropped": sum(d.n_dropped for d in groups), "npar": n_free,
         "loglik": est.loglik, "loglik_saturated": loglik_h1,
         "saturated_converged": h1_converged,
         "chi2": chi2, "df": df, "p": stats.chi2.sf(chi2, df) if df > 0 else np.nan,
         "baseline_chi2": base_chi2, "baseline_df": base_df,
         "cfi": cfi(chi2, df, base_chi2, base_df), "tli": tli(chi2, df, base_chi2, base_df),
         "rmsea": rmsea, "rmsea_ci_low": ci_low, "rmsea_ci_high": ci_high,
-        "srmr": srmr_bentler(cov_h1, sigma, mean_h1 if model.meanstructure else None, mean),
-        "aic": -2 * est.loglik + 2 * model.n_free,
-        "bic": -2 * est.loglik + np.log(n) * model.n_free,
+        "srmr": srmr, "aic": -2 * est.loglik + 2 * n_free,
+        "bic": -2 * est.loglik + np.log(n) * n_free,
     }
+    if len(groups) > 1:
+        measures.update(ngroups=len(groups), n_obs_groups=[d.n_obs for d in groups])
     measures.update(lavaan_names(measures))
     # MLR's scaled statistics and robust indices are added by the caller
     # (alliance_analysis.sem.robust.mlr_measures), which builds on these.

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -140,27 +140,39 @@ def fit_sem(syntax: str, data: pd.DataFrame, name: str,
         except NotEstimableError as error:
             return not_estimable_sem(model, syntax, name, str(error), estimator, missing,
                                      level)
+    estimates, fit = _estimate((model,), (moments,), estimator, missing, notes)
+    _warn(name, tuple(fit["warnings"]))
+    return ModelResult(name=name, params=parameter_table(model, estimates, level),
+                       fit=fit, spec=syntax)
+
+
+def _estimate(models: tuple[sem_estimation.Structure, ...],
+              groups: tuple[sem_estimation.Moments, ...], estimator: Literal["ML", "MLR"],
+              missing: str, notes: list[str]
+              ) -> tuple[sem_estimation.Estimates, dict[str, Any]]:
+    """Fit one group or several, with MLR's sandwich and scaled statistics when asked; the
+    fit dictionary of :func:`fit_sem` (a numerical breakdown comes back flagged)."""
     try:
-        estimates = sem_estimation.fit(model, moments, estimator=estimator)
+        estimates = sem_estimation.fit(models, groups, estimator=estimator)
         if estimator == "MLR":
-            estimates = sem_robust.with_sandwich(model, moments, estimates)
-        measures = fit_measures(model, moments, estimates)
+            estimates = sem_robust.with_sandwich(models, groups, estimates)
+        measures = fit_measures(models, groups, estimates)
         if estimator == "MLR":
-            measures.update(sem_robust.mlr_measures(model, moments, estimates, measures))
+            measures.update(sem_robust.mlr_measures(models, groups, estimates, measures))
     except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError) as error:
-        estimates = _failed_estimates(model, moments.missing, error)
-        measures = _failed_measures(model, moments)
-    notes += estimates.warnings
+        estimates = _failed_estimates(models[0], missing, error)
+        measures = _failed_measures(models[0], groups[0])
+        if len(groups) > 1:
+            measures["ngroups"] = len(groups)
+    notes = [*notes, *estimates.warnings]
     if not measures["saturated_converged"]:
         notes.append("the EM estimates of the saturated model did not converge: chi-square "
                      "and the fit indices are approximate")
-    fit = {**measures, "estimator": estimator, "missing": missing,
-           "test": "yuan.bentler.mplus" if estimator == "MLR" else "standard",
-           "information": estimates.information, "iterations": estimates.iterations,
-           "converged": estimates.converged, "warnings": notes, "note": FIT_NOTE}
-    _warn(name, tuple(notes))
-    return ModelResult(name=name, params=parameter_table(model, estimates, level),
-                       fit=fit, spec=syntax)
+    return estimates, {**measures, "estimator": estimator, "missing": missing,
+                       "test": "yuan.bentler.mplus" if estimator == "MLR" else "standard",
+                       "information": estimates.information,
+                       "iterations": estimates.iterations, "converged": estimates.converged,
+                       "warnings": notes, "note": FIT_NOTE}
 
 
 def _fit_groups(syntax: str, data: pd.DataFrame, name: str, missing: Literal["fiml", "listwise"],
@@ -181,30 +193,10 @@ def _fit_groups(syntax: str, data: pd.DataFrame, name: str, missing: Literal["fi
             return not_estimable_sem(base, syntax, name, str(error), estimator, missing,
                                      level)
     notes = ([f"{no_group} row(s) with {group} missing were dropped"] if no_group else [])
-    try:
-        estimates = sem_estimation.fit(models, groups, estimator=estimator)
-        if estimator == "MLR":
-            estimates = sem_multigroup.with_group_sandwich(models, groups, estimates)
-        measures = sem_multigroup.group_fit_measures(models, groups, estimates)
-        if estimator == "MLR":
-            measures.update(sem_multigroup.group_mlr_measures(models, groups, estimates,
-                                                              measures))
-    except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError) as error:
-        estimates = _failed_estimates(models[0], missing, error)
-        measures = {**_failed_measures(models[0], groups[0]), "ngroups": len(groups)}
-    measures["n_dropped"] = measures["n_dropped"] + no_group
-    notes += estimates.warnings
-    if not measures["saturated_converged"]:
-        notes.append("the EM estimates of the saturated model did not converge: chi-square "
-                     "and the fit indices are approximate")
-    if measures.get("robust_note"):
-        notes.append(measures.pop("robust_note"))
-    fit = {**measures, "estimator": estimator, "missing": missing,
-           "test": "yuan.bentler.mplus" if estimator == "MLR" else "standard",
-           "information": estimates.information, "iterations": estimates.iterations,
-           "converged": estimates.converged, "warnings": notes, "note": FIT_NOTE,
-           "group": group, "group_labels": list(labels), "group_equal": list(group_equal)}
-    _warn(name, tuple(notes))
+    estimates, fit = _estimate(models, groups, estimator, missing, notes)
+    fit.update(n_dropped=fit["n_dropped"] + no_group, group=group, group_labels=list(labels),
+               group_equal=list(group_equal))
+    _warn(name, tuple(fit["warnings"]))
     params = pd.concat([parameter_table(m, estimates, level).assign(group=g + 1)
                         for g, m in enumerate(models)], ignore_index=True)
     return ModelResult(name=name, params=params, fit=fit, spec=syntax)

@@ -139,17 +139,6 @@ def linear_information(data: Moments, sigma: np.ndarray, mean: np.ndarray | None
     return (info + info.T) / 2
 
 
-def sandwich(model: Structure, data: Moments, theta: np.ndarray,
-             observed_information: np.ndarray) -> Sandwich:
-    """Huber-White sandwich covariance of the estimates (lavaan ``robust.huber.white``)."""
-    sigma, mean = implied(model, theta)
-    d_sigma, d_mean = derivatives(model, theta)
-    scores = casewise_scores(data, sigma, mean, d_sigma, d_mean)
-    meat = scores.T @ scores
-    bread, singular = invert_information(observed_information)
-    return Sandwich(vcov=bread @ meat @ bread, bread=bread, meat=meat, singular=singular)
-
-
 def h1_trace(data: Moments, sigma: np.ndarray, mean: np.ndarray | None,
               meanstructure: bool) -> float:
     """``tr(A1^-1 B1)`` of the unrestricted model at the moments ``sigma, mean``."""
@@ -190,29 +179,36 @@ def independence_model(data: Moments, meanstructure: bool
     return np.diag(var), (mean if meanstructure else None), d_sigma, d_mean
 
 
-def yuan_bentler(model: Structure, data: Moments, est: Estimates, df: int,
-                 sandwich_parts: Sandwich) -> dict[str, float]:
+def yuan_bentler(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments, ...],
+                 est: Estimates, df: int, sandwich_parts: Sandwich) -> dict[str, float]:
     """Yuan-Bentler (Mplus variant) scaling factors of the model and the baseline model.
 
     Returns ``trace_ugamma, scaling_factor, scaling_factor_h1, scaling_factor_h0`` for the
-    model and ``baseline_scaling_factor`` for the independence model (df ``p(p-1)/2``).
+    model and ``baseline_scaling_factor`` for the independence model (df ``G p(p-1)/2``).
+    With several groups the unrestricted and baseline traces are summed over groups (their
+    parameters are separate per group); the model's trace comes from the joint sandwich.
     """
-    mean_h1, cov_h1, _, _ = saturated(data)
-    p = len(cov_h1)
-    n_h1 = p * (p + 1) // 2 + (p if model.meanstructure else 0)
-    trace_h1 = h1_trace(data, cov_h1, mean_h1 if model.meanstructure else None,
-                         model.meanstructure)
+    models = model if isinstance(model, tuple) else (model,)
+    groups = data if isinstance(data, tuple) else (data,)
+    meanstructure = models[0].meanstructure
+    p = len(groups[0].columns)
+    trace_h1, b_trace = 0.0, 0.0
+    for data_g in groups:
+        mean_h1, cov_h1, _, _ = saturated(data_g)
+        t_h1 = h1_trace(data_g, cov_h1, mean_h1 if meanstructure else None, meanstructure)
+        b_sigma, b_mean, b_ds, b_dm = independence_model(data_g, meanstructure)
+        b_scores = casewise_scores(data_g, b_sigma, b_mean, b_ds, b_dm)
+        b_inv, _ = invert_information(linear_information(data_g, b_sigma, b_mean, b_ds, b_dm))
+        trace_h1 += t_h1
+        b_trace += t_h1 - float(np.sum(b_inv * (b_scores.T @ b_scores)))
+    n_h1 = len(groups) * (p * (p + 1) // 2 + (p if meanstructure else 0))
     trace_h0 = float(np.sum(sandwich_parts.bread * sandwich_parts.meat))
     trace = trace_h1 - trace_h0
-    b_sigma, b_mean, b_ds, b_dm = independence_model(data, model.meanstructure)
-    b_scores = casewise_scores(data, b_sigma, b_mean, b_ds, b_dm)
-    b_inv, _ = invert_information(linear_information(data, b_sigma, b_mean, b_ds, b_dm))
-    b_trace = trace_h1 - float(np.sum(b_inv * (b_scores.T @ b_scores)))
-    b_df = p * (p - 1) // 2
+    b_df = len(groups) * p * (p - 1) // 2
     return {"trace_ugamma": trace,
             "scaling_factor": trace / df if df > 0 else np.nan,
             "scaling_factor_h1": trace_h1 / n_h1,
-            "scaling_factor_h0": trace_h0 / model.n_free,
+            "scaling_factor_h0": trace_h0 / models[0].n_free,
             "baseline_scaling_factor": b_trace / b_df if b_df > 0 else np.nan}
 
 
@@ -252,13 +248,16 @@ def robust_rmsea(chi2: float, df: float, n: float, c: float = 1.0) -> float:
     return float(np.sqrt(max(chi2 / n / df - c / n, 0.0)))
 
 
-def mlr_measures(model: Structure, data: Moments, est: Estimates, base: dict[str, Any]
-                 ) -> dict[str, Any]:
+def mlr_measures(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments, ...],
+                 est: Estimates, base: dict[str, Any]) -> dict[str, Any]:
     """The MLR statistics added to the ML fit measures ``base`` (chi2, df, baseline_chi2,
-    baseline_df, n_obs): scaled test, scaled and robust CFI/TLI/RMSEA.
+    baseline_df, n_obs): scaled test, scaled and robust CFI/TLI/RMSEA; one group or several
+    (RMSEA times ``sqrt(G)``, as :func:`alliance_analysis.sem.fit.fit_measures`).
 
     ``est.robust`` must hold the :class:`Sandwich` of the fit (``est.robust["sandwich"]``).
     """
+    groups = data if isinstance(data, tuple) else (data,)
+    root_g = np.sqrt(len(groups))
     chi2, df = base["chi2"], base["df"]
     b_chi2, b_df, n = base["baseline_chi2"], base["baseline_df"], base["n_obs"]
     yb = yuan_bentler(model, data, est, df, est.robust["sandwich"])
@@ -272,20 +271,16 @@ def mlr_measures(model: Structure, data: Moments, est: Estimates, base: dict[str
         "baseline_chisq_scaled": b_scaled, "baseline_scaling_factor": c_b,
         "cfi_scaled": robust_cfi(scaled, df, b_scaled, b_df, 1.0, 1.0),
         "tli_scaled": robust_tli(scaled, df, b_scaled, b_df),
-        "rmsea_scaled": robust_rmsea(chi2, yb["trace_ugamma"], n),
+        "rmsea_scaled": robust_rmsea(chi2, yb["trace_ugamma"], n) * root_g,
     }
-    if data.missing == "fiml" and len(data.patterns) > 1:
+    if any(d.missing == "fiml" and len(d.patterns) > 1 for d in groups):
         fc = fiml_corrected(model, data, est)
-        out.update({
-            "cfi_robust": robust_cfi(fc["chi2"], df, fc["base_chi2"], b_df, fc["c"],
-                                     fc["c_base"]),
-            "tli_robust": robust_tli(fc["chi2"], df, fc["base_chi2"], b_df, fc["c"],
-                                     fc["c_base"]),
-            "rmsea_robust": robust_rmsea(fc["chi2"], df, n, fc["c"])})
+        chi2_r, base_r, c_r, c_b_r = fc["chi2"], fc["base_chi2"], fc["c"], fc["c_base"]
     else:
-        out.update({"cfi_robust": robust_cfi(chi2, df, b_chi2, b_df, c, c_b),
-                    "tli_robust": robust_tli(chi2, df, b_chi2, b_df, c, c_b),
-                    "rmsea_robust": robust_rmsea(chi2, df, n, c)})
+        chi2_r, base_r, c_r, c_b_r = chi2, b_chi2, c, c_b
+    out.update({"cfi_robust": robust_cfi(chi2_r, df, base_r, b_df, c_r, c_b_r),
+                "tli_robust": robust_tli(chi2_r, df, base_r, b_df, c_r, c_b_r),
+                "rmsea_robust": robust_rmsea(chi2_r, df, n, c_r) * root_g})
     return out
 
 
@@ -368,11 +363,22 @@ def _ml_chi2(complete: Moments, sigma: np.ndarray, mean: np.ndarray, cov: np.nda
     return float(n * f)
 
 
-def with_sandwich(model: Structure, data: Moments, est: Estimates) -> Estimates:
+def with_sandwich(model: Structure | tuple[Structure, ...], data: Moments | tuple[Moments, ...],
+                  est: Estimates) -> Estimates:
     """The ML estimates of an MLR fit with the Huber-White sandwich covariance (lavaan's
-    ``se = "robust.huber.white"``), on the observed information of ``est``'s fit."""
-    info = observed_information(model, data, est.theta)
-    parts = sandwich(model, data, est.theta, info)
+    ``se = "robust.huber.white"``), on the observed information of ``est``'s fit; with
+    several groups the case-wise scores of every group are stacked."""
+    models = model if isinstance(model, tuple) else (model,)
+    groups = data if isinstance(data, tuple) else (data,)
+    info = observed_information(models, groups, est.theta)
+    scores = []
+    for model_g, data_g in zip(models, groups):
+        sigma, mean = implied(model_g, est.theta)
+        scores.append(casewise_scores(data_g, sigma, mean, *derivatives(model_g, est.theta)))
+    stacked = np.concatenate(scores)
+    meat = stacked.T @ stacked
+    bread, singular = invert_information(info)
+    parts = Sandwich(vcov=bread @ meat @ bread, bread=bread, meat=meat, singular=singular)
     notes = list(est.warnings)
     if parts.singular and not any("singular" in n for n in notes):
         notes.append("the information matrix is singular: the model may not be identified; "

@@ -49,14 +49,15 @@ def _short(column: str) -> str:
     return column.removesuffix("_total")
 
 
-def model_data(sessions: pd.DataFrame, name: str, spec: SemModelSpec
-               ) -> tuple[str, pd.DataFrame, list[str]]:
+def model_data(sessions: pd.DataFrame, name: str, spec: SemModelSpec,
+               label_lagged: bool = False) -> tuple[str, pd.DataFrame, list[str]]:
     """The syntax fitted, its data (one row per client) and notes on how the data were built.
 
     Syntax models take the rows of ``session`` (with the ``group`` column); generated models
     the scores at each wave (columns ``<score>_s<session>``, missing where a client missed
     the session) and the client-level ``group`` and ``covariates`` (text covariates coded
-    0/1 per level, :func:`coded_covariates`).
+    0/1 per level, :func:`coded_covariates`); ``label_lagged`` labels a panel model's lagged
+    paths (equal over groups, :func:`~alliance_analysis.sem.syntax.riclpm_syntax`).
     """
     if spec.syntax is not None:
         observed = sorted(spec.observed()) + ([spec.group] if spec.group else [])
@@ -82,7 +83,7 @@ def model_data(sessions: pd.DataFrame, name: str, spec: SemModelSpec
                            x_name=x, y_name=y, random_intercepts=spec.generate == "riclpm",
                            constrain_autoregressive=spec.constrain_autoregressive,
                            constrain_crosslagged=spec.constrain_crosslagged,
-                           covariates=list(covariates.columns))
+                           covariates=list(covariates.columns), label_lagged=label_lagged)
     return syntax, data, notes
 
 
@@ -193,9 +194,7 @@ def fit_sem_model(sessions: pd.DataFrame, name: str, spec: SemModelSpec,
         a generated panel model (equal over groups; see
         :func:`~alliance_analysis.sem.syntax.riclpm_syntax`).
     """
-    syntax, data, notes = model_data(sessions, name, spec)
-    if label_lagged:
-        syntax = syntax_with_labels(syntax, spec, data)
+    syntax, data, notes = model_data(sessions, name, spec, label_lagged)
     if spec.estimator == "WLSMV":
         result = fit_sem_ordinal(syntax, data.dropna(), name)
     else:
@@ -211,18 +210,6 @@ def fit_sem_model(sessions: pd.DataFrame, name: str, spec: SemModelSpec,
     fit["note"] = " ".join([fit.get("note", ""), *(f"{n[0].upper()}{n[1:]}." for n in notes)])
     return ModelResult(result.name, result.params, {**fit, **where}, result.spec,
                        result.extra)
-
-
-def syntax_with_labels(syntax: str, spec: SemModelSpec, data: pd.DataFrame) -> str:
-    """The generated panel syntax of ``spec`` with every lagged path labelled."""
-    x, y = _short(spec.x), _short(spec.y)
-    waves = list(spec.waves or ())
-    covariates = data.attrs.get("covariates", [])
-    return riclpm_syntax([f"{x}_s{w}" for w in waves], [f"{y}_s{w}" for w in waves],
-                         x_name=x, y_name=y, random_intercepts=spec.generate == "riclpm",
-                         constrain_autoregressive=spec.constrain_autoregressive,
-                         constrain_crosslagged=spec.constrain_crosslagged,
-                         covariates=covariates, label_lagged=True)
 
 
 def conditional_on_covariates(fit: dict, covariates: pd.DataFrame,

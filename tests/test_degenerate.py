@@ -68,13 +68,14 @@ def test_one_therapist_flags_every_model_and_the_report_is_written(one_therapist
         models = _multilevel(one_therapist, params)
         own = fit_models(one_therapist, params.models, params.comparisons,
                          early_sessions=params.multilevel.early_sessions)
+        builtin = params.builtin_sem()
         sem = SemResults(
-            cfa=fit_cfa(one_therapist, params.measures()[0], params.sem.cfa_session),
-            panel=fit_panel(one_therapist, *params.measures(), params.sem),
+            cfa=fit_cfa(one_therapist, params.measures()[0], builtin.cfa.cfa_session),
+            panel=fit_panel(one_therapist, *params.measures(), builtin.panel),
             growth=fit_growth(one_therapist, params.measures()[1], params.measures()[0],
-                              params.sem),
+                              builtin.growth),
             alliance=params.measures()[0], symptoms=params.measures()[1])
-        own_sem = fit_sem_models(one_therapist, params.sem_models)
+        own_sem = fit_sem_models(one_therapist, params.own_sem_models())
     for name, result in models.items():
         assert not is_estimated(result), name
         reason = result.fit["warnings"][0]

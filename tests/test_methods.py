@@ -17,7 +17,7 @@ def test_methods_paragraph_reflects_parameters() -> None:
     assert "Python 3.11.7" in text and "statsmodels 0.15.0" in text
     raw = demo.to_plain()
     raw["multilevel"] = {**raw["multilevel"], "reml": False, "lagged_outcome": True}
-    raw["sem"] = {**raw["sem"], "missing": "listwise"}
+    raw["sem_models"]["alliance_symptoms"]["missing"] = "listwise"
     changed = methods_paragraph(parse_params(raw, base_dir=ROOT), {})
     assert "by maximum likelihood" in changed and "controlling for the symptom level" in changed
     assert "listwise deletion" in changed

@@ -24,7 +24,7 @@ from test_sem_panel import sessions_table
 
 
 def test_options_defaults_run_the_demo() -> None:
-    options = load_params(ROOT / "params/demo.yaml").sem
+    options = load_params(ROOT / "params/demo.yaml").builtin_sem().panel
     assert options == SemOptions()
     assert options.waves == (1, 2, 3, 4) and options.estimator == "ML"
 

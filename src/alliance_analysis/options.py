@@ -22,7 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 # The base class and the researcher's specifications (models:, scoring:, sem_models:) live in
 # alliance_analysis.specs; they are re-exported here so that every section is importable
 # from this module.
-from alliance_analysis.specs import ModelSpec, Options, ScoringRule, SemModelSpec
+from alliance_analysis.specs import ModelSpec, Options, ScoringRule, SemModelSpec, SemOptions
 
 __all__ = ["ChangeOptions", "CleaningOptions", "Columns", "DataSource", "ItemMapping",
            "ModelSpec", "MultilevelOptions", "Options", "PrivacyOptions", "ScoringRule",
@@ -255,46 +255,6 @@ class MultilevelOptions(Options):
                 "missed lme4's optimum and singular fits while reporting convergence); every "
                 "mixed model is fitted by the nested engine. Remove the key or write "
                 "engine: engine")
-        return value
-
-
-class SemOptions(Options):
-    """Options of the structural equation models (``sem:`` in the parameters file).
-
-    The defaults run the demo. Sessions are the session numbers of the canonical table.
-    """
-
-
-    cfa_session: int = Field(
-        1, ge=1, description="session whose alliance items the CFA models")
-    estimator: Literal["ML", "DWLS"] = Field(
-        "ML", description="CFA estimator: 'ML' treats the Likert items as continuous; 'DWLS' "
-        "fits their polychoric correlations as ordinal items (lavaan's WLSMV: robust SEs, "
-        "scaled-shifted chi-square; listwise)")
-    waves: tuple[int, ...] = Field(
-        (1, 2, 3, 4), description="sessions used as the panel waves of the RI-CLPM and CLPM "
-        "(at least 3, increasing)")
-    constrain_autoregressive: bool = Field(
-        False, description="constrain each variable's autoregressive path equal over waves")
-    constrain_crosslagged: bool = Field(
-        False, description="constrain each cross-lagged path equal over waves")
-    missing: Literal["fiml", "listwise"] = Field(
-        "fiml", description="missing waves: full-information ML, or drop incomplete clients")
-    growth_sessions: tuple[int, ...] = Field(
-        (1, 2, 3, 4, 5, 6), description="sessions of the symptom latent growth model "
-        "(at least 3, increasing); the slope loading is the session number minus the first")
-    early_sessions: int = Field(
-        3, ge=1, description="early alliance = the client's mean alliance over sessions "
-        "1..early_sessions; it predicts the growth slope")
-
-
-    @field_validator("waves", "growth_sessions")
-    @classmethod
-    def _increasing_sessions(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if len(value) < 3:
-            raise ValueError("needs at least 3 sessions (fewer cannot identify the model)")
-        if value[0] < 1 or any(b <= a for a, b in zip(value, value[1:])):
-            raise ValueError("must be session numbers >= 1 in increasing order, e.g. [1, 2, 3]")
         return value
 
 

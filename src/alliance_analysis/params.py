@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, NamedTuple, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (BaseModel, Field, ValidationError, ValidationInfo,
@@ -35,13 +35,42 @@ from alliance_analysis.options import (ChangeOptions, CleaningOptions, Columns, 
                                        ItemMapping, MultilevelOptions, Options, PrivacyOptions,
                                        ModelSpec, ScoringRule, SemModelSpec, SemOptions,
                                        relative_path)
-from alliance_analysis.specs import RobustnessSpec
+from alliance_analysis.specs import BUILTIN_SEM, RobustnessSpec
 
 
 M = TypeVar("M", bound=BaseModel)
 
 #: Default seed of every random step of a run (simulation, bootstraps), for reproducibility.
 DEFAULT_SEED = 20261122
+
+
+class BuiltinSem(NamedTuple):
+    """The built-in SEM analyses of a run (notebook ``04_sem``), each ``None`` when not fitted.
+
+    Attributes
+    ----------
+    cfa, panel, growth
+        The settings of the alliance CFAs, the RI-CLPM beside the CLPM and the symptom growth
+        model (:class:`~alliance_analysis.options.SemOptions`).
+    names
+        The ``sem_models:`` entry of each analysis fitted (``cfa``, ``panel``, ``growth``).
+    """
+
+    cfa: SemOptions | None
+    panel: SemOptions | None
+    growth: SemOptions | None
+    names: dict[str, str]
+
+    def absent(self, kind: str) -> str:
+        """What a notebook shows in place of an analysis the parameters do not list."""
+        generate = {v: k for k, v in BUILTIN_SEM.items()}[kind]
+        return (f"Not fitted: no sem_models entry has generate: {generate} (add one to fit "
+                "this part).")
+
+
+#: Entry names of the built-in SEM analyses when they come from the older ``sem:`` section.
+_OLDER_SEM_NAMES = {"cfa": "alliance_cfa", "panel": "alliance_symptoms",
+                    "growth": "symptom_growth"}
 
 
 class RunParams(Options):
@@ -94,7 +123,10 @@ class RunParams(Options):
     privacy: PrivacyOptions = PrivacyOptions()
     cleaning: CleaningOptions = CleaningOptions()
     multilevel: MultilevelOptions = MultilevelOptions()
-    sem: SemOptions = SemOptions()
+    sem: SemOptions | None = Field(
+        None, description="the older form of the built-in SEM analyses' settings, used only "
+        "when sem_models is empty; list them under sem_models instead (generate: "
+        "alliance_cfa, panel, symptom_growth)")
     change: ChangeOptions = ChangeOptions()
     seed: int = Field(DEFAULT_SEED, ge=0)
     output: Path | None = Field(None, description="output folder, relative to this file")
@@ -150,6 +182,47 @@ class RunParams(Options):
             raise ValueError(f"model names {bad} must be letters, digits and '_', starting "
                              "with a letter (they name the tables model_<name>_*.csv)")
         return value
+
+    @model_validator(mode="after")
+    def _builtin_sem_once(self) -> RunParams:
+        """At most one ``sem_models:`` entry per built-in analysis, and ``sem:`` (the older
+        form of their settings) only in a file without ``sem_models:``."""
+        for generate in BUILTIN_SEM:
+            names = [n for n, spec in self.sem_models.items() if spec.generate == generate]
+            if len(names) > 1:
+                raise ValueError(f"sem_models: {names} all have generate: {generate}; list the "
+                                 "built-in analysis once (for more models write their syntax, "
+                                 "or use generate: riclpm, clpm or growth)")
+        if self.sem is not None and self.sem_models:
+            raise ValueError("sem: (the settings of the built-in SEM analyses in older "
+                             "parameter files) cannot be combined with sem_models:; list the "
+                             "built-in analyses there instead: generate: alliance_cfa "
+                             "(session, estimator, missing), panel (waves, missing, "
+                             "constrain_autoregressive, constrain_crosslagged) and "
+                             "symptom_growth (waves, early_sessions, missing)")
+        return self
+
+    def builtin_sem(self) -> BuiltinSem:
+        """The built-in SEM analyses this run fits, and their settings.
+
+        Those listed under ``sem_models:`` (``generate: alliance_cfa``, ``panel``,
+        ``symptom_growth``), none of them when the entries list only the researcher's own
+        models; a file without ``sem_models:`` fits all three with the ``sem:`` settings
+        (the older form, or the defaults), as it always did.
+        """
+        if not self.sem_models:
+            options = self.sem or SemOptions()
+            return BuiltinSem(options, options, options, dict(_OLDER_SEM_NAMES))
+        found = {BUILTIN_SEM[spec.generate]: (name, spec.sem_options())
+                 for name, spec in self.sem_models.items() if spec.generate in BUILTIN_SEM}
+        return BuiltinSem(*(found[k][1] if k in found else None
+                            for k in ("cfa", "panel", "growth")),
+                          {kind: name for kind, (name, _) in found.items()})
+
+    def own_sem_models(self) -> dict[str, SemModelSpec]:
+        """The ``sem_models:`` entries other than the built-in analyses, in order."""
+        return {name: spec for name, spec in self.sem_models.items()
+                if spec.generate not in BUILTIN_SEM}
 
     @field_validator("comparisons", mode="before")
     @classmethod

@@ -4,7 +4,8 @@
 error and values are not coerced (pydantic's strict mode). This module holds the sections
 that state analyses rather than settings: ``scoring:`` (:class:`ScoringRule`), ``models:``
 (:class:`ModelSpec`), ``sem_models:`` (:class:`SemModelSpec`) and ``robustness:``
-(:class:`RobustnessSpec`, with :class:`DaskSettings`); the settings sections are in
+(:class:`RobustnessSpec`, with :class:`DaskSettings`), and :class:`SemOptions`, the
+settings of the built-in SEM analyses that ``sem_models:`` entries name; the settings sections are in
 :mod:`alliance_analysis.options`, which re-exports everything here.
 
 This module imports nothing of the package but :mod:`alliance_analysis.formulas` (the syntax
@@ -154,6 +155,66 @@ class ModelSpec(Options):
         return parse_formula(self.formula)
 
 
+class SemOptions(Options):
+    """Settings of the three built-in SEM analyses of notebook ``04_sem``.
+
+    The form the built-in fitters take (:func:`~alliance_analysis.sem.models.fit_cfa`,
+    :func:`~alliance_analysis.sem.panel.fit_panel`, :func:`~alliance_analysis.sem.panel.
+    fit_growth`). A parameters file states them as ``sem_models:`` entries (``generate:
+    alliance_cfa``, ``panel``, ``symptom_growth``; :meth:`SemModelSpec.sem_options`); the
+    ``sem:`` section of older parameter files, which gives them all at once, is still read
+    (:meth:`alliance_analysis.params.RunParams.builtin_sem`). The defaults are the demo's.
+    Sessions are the session numbers of the canonical table.
+    """
+
+
+    cfa_session: int = Field(
+        1, ge=1, description="session whose alliance items the CFA models")
+    estimator: Literal["ML", "DWLS"] = Field(
+        "ML", description="CFA estimator: 'ML' treats the Likert items as continuous; 'DWLS' "
+        "fits their polychoric correlations as ordinal items (lavaan's WLSMV: robust SEs, "
+        "scaled-shifted chi-square; listwise)")
+    waves: tuple[int, ...] = Field(
+        (1, 2, 3, 4), description="sessions used as the panel waves of the RI-CLPM and CLPM "
+        "(at least 3, increasing)")
+    constrain_autoregressive: bool = Field(
+        False, description="constrain each variable's autoregressive path equal over waves")
+    constrain_crosslagged: bool = Field(
+        False, description="constrain each cross-lagged path equal over waves")
+    missing: Literal["fiml", "listwise"] = Field(
+        "fiml", description="missing waves: full-information ML, or drop incomplete clients")
+    growth_sessions: tuple[int, ...] = Field(
+        (1, 2, 3, 4, 5, 6), description="sessions of the symptom latent growth model "
+        "(at least 3, increasing); the slope loading is the session number minus the first")
+    early_sessions: int = Field(
+        3, ge=1, description="early alliance = the client's mean alliance over sessions "
+        "1..early_sessions; it predicts the growth slope")
+
+
+    @field_validator("waves", "growth_sessions")
+    @classmethod
+    def _increasing_sessions(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) < 3:
+            raise ValueError("needs at least 3 sessions (fewer cannot identify the model)")
+        if value[0] < 1 or any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("must be session numbers >= 1 in increasing order, e.g. [1, 2, 3]")
+        return value
+
+
+#: The built-in SEM analyses a ``sem_models:`` entry can name (``generate:``), with the part
+#: of notebook ``04_sem`` each one is: the alliance CFAs (one factor, three factors,
+#: bifactor; omega), the RI-CLPM beside the CLPM, and the symptom growth model.
+BUILTIN_SEM = {"alliance_cfa": "cfa", "panel": "panel", "symptom_growth": "growth"}
+
+#: Per built-in analysis, the settings it takes and those it needs.
+_BUILTIN_FIELDS = {
+    "alliance_cfa": (("session", "estimator", "missing"), ("session",)),
+    "panel": (("waves", "missing", "constrain_autoregressive", "constrain_crosslagged",
+               "estimator"), ("waves",)),
+    "symptom_growth": (("waves", "early_sessions", "missing", "estimator"), ("waves",)),
+}
+
+
 class SemModelSpec(Options):
     """One structural equation model of ``sem_models:`` in the parameters.
 
@@ -172,7 +233,22 @@ class SemModelSpec(Options):
 
     or a generated panel model of two scores over sessions (``generate: riclpm`` or ``clpm``,
     with ``x``, ``y`` and ``waves``), or the latent growth of one score (``generate:
-    growth``, with ``y`` and ``waves``)::
+    growth``, with ``y`` and ``waves``), or one of the three built-in analyses of notebook
+    ``04_sem`` on the run's alliance and symptom instruments (:data:`BUILTIN_SEM`; at most
+    one entry of each)::
+
+          alliance_cfa:
+            generate: alliance_cfa   # one factor, Goal/Task/Bond, bifactor; omega
+            session: 1
+            estimator: ML            # ML or WLSMV
+          alliance_symptoms:
+            generate: panel          # RI-CLPM beside the CLPM, with path diagrams
+            waves: [1, 2, 3, 4]
+          symptom_growth:
+            generate: symptom_growth # latent growth, early alliance predicting the slope
+            waves: [1, 2, 3, 4, 5, 6]
+            early_sessions: 3
+
 
           riclpm5:
             generate: riclpm
@@ -188,8 +264,11 @@ class SemModelSpec(Options):
     """
 
     syntax: str | None = Field(None, description="lavaan model syntax")
-    generate: Literal["riclpm", "clpm", "growth"] | None = Field(
-        None, description="a generated model instead of syntax")
+    generate: Literal["riclpm", "clpm", "growth", "alliance_cfa", "panel",
+                      "symptom_growth"] | None = Field(
+        None, description="a generated model instead of syntax: riclpm, clpm or growth of "
+        "named scores, or a built-in analysis of the run's alliance and symptom instruments "
+        "(alliance_cfa, panel, symptom_growth)")
     session: int | None = Field(None, ge=1, description="syntax models: the session whose "
                                 "rows (one per client) the model is fitted to")
     sessions: tuple[int, ...] | None = Field(
@@ -219,6 +298,9 @@ class SemModelSpec(Options):
                                            "autoregressive paths over waves")
     constrain_crosslagged: bool = Field(False, description="riclpm/clpm: equal cross-lagged "
                                         "paths over waves")
+    early_sessions: int | None = Field(
+        None, ge=1, description="symptom_growth: early alliance = the client's mean alliance "
+        "over sessions 1..early_sessions (default 3); it predicts level and slope")
     label: str | None = Field(None, description="a title for the report (default: the name)")
 
     @field_validator("syntax")
@@ -235,7 +317,12 @@ class SemModelSpec(Options):
     def _one_kind(self) -> SemModelSpec:
         if (self.syntax is None) == (self.generate is None):
             raise ValueError("give either syntax (lavaan model syntax) or generate "
-                             "(riclpm, clpm or growth), not both or neither")
+                             "(riclpm, clpm, growth, alliance_cfa, panel or "
+                             "symptom_growth), not both or neither")
+        if self.generate in BUILTIN_SEM:
+            return self._builtin_fields()
+        if self.early_sessions is not None:
+            raise ValueError("early_sessions applies to generate: symptom_growth")
         if self.syntax is not None and (self.session is None) == (self.sessions is None):
             raise ValueError("a syntax model needs session (the session whose rows, one per "
                              "client, it is fitted to) or sessions (a longitudinal model), "
@@ -279,6 +366,49 @@ class SemModelSpec(Options):
                 raise ValueError("generated models are fitted by ML or MLR (FIML with missing "
                                  "waves), not WLSMV")
         return self
+
+    def _builtin_fields(self) -> SemModelSpec:
+        """A built-in analysis takes only its own settings (:data:`BUILTIN_SEM`)."""
+        allowed, needed = _BUILTIN_FIELDS[self.generate or ""]
+        # fields set away from their defaults (a dumped and reloaded entry lists them all)
+        extra = sorted(k for k, field in type(self).model_fields.items()
+                       if k not in (*allowed, "generate", "label")
+                       and getattr(self, k) != field.default)
+        if extra:
+            raise ValueError(f"generate: {self.generate} takes {', '.join(allowed)}, not "
+                             f"{', '.join(extra)} (it models the run's alliance and symptom "
+                             "instruments)")
+        absent = [k for k in needed if getattr(self, k) is None]
+        if absent:
+            raise ValueError(f"generate: {self.generate} needs {', '.join(absent)}")
+        if self.generate == "alliance_cfa" and self.estimator == "MLR":
+            raise ValueError("generate: alliance_cfa is fitted by ML or WLSMV; for MLR write "
+                             "the CFA as syntax")
+        if self.generate != "alliance_cfa" and self.estimator != "ML":
+            raise ValueError(f"generate: {self.generate} is fitted by ML (FIML with missing "
+                             "waves)")
+        if self.waves is not None:
+            waves = self.waves
+            if len(waves) < 3 or waves[0] < 1 or any(b <= a for a, b in zip(waves, waves[1:])):
+                raise ValueError("waves must be at least 3 session numbers in increasing "
+                                 "order, e.g. [1, 2, 3, 4, 5]")
+        return self
+
+    def sem_options(self) -> SemOptions:
+        """A built-in entry's settings in the form the built-in fitters take."""
+        if self.generate not in BUILTIN_SEM:
+            raise ValueError(f"generate: {self.generate} is not a built-in analysis")
+        values: dict[str, Any] = {"missing": self.missing}
+        if self.generate == "alliance_cfa":
+            values.update(cfa_session=self.session,
+                          estimator="DWLS" if self.estimator == "WLSMV" else "ML")
+        elif self.generate == "panel":
+            values.update(waves=self.waves,
+                          constrain_autoregressive=self.constrain_autoregressive,
+                          constrain_crosslagged=self.constrain_crosslagged)
+        else:
+            values.update(growth_sessions=self.waves, early_sessions=self.early_sessions or 3)
+        return SemOptions(**values)
 
     def observed(self) -> set[str]:
         """The observed variables of a syntax model (empty for generated ones)."""

@@ -138,20 +138,38 @@ def _own_model_sentences(params: RunParams) -> list[str]:
 
 
 def _sem_sentences(params: RunParams) -> list[str]:
-    options = params.sem
-    estimator = "maximum likelihood" if options.estimator == "ML" else \
-        "diagonally weighted least squares on polychoric correlations"
-    missing = "full-information maximum likelihood" if options.missing == "fiml" else \
-        "listwise deletion"
-    waves = ", ".join(str(w) for w in options.waves)
-    return [
-        f"Confirmatory factor analyses of the alliance items at session {options.cfa_session} "
-        f"(one factor, three correlated factors, bifactor) used {estimator}. The random-"
-        f"intercept cross-lagged panel model (Hamaker et al., 2015) and the traditional "
-        f"cross-lagged panel model were fitted to sessions {waves} with {missing}, in semopy "
-        "(Igolkina & Meshcheryakov, 2020), with fit statistics computed by lavaan's conventions "
-        "(Rosseel, 2012).",
-    ]
+    builtin = params.builtin_sem()
+    sentences = []
+    if builtin.cfa is not None:
+        estimator = "maximum likelihood" if builtin.cfa.estimator == "ML" else \
+            "diagonally weighted least squares on polychoric correlations"
+        sentences.append(
+            f"Confirmatory factor analyses of the alliance items at session "
+            f"{builtin.cfa.cfa_session} (one factor, three correlated factors, bifactor) used "
+            f"{estimator}.")
+    if builtin.panel is not None:
+        missing = ("full-information maximum likelihood" if builtin.panel.missing == "fiml"
+                   else "listwise deletion")
+        waves = ", ".join(str(w) for w in builtin.panel.waves)
+        sentences.append(
+            f"The random-intercept cross-lagged panel model (Hamaker et al., 2015) and the "
+            f"traditional cross-lagged panel model were fitted to sessions {waves} with "
+            f"{missing}.")
+    if builtin.growth is not None:
+        waves = ", ".join(str(w) for w in builtin.growth.growth_sessions)
+        sentences.append(
+            f"A linear latent growth model of symptoms over sessions {waves} had early "
+            f"alliance (the mean over sessions 1 to {builtin.growth.early_sessions}) "
+            "predicting its intercept and slope.")
+    if params.own_sem_models():
+        names = ", ".join(params.own_sem_models())
+        sentences.append(f"Further structural equation models were specified in the "
+                         f"parameters ({names}).")
+    if sentences:
+        sentences.append("Models were estimated in semopy (Igolkina & Meshcheryakov, 2020), "
+                         "with fit statistics computed by lavaan's conventions "
+                         "(Rosseel, 2012).")
+    return sentences
 
 
 def _change_sentences(params: RunParams) -> list[str]:

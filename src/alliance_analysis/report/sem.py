@@ -30,17 +30,23 @@ _HEADLINE_FIT = ("n_obs", "chi2", "df", "p", "cfi", "tli", "rmsea", "srmr", "aic
 def report_sem(results: SemResults, run: RunFolder) -> dict[str, Figure]:
     """Write the SEM stage: CFA, RI-CLPM/CLPM and growth tables, numbers and figures.
 
+    An analysis the parameters do not list (``None`` in ``results``) writes nothing.
     Returns the figures by name (the path diagrams and the growth model's coefficient plot),
     for the notebook to show.
     """
-    write_cfa(run, results.cfa)
-    write_panel(run, results.panel)
-    write_growth(run, results.growth)
-    figures = plots.sem_figures(results.panel, results.alliance, results.symptoms)
-    figures["sem_coefficients_growth"] = plots.sem_coefficients(results.growth)
-    flags = {"sem_riclpm_paths": [results.panel.riclpm.flags()],
-             "sem_clpm_paths": [results.panel.clpm.flags()],
-             "sem_coefficients_growth": [results.growth.flags()]}
+    figures: dict[str, Figure] = {}
+    flags: dict[str, list] = {}
+    if results.cfa is not None:
+        write_cfa(run, results.cfa)
+    if results.panel is not None:
+        write_panel(run, results.panel)
+        figures.update(plots.sem_figures(results.panel, results.alliance, results.symptoms))
+        flags.update({"sem_riclpm_paths": [results.panel.riclpm.flags()],
+                      "sem_clpm_paths": [results.panel.clpm.flags()]})
+    if results.growth is not None:
+        write_growth(run, results.growth)
+        figures["sem_coefficients_growth"] = plots.sem_coefficients(results.growth)
+        flags["sem_coefficients_growth"] = [results.growth.flags()]
     for name, figure in figures.items():
         run.write_figure(name, figure, flags=flags[name])
     return figures

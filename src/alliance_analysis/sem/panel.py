@@ -360,12 +360,14 @@ class SemResults:
         The RI-CLPM and CLPM side by side (:func:`fit_panel`).
     growth
         The symptom latent growth model (:func:`fit_growth`).
+
+    Each is ``None`` when the parameters do not list that analysis.
     alliance, symptoms
         The run's alliance and symptom instruments (labels of the figures).
     """
 
-    cfa: CfaComparison
-    panel: PanelComparison
-    growth: ModelResult
+    cfa: CfaComparison | None
+    panel: PanelComparison | None
+    growth: ModelResult | None
     alliance: Instrument
     symptoms: Instrument

@@ -85,3 +85,14 @@ def stopped_at_start(value_grad, values, start, lower, max_iter):
                                optimize.hessian(value_grad, start), np.ones(start.size, bool),
                                largest, largest, 1, "stopped at the start (test)")
     return attempt, [attempt]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline on the demo data and ``params/demo.yaml``, run once per session
+    (about a minute on two cores); returns the run folder. Tests read it, never change it."""
+    from alliance_analysis import pipeline
+
+    folder = tmp_path_factory.mktemp("demo")
+    return pipeline.run(ROOT / "params" / "demo.yaml", out=folder / "run",
+                        processed=folder / "processed")

@@ -38,7 +38,39 @@ def test_write_table_writes_csv_and_apa_formats(tmp_path: Path) -> None:
     tex = (tmp_path / "tables" / "model.tex").read_text()
     assert r"\caption{Table 1}" in tex and r"x\_1" in tex and r"A note \& more." in tex
     html = (tmp_path / "tables" / "model.html").read_text()
-    assert "<figcaption>Table 1</figcaption>" in html and "A note &amp; more." in html
+    assert "<caption><em>Table 1</em></caption>" in html and "A note &amp; more." in html
+
+
+def test_format_apa_keeps_small_numbers_readable_and_counts_whole() -> None:
+    """APA 7: SEs to at least two significant digits, a column of small estimates not
+    printed as 0.00 (nor its CI as [0.02, 0.02]), counts as integers, CIs of bounded
+    quantities without the leading zero."""
+    table = pd.DataFrame({"term": ["a", "b"], "estimate": [0.0041, 0.0123],
+                          "se": [0.0023, 0.00011], "ci_low": [0.0002, 0.0121],
+                          "ci_high": [0.008, 0.0125], "n_obs": [177.0, 30.0],
+                          "df": [12.34, 4.0]})
+    shown = format_apa(table)
+    assert shown["estimate"].tolist() == ["0.004", "0.012"]
+    assert shown["se"].tolist() == ["0.00230", "0.00011"]
+    assert shown["95% CI"].tolist() == ["[0.000, 0.008]", "[0.012, 0.013]"]
+    assert shown["n_obs"].tolist() == ["177", "30"]  # a count, not 177.00
+    assert shown["df"].tolist() == ["12.34", "4.00"]  # Satterthwaite df are not counts
+    icc = format_apa(pd.DataFrame({"level": ["therapist"], "icc": [0.0306],
+                                   "variance": [0.0104], "ci_low": [0.0072],
+                                   "ci_high": [0.12]}))
+    assert icc.iloc[0].to_dict() == {"level": "therapist", "icc": ".031",
+                                     "variance": "0.010", "95% CI": "[.007, .120]"}
+
+
+def test_latex_tables_state_booktabs_and_print_less_than_in_maths(tmp_path: Path) -> None:
+    from alliance_analysis.report.tables import write_apa_table
+
+    table = pd.DataFrame({"term": ["x"], "estimate": [1.5], "p": [0.0001]})
+    write_apa_table(tmp_path, "t", table, caption="Fit, 95% CI", note="p < .05 & more")
+    tex = (tmp_path / "t.tex").read_text()
+    assert tex.startswith("% needs \\usepackage{booktabs}") and "\\toprule" in tex
+    assert "$<$ .001" in tex and "<" not in tex.replace("$<$", "")
+    assert "\\caption{Fit, 95\\% CI}" in tex and "p $<$ .05 \\& more" in tex
 
 
 def test_results_json_is_sorted_and_plain(tmp_path: Path) -> None:

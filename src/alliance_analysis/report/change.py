@@ -45,13 +45,14 @@ def report_change(report: ChangeReport, run: RunFolder) -> dict[str, Any]:
     run.write_table("change_captions", pd.DataFrame(
         {"table": list(report.captions),
          "title": [c.title for c in report.captions.values()],
-         "criteria": [c.note for c in report.captions.values()]}), formatted=False)
+         "criteria": [c.note for c in report.captions.values()]}), formatted=False,
+        caption="Titles and criteria of the change tables")
     for name, model in report.models.items():
         caption = report.captions[name]
         run.write_table(f"change_model_{name}", model.to_table(), caption=caption.title,
                         note=f"{caption.note} Model: {model.spec}.", flags=[model.flags()])
         run.write_table(f"change_fit_{name}", model.fit_table(), formatted=False,
-                        flags=[model.flags()])
+                        flags=[model.flags()], caption=f"Fit of the model: {caption.title}")
     figures = change_figures(report, report.sessions, report.symptoms, report.alliance)
     losses = report.tables["change_sudden_losses"]
     if len(losses):
@@ -60,5 +61,27 @@ def report_change(report: ChangeReport, run: RunFolder) -> dict[str, Any]:
             axis_label(report.symptoms),
             "Sudden losses (circled: the first post-loss session)")
     for name, figure in figures.items():
-        run.write_figure(name, figure)
+        run.write_figure(name, figure, caption=_figure_caption(name, report))
     return run.record(report.headline())
+
+
+def _figure_caption(name: str, report: ChangeReport) -> str:
+    """The caption of one change figure (:func:`~alliance_analysis.report.plots.
+    change_figures`)."""
+    symptoms = report.symptoms.abbreviation()
+    if name == "change_reliable":
+        return (f"Reliable and clinically significant change in the {symptoms} (Jacobson & "
+                "Truax, 1991): first against last score per client")
+    if name == "change_sudden_gains":
+        return f"Sample clients with a sudden gain in the {symptoms} (circled: the gain)"
+    if name == "change_sudden_losses":
+        return f"Sample clients with a sudden loss in the {symptoms} (circled: the loss)"
+    if name.startswith("change_ruptures_"):
+        criterion = name.removeprefix("change_ruptures_").removeprefix("sd")
+        return (f"Sample clients with an alliance rupture ({criterion} SD below their own "
+                "mean alliance)")
+    if name.startswith("change_coefficients_"):
+        model = name.removeprefix("change_coefficients_")
+        title = report.captions[model].title if model in report.captions else model
+        return f"Estimates with 95% CIs: {title}"
+    return name.replace("_", " ")

@@ -16,8 +16,14 @@ def report_clean(prepared: Prepared, run: RunFolder) -> dict[str, Any]:
     dict
         The headline numbers as recorded in ``results.json`` (``clean.*``).
     """
-    run.write_table("cleaning_summary", prepared.summary())
-    run.write_table("codebook", prepared.codebook)
-    run.write_table("ledger_rows", prepared.ledger_rows, formatted=False)
-    run.write_table("ledger_cells", prepared.ledger_cells, formatted=False)
+    run.write_table("cleaning_summary", prepared.summary(),
+                    caption="Input rows kept, flagged and excluded by cleaning",
+                    note="Every input row is either kept or excluded with its reason "
+                    "(tables/ledger_rows.csv); every changed cell is in tables/ledger_cells.csv.")
+    run.write_table("codebook", prepared.codebook,
+                    caption="Codebook of the processed session table")
+    run.write_table("ledger_rows", prepared.ledger_rows, formatted=False,
+                    caption="Every input row: kept or excluded, with the reason")
+    run.write_table("ledger_cells", prepared.ledger_cells, formatted=False,
+                    caption="Every changed cell: old and new value, with the reason")
     return run.record(prepared.headline())

@@ -37,7 +37,15 @@ def report_describe(description: Description, run: RunFolder) -> dict[str, Figur
                     note="Alpha with Feldt 95% CI; omega total from a one-factor model.")
     run.write_table("describe_alliance_correlations", d.correlations,
                     caption="Correlations of the alliance subscales")
-    for name in ("attendance", "score_distributions", f"trajectories_{d.symptoms.key}",
-                 f"trajectories_{d.alliance.key}", f"{d.alliance.key}_by_therapist"):
-        run.write_figure(name, figures[name])
+    captions = {
+        "attendance": "Clients attending each session",
+        "score_distributions": "Distributions of the questionnaire scores over all sessions",
+        f"trajectories_{d.symptoms.key}": f"{d.symptoms.abbreviation()} over sessions: "
+        "sample clients and the mean with its 95% CI",
+        f"trajectories_{d.alliance.key}": f"{d.alliance.abbreviation()} over sessions: "
+        "sample clients and the mean with its 95% CI",
+        f"{d.alliance.key}_by_therapist": f"{d.alliance.abbreviation()} by therapist",
+    }
+    for name, caption in captions.items():
+        run.write_figure(name, figures[name], caption=caption)
     return figures

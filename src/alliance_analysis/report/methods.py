@@ -1,72 +1,101 @@
-"""The methods and results paragraphs of a run, generated from its parameters and results.
+"""The methods and results paragraphs of a run, generated from what the run fitted.
 
-A researcher can paste it into a manuscript: it says which data handling, models, estimators,
-missing-data treatment and centring were used, with the citations a reader needs. Every
-sentence is derived from the run's parameters, so it cannot drift from what was fitted.
+A researcher can paste them into a manuscript. Without a run folder the paragraph describes
+what the parameters ask for; with one (``run_dir``) it describes what was actually fitted,
+read from the run's ``results.json`` and ``outputs.json`` and its fit tables: per model the
+fitter, the estimation (REML or ML), the formula with its random part, how the fixed effects
+were tested (t tests with Satterthwaite's degrees of freedom for linear mixed models, Wald z
+for logistic regressions), the rows used and the rows left out and why, and every singular
+or non-converged fit. Only the stages that ran are described, and only works the text cites
+are listed among its references.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from alliance_analysis.params import RunParams
+from alliance_analysis.report.references import REFERENCES, cited_references
+# the results paragraph and the small formatting helpers both texts use
+from alliance_analysis.report.results_text import _abbreviation, _count, results_paragraph
+from alliance_analysis.report.runrecord import RunRecord
 
-#: Full references of the works the paragraph cites, by short citation.
-REFERENCES = {
-    "Bates et al., 2015": "Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting "
-    "linear mixed-effects models using lme4. Journal of Statistical Software, 67(1), 1-48.",
-    "Curran & Bauer, 2011": "Curran, P. J., & Bauer, D. J. (2011). The disaggregation of "
-    "within-person and between-person effects in longitudinal models of change. Annual Review "
-    "of Psychology, 62, 583-619.",
-    "Falkenström et al., 2017": "Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & "
-    "Holmqvist, R. (2017). Dynamic models of individual change in psychotherapy process "
-    "research. Journal of Consulting and Clinical Psychology, 85(6), 537-549.",
-    "Hamaker et al., 2015": "Hamaker, E. L., Kuiper, R. M., & Grasman, R. P. P. P. (2015). A "
-    "critique of the cross-lagged panel model. Psychological Methods, 20(1), 102-116.",
-    "Rosseel, 2012": "Rosseel, Y. (2012). lavaan: An R package for structural equation "
-    "modeling. Journal of Statistical Software, 48(2), 1-36.",
-    "Jacobson & Truax, 1991": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A "
-    "statistical approach to defining meaningful change in psychotherapy research. Journal of "
-    "Consulting and Clinical Psychology, 59(1), 12-19.",
-    "Tang & DeRubeis, 1999": "Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical "
-    "sessions in cognitive-behavioral therapy for depression. Journal of Consulting and "
-    "Clinical Psychology, 67(6), 894-904.",
-    "Simonsohn et al., 2020": "Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020). "
-    "Specification curve analysis. Nature Human Behaviour, 4, 1208-1214.",
-    "Stiles et al., 2004": "Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. "
-    "A., Agnew-Davies, R., Rees, A., & Barkham, M. (2004). Patterns of alliance development "
-    "and the rupture-repair hypothesis. Journal of Counseling Psychology, 51(1), 81-92.",
-    "Baldwin et al., 2007": "Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling "
-    "the alliance-outcome correlation. Journal of Consulting and Clinical Psychology, 75(6), "
-    "842-852.",
-    "Seabold & Perktold, 2010": "Seabold, S., & Perktold, J. (2010). statsmodels: Econometric "
-    "and statistical modeling with Python. Proceedings of the 9th Python in Science "
-    "Conference, 92-96.",
-    "Kuznetsova et al., 2017": "Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. "
-    "(2017). lmerTest package: Tests in linear mixed effects models. Journal of Statistical "
-    "Software, 82(13), 1-26.",
-    "Igolkina & Meshcheryakov, 2020": "Igolkina, A. A., & Meshcheryakov, G. (2020). semopy: A "
-    "Python package for structural equation modeling. Structural Equation Modeling, 27(6), "
-    "952-963.",
-}
+__all__ = ["REFERENCES", "RunRecord", "cited_references", "methods_paragraph",
+           "methods_text", "results_paragraph"]
+
+def _join(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def _data_sentences(params: RunParams) -> list[str]:
+def _reason(warning: str, tag: str) -> str:
+    """``"SINGULAR FIT: client session variance is ~0; simplify"`` -> the middle part."""
+    return warning.split(":", 1)[1].split(";")[0].strip() if tag in warning else ""
+
+
+def _flag_sentences(flags: Mapping[str, Mapping[str, Any]], what: str) -> list[str]:
+    """Which fits were singular or did not converge, with the engine's reason."""
+    singular, failed = [], []
+    for model, flag in flags.items():
+        reasons = [r for w in flag.get("warnings", []) for r in [_reason(w, "SINGULAR")] if r]
+        if flag.get("singular"):
+            singular.append(f"{model}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+        if not flag.get("converged", True):
+            why = [w for w in flag.get("warnings", []) if "SINGULAR" not in w
+                   and not w.startswith("dropped")]
+            failed.append(f"{model}" + (f" ({'; '.join(why)})" if why else ""))
+    out = []
+    if singular:
+        fits = f"The fit of {what} {singular[0]} was" if len(singular) == 1 else \
+            f"The fits of {what}s {_join(singular)} were"
+        out.append(f"{fits} singular (a variance estimated at zero or a correlation at ±1): "
+                   "the random part is more than the data support, and the fixed effects "
+                   "are reported as estimated.")
+    if failed:
+        fits = f"The fit of {what} {failed[0]}" if len(failed) == 1 else \
+            f"The fits of {what}s {_join(failed)}"
+        out.append(f"{fits} did not converge; the estimates are not interpreted.")
+    if flags and not singular and not failed:
+        out.append(f"Every fit of the {what}s converged and none was singular.")
+    return out
+
+
+def _data_sentences(params: RunParams, record: RunRecord | None) -> list[str]:
     instruments = params.instrument_definitions()
     names = ", ".join(i.name for i in instruments)
     cleaning = params.cleaning
-    return [
+    sentences = [
         f"Session-by-session questionnaires ({names}) were processed with alliance-analysis.",
         "Client and therapist identifiers were replaced by keyed-hash pseudonyms before "
         "analysis; out-of-range and non-numeric item responses were set to missing, duplicate "
         f"client-session records were resolved by rule ({cleaning.duplicates.replace('_', ' ')}"
         "), and every excluded row and changed value was recorded in a cleaning ledger.",
+    ]
+    if record is not None and "clean.rows_input" in record.results:
+        sentences.append(_exclusion_sentence(record))
+    sentences.append(
         "Scale scores followed each instrument's scoring rule; scores with a few missing items "
         "were prorated as the mean of the answered items when at least the instrument's "
         "minimum number of items was answered; every prorated score and every score left "
-        "missing for too few items is in the ledger.",
-        *_scoring_sentences(params),
-    ]
+        "missing for too few items is in the ledger.")
+    return sentences + _scoring_sentences(params)
+
+
+def _exclusion_sentence(record: RunRecord) -> str:
+    """How many session rows were read, excluded (by which rule) and kept."""
+    r = record.results
+    text = (f"Of {_count(r['clean.rows_input'])} session records read, "
+            f"{_count(r.get('clean.rows_excluded', 0))} were excluded")
+    summary = record.table("cleaning_summary")
+    if summary is not None and {"rule", "rows_excluded"} <= set(summary.columns):
+        rules = [f"{row.rule.replace('_', ' ')}: {_count(row.rows_excluded)}"
+                 for row in summary.itertuples() if row.rows_excluded > 0]
+        if rules:
+            text += f" ({'; '.join(rules)})"
+    return text + f" and {_count(r.get('clean.rows_kept', 0))} were kept."
 
 
 def _scoring_sentences(params: RunParams) -> list[str]:
@@ -87,23 +116,28 @@ def _scoring_sentences(params: RunParams) -> list[str]:
     return out
 
 
-def _abbreviation(params: RunParams, key: str) -> str:
-    return next(i.abbreviation() for i in params.instrument_definitions() if i.key == key)
+def _tests(inference: str, cite: bool = True) -> str:
+    """How fixed effects of a linear mixed model were tested (with the citation)."""
+    if inference == "wald":
+        return "Wald z tests (normal reference distribution)"
+    return ("t tests with Satterthwaite's degrees of freedom"
+            + (", as lmerTest computes them (Kuznetsova et al., 2017)" if cite else ""))
 
 
-def _multilevel_sentences(params: RunParams) -> list[str]:
+def _multilevel_sentences(params: RunParams, record: RunRecord | None) -> list[str]:
     options = params.multilevel
     alliance, symptoms = _abbreviation(params, params.alliance), _abbreviation(params,
                                                                               params.symptoms)
     levels = "sessions nested in clients nested in therapists" if options.therapist_level \
         else "sessions nested in clients"
     estimator = "restricted maximum likelihood (REML)" if options.reml else "maximum likelihood"
-    return [
-        f"Multilevel (mixed-effects) models for {levels} were fitted by {estimator}, "
-        "minimising lme4's profiled deviance (Bates et al., 2015) with alliance-analysis's "
-        "nested engine, whose estimates equal lme4's; fits were checked with lme4's "
-        "scaled-gradient criterion and for singularity, and fixed effects were tested by t "
-        "tests with Satterthwaite's degrees of freedom (Kuznetsova et al., 2017).",
+    dynamic = options.detrend or options.lagged_outcome
+    sentences = [
+        f"Multilevel (mixed-effects) models for {levels} were fitted by {estimator} with "
+        "alliance-analysis's nested mixed-model engine, which minimises lme4's profiled "
+        "deviance and whose estimates are checked against lme4 (Bates et al., 2015); fits were "
+        "checked with lme4's scaled-gradient criterion and for singularity, and fixed effects "
+        f"were tested by {_tests(options.inference)}.",
         f"Time was coded as {options.time.replace('_', ' ')} from session "
         f"{options.time_origin}" + (", with a random client slope." if options.client_slope
                                     else "."),
@@ -111,25 +145,105 @@ def _multilevel_sentences(params: RunParams) -> list[str]:
         "and the session's deviation from it (within-client; Curran & Bauer, 2011), and the "
         f"within-client deviation at session t predicted {symptoms} at session t+1"
         + (", controlling for the symptom level at session t" if options.lagged_outcome else "")
-        + (", with alliance detrended within client (Falkenström et al., 2017)."
-           if options.detrend else " (Falkenström et al., 2017)."),
-        "Therapist effects were estimated following Baldwin et al. (2007).",
+        + (", with alliance detrended within client" if options.detrend else "")
+        + (" (Falkenström et al., 2017)." if dynamic else "."),
     ]
+    if record is None or "multilevel.therapist_effects.fit.n_obs" in record.results:
+        sentences.append("Therapist effects on outcome were estimated following Baldwin et al. "
+                         "(2007), splitting early alliance into the therapist's mean and the "
+                         "client's deviation from it.")
+    if record is None or "multilevel.dropout.fit.n_obs" in record.results:
+        sentences.append("Premature dropout was regressed on early alliance by logistic "
+                         "regression (maximum likelihood, Wald z tests with standard errors "
+                         "clustered by therapist; statsmodels, Seabold & Perktold, 2010).")
+    if record is not None:
+        flags = record.flags("03_multilevel", exclude_prefix="model")
+        dropped = [f"{model}: {_count(m.group(1))}" for model, flag in flags.items()
+                   for w in flag.get("warnings", [])
+                   for m in [re.match(r"dropped (\d+) row", w)] if m]
+        if dropped:
+            sentences.append("Rows with a missing model variable were left out of each model "
+                             f"(complete cases, as lme4's na.omit; {'; '.join(dropped)}).")
+        sentences += _flag_sentences(flags, "built-in model")
+    return sentences
 
 
-def _own_model_sentences(params: RunParams) -> list[str]:
-    """One sentence per model listed under ``models:``, and the comparisons."""
-    sentences = []
-    for name, spec in params.models.items():
-        if spec.family == "binomial":
-            how = "a logistic regression with one row per client, by maximum likelihood"
+def _random_words(formula: Any) -> str:
+    """The random part of a parsed formula in words, one phrase per grouping bar."""
+    parts = []
+    for bar in formula.random:
+        slopes = _join(list(bar.slopes)) if bar.slopes else ""
+        plural = "s" if len(bar.slopes) > 1 else ""
+        if bar.intercept and slopes and bar.correlated:
+            parts.append(f"a random intercept and random slope{plural} of {slopes} over "
+                         f"{bar.group}, correlated")
+        elif bar.intercept and slopes:
+            parts.append(f"a random intercept and an uncorrelated random slope{plural} of "
+                         f"{slopes} over {bar.group}")
+        elif slopes:
+            parts.append(f"a random slope{plural} of {slopes} over {bar.group}")
         else:
-            how = (f"{'REML' if spec.reml else 'maximum likelihood'} with the nested engine, "
-                   + ("Satterthwaite t tests" if spec.inference == "satterthwaite"
-                      else "Wald z tests"))
-        where = f", on the rows with {spec.where}" if spec.where else ""
-        sentences.append(f"The model {name}, {spec.formula} (lme4 notation), was fitted by "
-                         f"{how}{where}.")
+            parts.append(f"a random intercept over {bar.group}")
+    return "; ".join(parts) if parts else "no random part"
+
+
+def _removed(record: RunRecord, name: str) -> tuple[int, int] | None:
+    """Rows of model ``name`` removed by its row filter and for a missing model variable."""
+    fit = record.table("models_fit")
+    if fit is not None and {"model", "n_removed_where", "n_removed_missing"} <= set(fit.columns):
+        row = fit[fit["model"] == name]
+        if len(row):
+            return int(row["n_removed_where"].iloc[0]), int(row["n_removed_missing"].iloc[0])
+    entry = record.entry(f"model_{name}_fixed") or {}
+    found = re.search(r"Rows removed: (\d+) by where, (\d+) with a missing", entry.get("note",
+                                                                                     ""))
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _own_model_sentence(name: str, spec: Any, record: RunRecord | None,
+                        wald_default: bool = False) -> str:
+    """Fitter, estimation, formula and random part, tests, rows used and left out, flags."""
+    where = f", on the rows with {spec.where}" if spec.where else ""
+    if spec.family == "binomial":
+        text = (f"Model {name}, {spec.formula}, was a logistic regression of a client-level "
+                "0/1 outcome (one row per client) fitted by maximum likelihood "
+                "(Newton-Raphson in statsmodels; Seabold & Perktold, 2010), with Wald z tests"
+                f"{where}.")
+    else:
+        parsed = spec.parsed()
+        fixed = "the intercept only" if parsed.fixed.strip() == "1" else parsed.fixed
+        text = (f"Model {name}, {spec.formula} (lme4 notation; fixed part: {fixed}; random "
+                f"part: {_random_words(parsed)}), was fitted by "
+                f"{'REML' if spec.reml else 'maximum likelihood (ML)'} with the nested engine"
+                f"{where}, its fixed effects tested by "
+                f"{_tests(spec.inference, cite=wald_default)}.")
+    if record is None:
+        return text
+    n = record.results.get(f"models.{name}.n_obs")
+    removed = _removed(record, name)
+    if n is not None:
+        text += f" It used {_count(n)} rows"
+        if removed is not None:
+            by_where, missing = removed
+            text += (f"; {_count(missing)} with a missing model variable were left out "
+                     "(complete cases)")
+            if spec.where:
+                text += f" and {_count(by_where)} by the row filter"
+        text += "."
+    if record.results.get(f"models.{name}.converged") is False:
+        text += " The fit did not converge; its estimates are not interpreted."
+    elif record.results.get(f"models.{name}.singular") is True:
+        text += " The fit was singular (a variance estimated at zero or a correlation at ±1)."
+    return text
+
+
+def _own_model_sentences(params: RunParams, record: RunRecord | None) -> list[str]:
+    """One sentence per model listed under ``models:``, and the comparisons."""
+    if not params.models:
+        return []
+    wald = params.multilevel.inference == "wald"  # else the general sentence cites lmerTest
+    sentences = [_own_model_sentence(name, spec, record, wald)
+                 for name, spec in params.models.items()]
     if params.comparisons:
         pairs = "; ".join(f"{a} with {b}" for a, b in params.comparisons)
         sentences.append(f"Nested models were compared by likelihood-ratio tests ({pairs}), "
@@ -137,7 +251,7 @@ def _own_model_sentences(params: RunParams) -> list[str]:
     return sentences
 
 
-def _sem_sentences(params: RunParams) -> list[str]:
+def _sem_sentences(params: RunParams, record: RunRecord | None) -> list[str]:
     builtin = params.builtin_sem()
     sentences = []
     if builtin.cfa is not None:
@@ -161,30 +275,54 @@ def _sem_sentences(params: RunParams) -> list[str]:
             f"A linear latent growth model of symptoms over sessions {waves} had early "
             f"alliance (the mean over sessions 1 to {builtin.growth.early_sessions}) "
             "predicting its intercept and slope.")
-    if params.own_sem_models():
-        names = ", ".join(params.own_sem_models())
+    own = params.own_sem_models()
+    if own:
+        missing_words = {"fiml": "full-information maximum likelihood for missing values",
+                         "listwise": "listwise deletion"}
+        described = [f"{name} ({spec.estimator}, {missing_words[spec.missing]})"
+                     for name, spec in own.items()]
         sentences.append(f"Further structural equation models were specified in the "
-                         f"parameters ({names}).")
-    if sentences:
-        sentences.append("Models were estimated in semopy (Igolkina & Meshcheryakov, 2020), "
-                         "with fit statistics computed by lavaan's conventions "
-                         "(Rosseel, 2012).")
+                         f"parameters: {_join(described)}.")
+    if not sentences:
+        return []
+    sentences.append("Models were estimated with semopy's model specification (Igolkina & "
+                     "Meshcheryakov, 2020), with fit statistics computed by lavaan's "
+                     "conventions (Rosseel, 2012).")
+    if record is not None:
+        sizes = sorted({int(v) for k, v in record.results.items()
+                        if k.startswith("sem.") and k.endswith(".n_obs") and v is not None})
+        if sizes:
+            n = _count(sizes[0]) if len(sizes) == 1 else \
+                f"{_count(sizes[0])} to {_count(sizes[-1])}"
+            sentences.append(f"They were fitted to one row per client (N = {n}).")
+        sentences += _flag_sentences(record.flags("04_sem"), "structural equation model")
     return sentences
 
 
-def _change_sentences(params: RunParams) -> list[str]:
+def _change_sentences(params: RunParams, record: RunRecord | None) -> list[str]:
     options = params.change
     rule = "published reliable-change thresholds and clinical cut-offs of each instrument" \
         if options.reliable_change == "published" else \
         "the reliable change index and cut-off computed from the sample"
     sds = " and ".join(f"{s:g}" for s in options.rupture_sd)
-    return [
+    sentences = [
         f"Reliable and clinically significant change was classified following Jacobson and "
         f"Truax (1991), using the {rule}. Sudden gains followed Tang and DeRubeis (1999). An "
         f"alliance rupture was a session more than {sds} SD below the client's own mean "
         f"alliance, and a repair its return to the pre-rupture level within "
         f"{options.repair_within} sessions (Stiles et al., 2004).",
     ]
+    regressions = []
+    if record is None or record.entry("change_model_dropout_early_alliance"):
+        regressions.append("dropout on early alliance level and change by logistic "
+                           "regression")
+    if record is None or any(name.startswith("change_model_rupture_outcome")
+                             for name in record.outputs.get("tables", {})):
+        regressions.append("symptom change on repaired ruptures by ordinary least squares")
+    if regressions:
+        sentences.append(f"Client-level models regressed {_join(regressions)} (statsmodels; "
+                         "Seabold & Perktold, 2010).")
+    return sentences
 
 
 def _robustness_sentences(params: RunParams) -> list[str]:
@@ -203,7 +341,65 @@ def _robustness_sentences(params: RunParams) -> list[str]:
             f"{varied}, each a linear mixed model estimated as above.{test}"]
 
 
-def methods_paragraph(params: RunParams, packages: Mapping[str, str]) -> str:
+def _statsmodels_used(params: RunParams, record: RunRecord | None) -> bool:
+    """Whether a logistic or least-squares regression (statsmodels) was fitted."""
+    if record is None:
+        return True
+    tables = record.outputs.get("tables", {})
+    return ("multilevel.dropout.fit.n_obs" in record.results
+            or any(name.startswith("change_model_") for name in tables)
+            or any(spec.family == "binomial" and f"models.{name}.n_obs" in record.results
+                   for name, spec in params.models.items()))
+
+
+def _software_sentence(params: RunParams, packages: Mapping[str, str],
+                       record: RunRecord | None) -> str:
+    def ran(stage: str) -> bool:
+        return record is None or record.ran(stage)
+
+    used = [f"alliance-analysis {packages.get('alliance-analysis', '?')} (data handling and "
+            "mixed models)", f"pandas {packages.get('pandas', '?')}",
+            f"NumPy {packages.get('numpy', '?')}", f"SciPy {packages.get('scipy', '?')}"]
+    if _statsmodels_used(params, record):
+        used.append(f"statsmodels {packages.get('statsmodels', '?')} (logistic and "
+                    "least-squares regressions)")
+    if ran("04_sem"):
+        used.append(f"semopy {packages.get('semopy', '?')} (structural equation models)")
+    return (f"Analyses ran in Python {packages.get('python', '?')} with {_join(used)}; the "
+            f"random seed was {params.seed}.")
+
+
+def methods_text(params: RunParams, packages: Mapping[str, str],
+                 run_dir: str | Path | None = None) -> tuple[str, list[str]]:
+    """The methods paragraph and the full references it cites (see :func:`methods_paragraph`).
+
+    Returns
+    -------
+    tuple
+        ``(paragraph, references)``: plain text, and the references in alphabetical order.
+    """
+    record = RunRecord.read(run_dir) if run_dir is not None else None
+
+    def ran(stage: str) -> bool:
+        return record is None or record.ran(stage)
+
+    sentences = _data_sentences(params, record)
+    if ran("03_multilevel"):
+        sentences += _multilevel_sentences(params, record) + _own_model_sentences(params,
+                                                                                  record)
+    if ran("04_sem"):
+        sentences += _sem_sentences(params, record)
+    if ran("05_change"):
+        sentences += _change_sentences(params, record)
+    if ran("06_robustness"):
+        sentences += _robustness_sentences(params)
+    sentences.append(_software_sentence(params, packages, record))
+    text = " ".join(sentences)
+    return text, cited_references(text)
+
+
+def methods_paragraph(params: RunParams, packages: Mapping[str, str],
+                      run_dir: str | Path | None = None) -> str:
     """The methods paragraph of a run, with its citations.
 
     Parameters
@@ -212,100 +408,33 @@ def methods_paragraph(params: RunParams, packages: Mapping[str, str]) -> str:
         The run's parameters.
     packages
         Installed versions (``{"python": ..., "statsmodels": ...}``, as in the manifest).
+    run_dir
+        The run folder. When given, the paragraph describes what the run fitted, from its
+        ``results.json``, ``outputs.json`` and fit tables (:class:`RunRecord`): only the
+        stages that ran, the rows each model used and left out, and every singular or
+        non-converged fit. Without it, what the parameters ask for.
 
     Returns
     -------
     str
-        Plain text; the references cited follow, one per line, after a blank line.
+        Plain text; the references cited follow, one per line, after a blank line and a
+        ``References`` line.
+
+    Notes
+    -----
+    Linear mixed models are described as fitted by the package's nested engine (lme4's
+    profiled REML or ML deviance, checked against lme4 in ``tests/reference``), with
+    t tests on Satterthwaite degrees of freedom as lmerTest (or Wald z where a model asks
+    for it); logistic and least-squares regressions by statsmodels; SEMs with semopy's
+    model specification and lavaan's fit conventions.
+
+    References
+    ----------
+    .. [1] Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear
+       mixed-effects models using lme4. Journal of Statistical Software, 67(1), 1-48.
+    .. [2] Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. (2017). lmerTest
+       package: Tests in linear mixed effects models. Journal of Statistical Software,
+       82(13), 1-26.
     """
-    software = (f"Analyses ran in Python {packages.get('python', '?')} with alliance-analysis "
-                f"{packages.get('alliance-analysis', '?')}, statsmodels "
-                f"{packages.get('statsmodels', '?')}, semopy {packages.get('semopy', '?')} and "
-                f"pandas {packages.get('pandas', '?')} (seed {params.seed}).")
-    sentences = (_data_sentences(params) + _multilevel_sentences(params)
-                 + _own_model_sentences(params) + _sem_sentences(params)
-                 + _change_sentences(params) + _robustness_sentences(params) + [software])
-    text = " ".join(sentences)
-    cited = [ref for short, ref in REFERENCES.items()
-             if short.split(",")[0].split(" ")[0] in text]
-    return text + "\n\nReferences\n" + "\n".join(sorted(cited))
-
-
-def _p(value: float) -> str:
-    from alliance_analysis.report.tables import format_p
-
-    text = format_p(value)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
-def _effect(results: Mapping[str, object], key: str) -> str | None:
-    """``b = -1.58, 95% CI [-1.85, -1.32], p < .001`` for a ``<key>.estimate`` family."""
-    if f"{key}.estimate" not in results:
-        return None
-    estimate, low, high = (results.get(f"{key}.{s}") for s in ("estimate", "ci_low", "ci_high"))
-    text = f"b = {estimate:.2f}"
-    if low is not None and high is not None:
-        text += f", 95% CI [{low:.2f}, {high:.2f}]"
-    p = results.get(f"{key}.p")
-    return text + (f", {_p(p)}" if p is not None else "")
-
-
-def results_paragraph(params: RunParams, results: Mapping[str, object]) -> str:
-    """The headline results of a run in one paragraph, from its ``results.json``.
-
-    Only numbers the run recorded are used; a sentence whose numbers are absent (e.g. a
-    stage that did not run) is left out.
-    """
-    alliance, symptoms = (_abbreviation(params, params.alliance),
-                          _abbreviation(params, params.symptoms))
-    sentences = []
-    if "clean.rows_input" in results:
-        sentences.append(
-            f"Of {results['clean.rows_input']} session records, {results['clean.rows_kept']} were "
-            f"analysed ({results.get('clean.clients')} clients of "
-            f"{results.get('clean.therapists')} therapists).")
-    within = _effect(results, f"multilevel.within_between.{params.alliance}_within_lag1")
-    between = _effect(results, f"multilevel.within_between.{params.alliance}_between")
-    if within and between:
-        sentences.append(
-            f"Within clients, an alliance ({alliance}) rating one point above the client's own "
-            f"mean was followed by a {symptoms} score at the next session that differed by "
-            f"{within}; between clients, a one-point higher mean alliance went with a "
-            f"difference of {between}.")
-    icc = results.get(f"multilevel.therapist_effects.icc.{params.alliance}_total.therapist.icc")
-    if icc is not None:
-        prefix = f"multilevel.therapist_effects.icc.{params.alliance}_total.therapist"
-        low, high = results.get(f"{prefix}.ci_low"), results.get(f"{prefix}.ci_high")
-        interval = f" (95% CI [{low:.3f}, {high:.3f}])" if low is not None and high is not None \
-            else ""
-        sentences.append(f"Therapists accounted for {100 * icc:.1f}% of the variance in the "
-                         f"alliance{interval}.")
-    riclpm = results.get(f"sem.riclpm.{params.alliance}_to_{params.symptoms}.std_estimate")
-    clpm = results.get(f"sem.clpm.{params.alliance}_to_{params.symptoms}.std_estimate")
-    if riclpm is not None and clpm is not None:
-        sentences.append(
-            f"In the RI-CLPM the mean standardized within-person path from alliance to later "
-            f"symptoms was {riclpm:.2f} (CLPM: {clpm:.2f}).")
-    if "robustness.n_specifications" in results:
-        share = results.get("robustness.share_preregistered_sign")
-        significant = results.get("robustness.share_significant_same_sign")
-        median = results.get("robustness.median_estimate")
-        if share is not None and median is not None:
-            sentences.append(
-                f"Across {results['robustness.n_specifications']} specifications of the "
-                f"analysis choices, {100 * share:.0f}% of the estimates had the preregistered "
-                f"sign and {100 * (significant or 0):.0f}% were significant in that direction "
-                f"(median estimate {median:.2f}).")
-    if "change.rci.recovered.n" in results:
-        sentences.append(
-            f"By the end of treatment {results['change.rci.recovered.n']} clients "
-            f"({results['change.rci.recovered.percent']}%) had recovered, "
-            f"{results['change.rci.reliably_improved.n']} "
-            f"({results['change.rci.reliably_improved.percent']}%) had reliably improved and "
-            f"{results['change.rci.reliably_deteriorated.n']} "
-            f"({results['change.rci.reliably_deteriorated.percent']}%) had reliably "
-            f"deteriorated; {results.get('change.sudden_gains.n_clients', 0)} clients had a "
-            f"sudden gain, {results.get('change.sudden_losses.n_clients', 0)} a sudden loss, "
-            f"and {results.get('change.dropout.n', 0)} "
-            f"({results.get('change.dropout.percent', 0)}%) dropped out.")
-    return " ".join(sentences)
+    text, references = methods_text(params, packages, run_dir)
+    return text + "\n\nReferences\n" + "\n".join(references)

@@ -1,8 +1,12 @@
 """The run's ``index.html``: the page a reviewer opens first.
 
-The page is self-contained and readable offline: run summary (status, data SHA-256,
-parameters, package versions, dates) and the run's warnings at the top, then each section's
-figures and tables, and links to every executed notebook.
+The page is self-contained and readable offline. It opens with the run's status and its key
+findings (:mod:`alliance_analysis.report.findings`: the questions the run answers, with
+numbers and 95% CIs, each linked to its table), then the warnings to read first, the run
+summary (data SHA-256, parameters, package versions, dates), each stage's figures and tables
+numbered and captioned as APA 7 sets them ("Table N." above the table with its note below;
+"Figure N." above the figure), the methods, and links to every executed notebook. It is
+rendered from the jinja2 template ``templates/index.html.j2`` kept in the package.
 """
 
 from __future__ import annotations
@@ -12,6 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from alliance_analysis.report.findings import key_findings
+from alliance_analysis.report.tables import format_apa, html_table
+
 
 #: The stylesheet of the run and reproduce pages.
 STYLE = """
@@ -20,13 +31,23 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width:
 h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; margin-top: 2.5rem;
      border-bottom: 2px solid #0173b2; padding-bottom: .2rem; }
 h3 { font-size: 1.05rem; margin-top: 1.5rem; }
-table { border-collapse: collapse; margin: .5rem 0; font-size: .85rem; }
-th, td { border-bottom: 1px solid #ddd; padding: .2rem .6rem; text-align: left;
-         vertical-align: top; }
-table.apa td { text-align: right; } table.apa td:first-child { text-align: left; }
-figure { margin: 1rem 0; } figcaption { font-weight: 600; margin-bottom: .3rem; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .85rem; max-width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: .2rem .5rem; text-align: left;
+         vertical-align: top; overflow-wrap: anywhere; }
+table.apa { border-top: 2px solid #222; border-bottom: 2px solid #222; margin-top: 1.5rem; }
+table.apa caption { text-align: left; padding-bottom: .4rem; caption-side: top; }
+table.apa caption strong { display: block; }
+table.apa thead th { border-bottom: 1px solid #222; }
+table.apa td { text-align: right; white-space: nowrap; }
+table.apa td:first-child { text-align: left; white-space: normal; }
+table.apa.wide { font-size: .72rem; } table.apa.wide td { white-space: normal; }
+figure { margin: 1.5rem 0; } figcaption { margin-bottom: .3rem; }
+figcaption strong { display: block; }
 p.note { font-size: .85rem; margin-top: .2rem; }
-.scroll { overflow-x: auto; }
+dl.findings dt { font-weight: 600; margin-top: .5rem; }
+dl.findings dd { margin: .1rem 0 0 1rem; }
+#key-findings h2 { margin-top: 1rem; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 code { font-size: .85rem; word-break: break-all; }
 .status { padding: .6rem 1rem; border-radius: .3rem; margin: 1rem 0; }
 .complete { background: #e6f4ea; } .incomplete, .running { background: #fde8e8; }
@@ -47,10 +68,6 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 
 #: Tables longer than this are linked rather than shown in the page.
 MAX_EMBEDDED_ROWS = 40
-
-
-def _rows(pairs: list[tuple[str, str]]) -> str:
-    return "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in pairs)
 
 
 def _outputs(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -102,36 +119,91 @@ def run_warnings(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _table_block(run_dir: Path, csv: Path) -> str:
-    fragment = csv.with_suffix(".html")
-    rows = sum(1 for _ in csv.open(encoding="utf-8")) - 1
-    link = f"<a href='{html.escape(csv.relative_to(run_dir).as_posix())}'>{csv.name}</a>"
-    if fragment.exists() and rows <= MAX_EMBEDDED_ROWS:
-        return f"<div class='scroll'>{fragment.read_text(encoding='utf-8')}</div><p>{link}</p>"
-    return f"<p>Table <strong>{html.escape(csv.stem)}</strong> ({rows} rows): {link}</p>"
+#: Text columns whose longest value is longer than this go into the table's note.
+LONG_TEXT = 60
+
+#: Tables with more columns than this are printed in a smaller type.
+WIDE_COLUMNS = 9
 
 
-def _section(run_dir: Path, notebook: str, title: str, seconds: Any,
-             outputs: dict[str, dict[str, dict[str, Any]]]) -> str:
-    parts = [f"<h2 id='{notebook}'>{html.escape(title)}</h2>"]
-    executed = run_dir / "notebooks" / f"{notebook}.html"
-    if executed.exists():
-        parts.append(f"<p>Executed notebook: <a href='notebooks/{notebook}.html'>{notebook}"
-                     f"</a> (<a href='notebooks/{notebook}.ipynb'>.ipynb</a>, "
-                     f"{seconds if seconds is not None else '?'} s)</p>")
-    else:
-        parts.append("<p>This notebook did not run.</p>")
-    for name, entry in sorted(outputs.get("figures", {}).items()):
-        if entry.get("stage") == notebook:
-            caption = html.escape(entry.get("title") or name)
-            parts.append(f"<figure><figcaption>{caption}</figcaption>"
-                         f"<img src='figures/{html.escape(name)}.png' alt='{caption}'"
-                         f" width='720'><p><a href='figures/{html.escape(name)}.svg'>SVG</a>"
-                         "</p></figure>")
-    for name, entry in sorted(outputs.get("tables", {}).items()):
-        if entry.get("stage") == notebook:
-            parts.append(_table_block(run_dir, run_dir / "tables" / f"{name}.csv"))
-    return "\n".join(parts)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("alliance_analysis.report", "templates"),
+        autoescape=True, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined)
+
+
+def _short_table(table: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str]:
+    """Move long text columns (warnings, notes) out of the table into its note, so that no
+    row grows hundreds of pixels high and no table runs off the page."""
+    long_columns = [c for c in table.columns
+                    if not pd.api.types.is_numeric_dtype(table[c])
+                    and table[c].dropna().astype(str).str.len().max() > LONG_TEXT]
+    if not long_columns:
+        return table, note
+    label = table.columns[0]
+    lines = []
+    for column in long_columns:
+        for key, text in zip(table[label], table[column], strict=True):
+            if isinstance(text, str) and text.strip():
+                lines.append(f"{column} ({key}): {text.strip()}")
+    shown = table.drop(columns=long_columns)
+    return shown, " ".join(part for part in (note, *lines) if part)
+
+
+class _Numbering:
+    """Numbers tables and figures in the order the page shows them."""
+
+    def __init__(self) -> None:
+        self.tables = 0
+        self.figures = 0
+        self.anchors: dict[str, tuple[str, str]] = {}
+
+    def table(self, run_dir: Path, name: str, entry: dict[str, Any]) -> str:
+        csv = run_dir / "tables" / f"{name}.csv"
+        link = (f"<a href='tables/{html.escape(csv.name)}'>{html.escape(csv.name)}</a>")
+        title = entry.get("title") or name.replace("_", " ")
+        rows = sum(1 for _ in csv.open(encoding="utf-8")) - 1 if csv.is_file() else 0
+        formatted = csv.with_suffix(".html").is_file()
+        if not csv.is_file() or not formatted or rows > MAX_EMBEDDED_ROWS or rows < 1:
+            self.anchors[name] = (f"tables/{csv.name}", csv.name)
+            return (f"<p class='linked'>{html.escape(title)} ({rows} rows, not shown): "
+                    f"{link}</p>")
+        self.tables += 1
+        table, note = _short_table(pd.read_csv(csv, keep_default_na=True),
+                                   entry.get("note", ""))
+        shown = format_apa(table)
+        body = html_table(shown, title, note, number=self.tables, table_id=f"table-{name}")
+        if len(shown.columns) > WIDE_COLUMNS:
+            body = body.replace("<table class='apa'", "<table class='apa wide'", 1)
+        self.anchors[name] = (f"#table-{name}", f"Table {self.tables}")
+        return f"{body}<p class='source'>Full precision: {link}</p>"
+
+    def figure(self, name: str, entry: dict[str, Any]) -> str:
+        self.figures += 1
+        caption = entry.get("title") or name.replace("_", " ")
+        safe, label = html.escape(name), f"Figure {self.figures}"
+        return (f"<figure id='figure-{safe}'><figcaption><strong>{label}.</strong> "
+                f"<em>{html.escape(caption)}</em></figcaption>"
+                f"<img src='figures/{safe}.png' alt='{label}: {html.escape(caption)}'"
+                f" width='720'><p><a href='figures/{safe}.svg'>SVG</a></p></figure>")
+
+
+def _sections(run_dir: Path, seconds: dict[str, Any], numbering: _Numbering
+              ) -> list[dict[str, Any]]:
+    outputs = _outputs(run_dir)
+    sections = []
+    for notebook, title in SECTIONS:
+        items = [Markup(numbering.figure(name, entry))
+                 for name, entry in sorted(outputs.get("figures", {}).items())
+                 if entry.get("stage") == notebook]
+        items += [Markup(numbering.table(run_dir, name, entry))
+                  for name, entry in sorted(outputs.get("tables", {}).items())
+                  if entry.get("stage") == notebook]
+        sections.append({"id": notebook, "title": title, "items": items,
+                         "notebook": (run_dir / "notebooks" / f"{notebook}.html").exists(),
+                         "seconds": seconds.get(notebook, "?")})
+    return sections
 
 
 def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "",
@@ -145,82 +217,55 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "",
     manifest
         The run's manifest (as written to ``manifest.json``).
     methods
-        The methods paragraph (plain text) to show, if any.
+        The methods paragraph (plain text; paragraphs separated by blank lines, then
+        ``References`` and one reference per line), if any.
     results
         The results paragraph (plain text) to show, if any.
 
     Returns
     -------
     Path
-        The page written: the run summary and its warnings first, then one section per
-        notebook with its figures and tables (long tables linked), the methods paragraph,
-        provenance links, parameters and software versions. Only relative links are used,
-        so the folder can be moved or zipped and read offline.
+        The page written: status and key findings first (``id="key-findings"``), the
+        warnings, the run summary, one section per notebook with its numbered figures and
+        tables (long tables linked), the methods, provenance links, parameters and software
+        versions. Only relative links are used, so the folder can be moved or zipped and
+        read offline.
     """
     status = manifest.get("status", "unknown")
     banner = {"complete": "The run finished: every notebook ran.",
               "incomplete": "The run did NOT finish.",
               "running": "The run was interrupted before it finished."}.get(status, status)
-    summary = [
-        ("Run", html.escape(str(manifest.get("run", "")))),
-        ("Parameters file", f"<code>{html.escape(str(manifest.get('parameters_file')))}</code>"),
-        ("Seed", html.escape(str(manifest.get("seed")))),
-        ("Started / finished", html.escape(
-            f"{manifest.get('started', '')} / {manifest.get('finished', '')}")),
+    summary: list[tuple[str, Any]] = [
+        ("Run", manifest.get("run", "")),
+        ("Parameters file", Markup("<code>{}</code>").format(manifest.get("parameters_file"))),
+        ("Seed", manifest.get("seed")),
+        ("Started / finished", f"{manifest.get('started', '')} / {manifest.get('finished', '')}"),
     ]
     for path, digest in manifest.get("inputs", {}).items():
-        summary.append(("Input data", f"<code>{html.escape(path)}</code><br>SHA-256 "
-                                      f"<code>{html.escape(digest)}</code>"))
+        summary.append(("Input data", Markup("<code>{}</code><br>SHA-256 <code>{}</code>")
+                        .format(path, digest)))
     git = manifest.get("git")
     if git:
-        summary.append(("Git commit", html.escape(
-            git["commit"] + (" (with uncommitted changes)" if git["dirty"] else ""))))
-    warnings_found = run_warnings(run_dir, manifest)
-    warning_block = ("<div class='warnings'><strong>Read these first:</strong><ul>"
-                     + "".join(f"<li>{html.escape(w)}</li>" for w in warnings_found)
-                     + "</ul></div>") if warnings_found else \
-        "<p>No warnings: no rows excluded, every model converged.</p>"
-    seconds = manifest.get("seconds", {})
-    outputs = _outputs(run_dir)
-    sections = "\n".join(_section(run_dir, nb, title, seconds.get(nb), outputs)
-                         for nb, title in SECTIONS)
-    nav = "".join(f"<a href='#{nb}'>{html.escape(title)}</a>" for nb, title in SECTIONS)
-    versions = _rows([(k, html.escape(v)) for k, v in manifest.get("packages", {}).items()])
-    params = html.escape(json.dumps(manifest.get("parameters", {}), indent=2, sort_keys=True))
-    methods_block = ""
-    if methods:
-        paragraph, _, references = methods.partition("\n\nReferences\n")
-        items = "".join(f"<li>{html.escape(r)}</li>" for r in references.splitlines() if r)
-        methods_block = (f"<h2 id='methods'>Methods</h2><p>{html.escape(paragraph)}</p>"
-                         f"<h3>References</h3><ul>{items}</ul>"
-                         "<p>Also in <a href='methods.md'>methods.md</a>, ready to paste.</p>")
-    if results:
-        methods_block += (f"<h2 id='results'>Results in brief</h2><p>{html.escape(results)}"
-                          "</p>")
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>alliance-analysis: {html.escape(str(manifest.get('run')))}</title>
-<style>{STYLE}</style></head>
-<body>
-<h1>alliance-analysis run: {html.escape(str(manifest.get('run')))}</h1>
-<p class="status {html.escape(status)}"><strong>{html.escape(status)}</strong>: {html.escape(banner)}</p>
-{warning_block}
-<nav>{nav}<a href="#methods">Methods</a><a href="#provenance">Provenance</a></nav>
-<h2>Run summary</h2>
-<table>{_rows(summary)}</table>
-{sections}
-{methods_block}
-<h2 id="provenance">Results and provenance</h2>
-<ul><li><a href="results.json">results.json</a>: headline numbers by stable key</li>
-<li><a href="manifest.json">manifest.json</a>: parameters, input and output SHA-256, versions</li>
-<li><a href="params.yaml">params.yaml</a>: the validated parameters of this run</li></ul>
-<h3>Parameters</h3>
-<pre>{params}</pre>
-<h3>Software</h3>
-<table>{versions}</table>
-</body>
-</html>
-"""
+        summary.append(("Git commit", git["commit"] + (" (with uncommitted changes)"
+                                                       if git["dirty"] else "")))
+    numbering = _Numbering()
+    sections = _sections(run_dir, manifest.get("seconds", {}), numbering)
+    findings = []
+    for finding in key_findings(run_dir, manifest.get("parameters", {})):
+        href, label = numbering.anchors.get(finding.table, (f"tables/{finding.table}.csv",
+                                                            f"{finding.table}.csv"))
+        findings.append({"question": finding.question, "answer": finding.answer,
+                         "href": href, "label": f"({label})"})
+    paragraph, _, references = methods.partition("\n\nReferences\n")
+    page = _environment().get_template("index.html.j2").render(
+        run=str(manifest.get("run")), style=Markup(STYLE), status=status, banner=banner,
+        findings=findings, warnings=run_warnings(run_dir, manifest), summary=summary,
+        sections=sections,
+        methods=[p for p in paragraph.split("\n\n") if p.strip()],
+        references=[r for r in references.splitlines() if r.strip()],
+        manuscript=(run_dir / "manuscript.docx").is_file(), results=results,
+        parameters=json.dumps(manifest.get("parameters", {}), indent=2, sort_keys=True),
+        packages=list(manifest.get("packages", {}).items()))
     index = run_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

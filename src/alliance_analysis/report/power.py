@@ -81,8 +81,10 @@ def write_report(result: PowerResult) -> RunFolder:
              f"interval; coverage of {params.multilevel.ci_level:.0%} intervals.")
     folder.write_table("power_smallest", result.smallest,
                        caption=f"Smallest design reaching power {params.target_power:g}")
-    folder.write_table("power_replicates", result.replicates, formatted=False)
-    folder.write_figure("power_curve", power_curve(result.summary, params))
+    folder.write_table("power_replicates", result.replicates, formatted=False,
+                       caption="Every replicate of the power study")
+    folder.write_figure("power_curve", power_curve(result.summary, params),
+                        caption="Power by design point, with its Monte Carlo 95% CI")
     folder.record(_headlines(result))
     return folder
 

@@ -47,8 +47,16 @@ def report_sem(results: SemResults, run: RunFolder) -> dict[str, Figure]:
         write_growth(run, results.growth)
         figures["sem_coefficients_growth"] = plots.sem_coefficients(results.growth)
         flags["sem_coefficients_growth"] = [results.growth.flags()]
+    captions = {
+        "sem_riclpm_paths": "RI-CLPM of the alliance and symptom totals: standardized lagged "
+        "paths between the within-person components (dashed: p >= .05)",
+        "sem_clpm_paths": "CLPM of the alliance and symptom totals: standardized lagged paths "
+        "between the observed scores (dashed: p >= .05)",
+        "sem_coefficients_growth": "Latent growth of symptoms: estimates with 95% CIs, early "
+        "alliance predicting the intercept and the slope",
+    }
     for name, figure in figures.items():
-        run.write_figure(name, figure, flags=flags[name])
+        run.write_figure(name, figure, caption=captions[name], flags=flags[name])
     return figures
 
 

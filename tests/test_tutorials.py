@@ -87,6 +87,18 @@ def test_tutorial_runs_top_to_bottom_without_warnings(name: str, tmp_path: Path)
               if "image/png" in o.get("data", {})]
     assert images or name == "03_riclpm_vs_clpm"  # figures are shown, not just named
     assert sorted(p.name for p in TUTORIALS.iterdir()) == before  # nothing written there
+    shown = [o.get("data", {}).get("text/plain", "") + o.get("text", "")
+             for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    for text in shown:  # numbers read as a table would print them, no Python reprs
+        assert not re.search(r"np\.float64|\d\.\d{7,}|\{'|e-\d\d", text), text[:300]
+        assert "..." not in text, text[:300]  # no text cut by pandas
+
+
+def test_tutorial_1_says_why_its_between_effect_is_positive() -> None:
+    notebook = nbformat.read(TUTORIALS / "01_within_or_between.ipynb", as_version=4)
+    text = " ".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "Why is the default `between_effect` positive?" in text
+    assert "opposite signs" in text and "-4.0" in text  # the simulation's own default
 
 
 # --- shared helpers ---------------------------------------------------------------------------

@@ -23,7 +23,6 @@ had been written in place.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -42,6 +41,7 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
                                       AllianceRunError)
 from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
+from alliance_analysis.report.manuscript import write_manuscript
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
 from alliance_analysis.report.runfolder import (FAILED, LOCK, PARTIAL, STAGED, check_siblings,
                                                 keep_failed, replace_folders, sibling,
@@ -59,7 +59,7 @@ NOTEBOOKS: tuple[str, ...] = ("01_clean", "02_describe", "03_multilevel", "04_se
 RECORDED_PACKAGES: tuple[str, ...] = (
     "alliance-analysis", "numpy", "scipy", "pandas", "pyarrow", "statsmodels", "semopy",
     "matplotlib", "seaborn", "pydantic", "pandera", "pyreadstat", "openpyxl", "papermill",
-    "nbconvert", "ipykernel",
+    "nbconvert", "ipykernel", "jinja2", "python-docx", "jupyter-server-mathjax",
 )
 
 MARKER = "INCOMPLETE"
@@ -215,12 +215,9 @@ def _relocate_notebook(executed: Path, parameters: dict[str, str]) -> None:
 
 
 def _render_html(executed: Path) -> None:
-    import nbconvert
-    import nbformat
+    from alliance_analysis.report.notebook_html import render_notebook_html
 
-    notebook = nbformat.read(executed, as_version=4)
-    body, _ = nbconvert.HTMLExporter(template_name="lab").from_notebook_node(notebook)
-    executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    render_notebook_html(executed)  # maths from a local MathJax copy, answers kept hidden
 
 
 def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
@@ -327,10 +324,14 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
 
 
 def _output_hashes(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of every output file, except the manifest, the page (they hold dates) and
+    the MathJax copy the notebooks' HTML reads (a copy of the installed
+    jupyter-server-mathjax, whose version the manifest records)."""
     return {
         path.relative_to(run_dir).as_posix(): file_sha256(path)
         for path in sorted(run_dir.rglob("*"))
         if path.is_file() and path.name not in ("manifest.json", "index.html", STAGED, LOCK)
+        and not path.relative_to(run_dir).as_posix().startswith("notebooks/mathjax/")
     }
 
 
@@ -468,7 +469,8 @@ def _start_manifest(params: RunParams, params_path: Path,
 
 def _finish(stage: Path, stage_processed: Path, manifest: dict[str, Any], params: RunParams,
             parameters: dict[str, str]) -> None:
-    """Render the executed notebooks, write ``methods.md``, ``manifest.json``, ``index.html``.
+    """Render the executed notebooks, write ``methods.md``, ``manuscript.docx``,
+    ``manifest.json`` and ``index.html``.
 
     ``parameters`` are the notebook parameters naming the folders the run ends up in (the
     run or failed folder and the processed folder): the notebooks and the manifest record
@@ -484,13 +486,14 @@ def _finish(stage: Path, stage_processed: Path, manifest: dict[str, Any], params
         "files": {path.name: file_sha256(path) for path in sorted(stage_processed.glob("*"))
                   if path.is_file() and path.suffix in (".parquet", ".csv")},
     }
-    methods = methods_paragraph(params, manifest["packages"])
-    results_file = stage / "results.json"
-    summary = results_paragraph(params, json.loads(results_file.read_text())
-                                if results_file.exists() else {})
+    methods = methods_paragraph(params, manifest["packages"], run_dir=stage)
+    summary = results_paragraph(params, run_dir=stage)
     (stage / "methods.md").write_text(
         f"## Methods\n\n{methods}\n\n## Results\n\n{summary}\n", encoding="utf-8")
     manifest["outputs"]["methods.md"] = file_sha256(stage / "methods.md")
+    if manifest.get("status") == "complete":  # a failed run keeps its own error in view
+        manifest["outputs"]["manuscript.docx"] = file_sha256(write_manuscript(stage, params,
+                                                                              manifest))
     write_json(stage / "manifest.json", manifest)
     report.write_index(stage, manifest, methods=methods, results=summary)
 

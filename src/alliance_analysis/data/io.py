@@ -514,11 +514,67 @@ class MappedData:
         ``{canonical column: column in the researcher's file}``.
     unused
         Columns of the file the run does not use.
+    labelled
+        Covariates whose SPSS/Stata value labels replaced their codes (:func:`apply_labels`),
+        ``{canonical column: {code as text: label}}``.
     """
 
     frame: pd.DataFrame
     source_columns: dict[str, str]
     unused: tuple[str, ...]
+    labelled: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _code_text(code: object) -> str:
+    """A code as text: ``2.0`` -> ``"2"`` (SPSS stores numbers as doubles)."""
+    if isinstance(code, float) and code.is_integer():
+        return str(int(code))
+    return str(code)
+
+
+def apply_labels(frame: pd.DataFrame, columns: Sequence[str],
+                 value_labels: dict[str, dict[object, str]],
+                 source_columns: dict[str, str]) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    """Name the categories of labelled SPSS/Stata covariates by their value labels.
+
+    A covariate such as ``gender`` stored as codes 1 and 2 with the value labels
+    ``1 = female, 2 = male`` becomes the text ``female``/``male``, so that every table names
+    the categories (not ``1.0`` and ``2.0``). A code without a label is kept as its text
+    (``3``); a missing value stays missing. Only the listed columns change: questionnaire
+    items, IDs, session numbers and days keep their numeric codes, even when the file labels
+    them (items are numbers to be scored; labelled IDs could name people).
+
+    Parameters
+    ----------
+    frame
+        The mapped table (canonical column names).
+    columns
+        The canonical columns that may take labels (the run's covariates).
+    value_labels
+        ``{column in the file: {code: label}}``, as read (:attr:`RawData.value_labels`).
+    source_columns
+        ``{canonical column: column in the file}``.
+
+    Returns
+    -------
+    (frame, applied)
+        The table with labels in place of codes, and ``{canonical column: {code as text:
+        label}}`` for each column that changed (recorded in the codebook).
+    """
+    applied: dict[str, dict[str, str]] = {}
+    out = frame
+    for column in columns:
+        labels = value_labels.get(source_columns.get(column, ""), {})
+        if column not in frame.columns or not labels:
+            continue
+        if out is frame:
+            out = frame.copy()
+        lookup = {_code_text(code): str(label) for code, label in labels.items()}
+        out[column] = frame[column].map(
+            lambda v, lookup=lookup: v if pd.isna(v) else lookup.get(_code_text(v),
+                                                                     _code_text(v)))
+        applied[column] = lookup
+    return out, applied
 
 
 def _near_misses(source: str, present: Sequence[str]) -> list[str]:
@@ -594,6 +650,8 @@ def map_columns(raw: RawData, params: RunParams, instruments: Sequence[Instrumen
     Returns
     -------
     MappedData
+        Covariates of an SPSS or Stata file name their categories by the file's value labels
+        (:func:`apply_labels`); items keep their numeric codes.
 
     Raises
     ------
@@ -695,5 +753,6 @@ def map_columns(raw: RawData, params: RunParams, instruments: Sequence[Instrumen
         )
     frame = raw.frame[[SOURCE_ROW, *mapping.values()]].copy()
     frame.columns = [SOURCE_ROW, *mapping.keys()]
+    frame, labelled = apply_labels(frame, columns.covariates, raw.value_labels, mapping)
     unused = tuple(c for c in present if c not in mapping.values())
-    return MappedData(frame=frame, source_columns=mapping, unused=unused)
+    return MappedData(frame=frame, source_columns=mapping, unused=unused, labelled=labelled)

@@ -113,8 +113,12 @@ def codebook(sessions: pd.DataFrame, instruments: Sequence[Instrument],
     Returns
     -------
     pandas.DataFrame
-        ``column, type, meaning, source_column, source_label, value_labels, status`` (status
-        ``used`` or ``not used``); value labels as JSON text.
+        ``column, type, meaning, source_column, source_label, value_labels, labels_applied,
+        status`` (status ``used`` or ``not used``); value labels as JSON text;
+        ``labels_applied`` says, for a column whose source has value labels, whether the
+        table holds the labels (``yes``: a covariate whose categories are named, see
+        :func:`alliance_analysis.data.io.apply_labels`) or the numeric codes (``no``: items,
+        IDs, sessions), and is empty for a column without value labels.
     """
     labels = value_labels or {}
     derived = derived or {}
@@ -128,10 +132,19 @@ def codebook(sessions: pd.DataFrame, instruments: Sequence[Instrument],
             "source_label": variable_labels.get(source, ""),
             "value_labels": json.dumps({str(k): v for k, v in labels.get(source, {}).items()},
                                        ensure_ascii=False) if source in labels else "",
+            "labels_applied": _labels_applied(sessions[column], labels.get(source)),
             "status": "used",
         })
     for column in unused:
         rows.append({"column": "", "type": "", "meaning": "input column not used by this run",
                      "source_column": column, "source_label": variable_labels.get(column, ""),
-                     "value_labels": "", "status": "not used"})
+                     "value_labels": "", "labels_applied": "", "status": "not used"})
     return pd.DataFrame(rows)
+
+
+def _labels_applied(values: pd.Series, labels: Mapping[object, str] | None) -> str:
+    """``yes`` when the column holds its value labels, ``no`` when it holds the codes."""
+    if not labels:
+        return ""
+    names = {str(label) for label in labels.values()}
+    return "yes" if values.dropna().astype(str).isin(names).any() else "no"

@@ -68,3 +68,17 @@ def test_page_opens_with_findings_then_numbered_tables(tmp_path: Path) -> None:
     assert "warnings" not in table.group(0).split("</table>")[0]
     assert "warnings (wai_between): a long warning" in table.group(1)
     assert "<p>First.</p><p>Second.</p>" in text and "<li>A, B. (2000). Title.</li>" in text
+
+
+def test_reading_flags_name_exclusions_and_flagged_models(tmp_path: Path) -> None:
+    from alliance_analysis.report.findings import reading_flags
+
+    run = RunFolder(tmp_path, stage="03_multilevel")
+    run.record({"clean.rows_input": 4101, "clean.rows_excluded": 2})
+    flag = {"model": "growth", "converged": True, "singular": True, "warnings": ["SINGULAR"]}
+    run.write_table("t", pd.DataFrame({"a": [1]}), caption="T", flags=[flag])
+    run.write_table("u", pd.DataFrame({"a": [1]}), caption="U", flags=[
+        {"model": "slopes", "converged": False, "singular": False, "warnings": []}])
+    assert reading_flags(tmp_path) == ["2 of 4,101 input rows excluded by cleaning",
+                                       "1 model did not converge (slopes)",
+                                       "1 model singular fit (growth)"]

@@ -13,7 +13,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from alliance_analysis.data import io
+from alliance_analysis.data import io, mapping
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.params import RunParams, parse_params
@@ -448,7 +448,7 @@ RESEARCHER_PARAMS = {"columns": {"client_id": "PID", "therapist_id": "TH", "sess
 def test_map_researcher_names_by_pattern(tmp_path: Path) -> None:
     path = researcher_file(tmp_path)
     raw = io.read(path)
-    mapped = io.map_columns(raw, params_for(tmp_path, path, **RESEARCHER_PARAMS), [WAI, PHQ9])
+    mapped = mapping.map_columns(raw, params_for(tmp_path, path, **RESEARCHER_PARAMS), [WAI, PHQ9])
     expected = ["source_row", "client_id", "therapist_id", "session", "day", "site",
                 *WAI.items(), *PHQ9.items()]
     assert list(mapped.frame.columns) == expected
@@ -467,14 +467,14 @@ def test_map_items_by_list(tmp_path: Path) -> None:
     wai_columns = [f"WAI{n}" for n in (2, 1, *range(3, 13))]  # order as given, not sorted
     extra = {**RESEARCHER_PARAMS,
              "items": {"wai": {"columns": wai_columns}, "phq9": {"pattern": "phq_{n:02d}"}}}
-    mapped = io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+    mapped = mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
     assert mapped.source_columns["wai_1"] == "WAI2" and mapped.source_columns["wai_2"] == "WAI1"
 
 
 def test_default_names_need_no_mapping(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
     session_rows().to_csv(path, index=False)
-    mapped = io.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
+    mapped = mapping.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
     assert mapped.unused == ()
     assert mapped.source_columns["day"] == "day"
 
@@ -485,7 +485,7 @@ def test_neither_day_nor_date_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
     session_rows().drop(columns="day").to_csv(path, index=False)
     with data_error() as caught:
-        io.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
     message = str(caught.value)
     assert message.startswith(f"{path}: no column 'day' for day (parameter columns.day)")
     assert "columns: {day: <column in the file>}" in message
@@ -497,7 +497,7 @@ def test_missing_required_column(tmp_path: Path) -> None:
     extra = {**RESEARCHER_PARAMS, "columns": {"client_id": "client", "therapist_id": "TH",
                                               "session": "visit"}}
     with data_error() as caught:
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
     message = str(caught.value)
     assert message.startswith(f"{path}: no column 'client' for client_id")
     assert "(parameter columns.client_id)" in message
@@ -510,7 +510,7 @@ def test_missing_column_suggests_a_near_miss(tmp_path: Path) -> None:
     extra = {**RESEARCHER_PARAMS, "columns": {"client_id": "pid", "therapist_id": "TH",
                                               "session": "visit"}}
     with data_error("Did you mean 'PID'"):
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
 
 
 def test_missing_explicit_covariate(tmp_path: Path) -> None:
@@ -518,14 +518,14 @@ def test_missing_explicit_covariate(tmp_path: Path) -> None:
     extra = {**RESEARCHER_PARAMS, "columns": {**RESEARCHER_PARAMS["columns"],
                                               "covariates": ["site", "age_band"]}}
     with data_error(r"no column 'age_band' for age_band \(parameter columns\.covariates\)"):
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
 
 
 def test_missing_items_suggest_the_pattern(tmp_path: Path) -> None:
     path = researcher_file(tmp_path)
     extra = {"columns": RESEARCHER_PARAMS["columns"]}  # items not mapped
     with data_error() as caught:
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
     message = str(caught.value)
     assert str(path) in message
     assert "(wai) items not found: wai_1, wai_2" in message and "wai_12" in message
@@ -537,7 +537,7 @@ def test_missing_items_zero_padded_suggestion(tmp_path: Path) -> None:
     path = researcher_file(tmp_path)
     extra = {**RESEARCHER_PARAMS, "items": {"wai": {"pattern": "WAI{n}"}}}
     with data_error(r"as phq_01\.\.\.phq_09: set items: \{phq9: \{pattern: 'phq_\{n:02d\}'\}\}"):
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
 
 
 def test_missing_items_show_how_to_map(tmp_path: Path) -> None:
@@ -545,7 +545,7 @@ def test_missing_items_show_how_to_map(tmp_path: Path) -> None:
     extra = {**RESEARCHER_PARAMS, "items": {"wai": {"pattern": "W{n}"},
                                             "phq9": {"pattern": "phq_{n:02d}"}}}
     with data_error() as caught:
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
     message = str(caught.value)
     assert "items not found: W1, W2" in message and "(parameter items.wai)" in message
     assert "pattern: 'WAI{n}'" in message  # the file's WAI1..WAI12 are found and suggested
@@ -556,7 +556,7 @@ def test_item_list_of_the_wrong_length(tmp_path: Path) -> None:
     extra = {**RESEARCHER_PARAMS, "items": {"wai": {"columns": ["WAI1", "WAI2"]},
                                             "phq9": {"pattern": "phq_{n:02d}"}}}
     with data_error(r"items\.wai\.columns lists 2 columns but .* has 12 items"):
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
 
 
 def test_item_pattern_that_cannot_be_filled(tmp_path: Path) -> None:
@@ -564,7 +564,7 @@ def test_item_pattern_that_cannot_be_filled(tmp_path: Path) -> None:
     extra = {**RESEARCHER_PARAMS, "items": {"wai": {"pattern": "{scale}{n}"},
                                             "phq9": {"pattern": "phq_{n:02d}"}}}
     with data_error(r"items\.wai\.pattern '\{scale\}\{n\}' cannot be filled in"):
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
 
 
 def test_column_mapped_twice(tmp_path: Path) -> None:
@@ -573,7 +573,7 @@ def test_column_mapped_twice(tmp_path: Path) -> None:
                                               "session": "visit"}}
     with data_error(r"s\.csv: column\(s\) of the file are mapped to more than one canonical "
                     r"column: 'PID' -> client_id, therapist_id"):
-        io.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
+        mapping.map_columns(io.read(path), params_for(tmp_path, path, **extra), [WAI, PHQ9])
 
 
 def test_wrong_delimiter_is_explained(tmp_path: Path) -> None:
@@ -582,7 +582,7 @@ def test_wrong_delimiter_is_explained(tmp_path: Path) -> None:
     raw = io.read(path, delimiter=",")
     assert raw.frame.shape[1] == 2  # source_row + one column holding whole lines
     with data_error() as caught:
-        io.map_columns(raw, params_for(tmp_path, path), [WAI, PHQ9])
+        mapping.map_columns(raw, params_for(tmp_path, path), [WAI, PHQ9])
     message = str(caught.value)
     assert message.startswith(f"{path}: no column 'client_id' for client_id")
     assert "contain a semicolon" in message and "set data.delimiter to ';'" in message
@@ -784,7 +784,7 @@ def test_title_row_in_the_header_suggests_skip_rows(tmp_path: Path) -> None:
     with data_error(r"no column 'client_id' for client_id.*Row 3 of the sheet holds "
                     r"'client_id': if that is the header, below a title or notes, set "
                     r"data\.skip_rows: 2\."):
-        io.map_columns(io.read(path), params, [WAI])
+        mapping.map_columns(io.read(path), params, [WAI])
     raw = io.read(path, skip_rows=1)
     assert raw.header_line == 3 and raw.frame["client_id"].tolist() == ["A"]
     with data_error(r"data\.skip_rows is 9, but no header is left after skipping that many rows"):

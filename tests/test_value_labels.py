@@ -10,7 +10,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from alliance_analysis.data import io
+from alliance_analysis.data import io, mapping
 from alliance_analysis.data.describe import client_characteristics
 from alliance_analysis.data.prepare import prepare
 from alliance_analysis.instruments import get_instrument
@@ -61,7 +61,7 @@ def test_covariates_are_named_by_their_labels_items_stay_numbers(tmp_path: Path,
     path = write_labelled(tmp_path, fmt)
     raw = io.read(path)
     assert raw.value_labels["gender"] == GENDER  # read as stored, codes in the raw table
-    mapped = io.map_columns(raw, params_for(tmp_path, path), [WAI, PHQ9])
+    mapped = mapping.map_columns(raw, params_for(tmp_path, path), [WAI, PHQ9])
     assert set(mapped.frame["gender"].dropna()) == {"female", "male", "diverse"}
     assert mapped.frame["gender"].isna().sum() == 3  # client 6's missing value stays missing
     assert set(mapped.frame["arm"]) == set(ARM.values())
@@ -99,7 +99,7 @@ def test_a_code_without_a_label_is_kept_as_whole_number_text(tmp_path: Path) -> 
     frame = labelled_sessions()
     frame.loc[frame["client_id"] == "C01", "gender"] = 9.0  # "9" has no label
     path = write_labelled(tmp_path, "sav", frame)
-    mapped = io.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
+    mapped = mapping.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
     assert "9" in set(mapped.frame["gender"]) and "9.0" not in set(mapped.frame["gender"])
 
 
@@ -111,6 +111,6 @@ def test_ids_keep_their_codes_even_when_labelled(tmp_path: Path) -> None:
     pyreadstat.write_sav(frame, str(path),
                          variable_value_labels={"therapist_id": {1: "Dr A", 2: "Dr B"},
                                                 "gender": GENDER})
-    mapped = io.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
+    mapped = mapping.map_columns(io.read(path), params_for(tmp_path, path), [WAI, PHQ9])
     assert set(mapped.frame["therapist_id"]) == {1.0, 2.0}
     assert set(mapped.labelled) == {"gender"}

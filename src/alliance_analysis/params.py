@@ -89,6 +89,12 @@ class RunParams(Options):
         Keys of the questionnaires in the data (see :mod:`alliance_analysis.instruments`).
     alliance, symptoms
         Which instrument is the alliance measure and which the symptom outcome.
+    labels
+        Readable names of model terms and grouping columns (term as the tables name it:
+        ``I(session - 1)``, ``C(arm)[T.PDT]``, ``client_id``) for the APA model tables and
+        the coefficient figures; an interaction whose whole name is not listed is labelled
+        part by part (``a:b`` -> ``A × B``). Keys and labels are text; a label may not be
+        empty.
     seed
         Seed of every random step of the run.
     output
@@ -114,6 +120,10 @@ class RunParams(Options):
     sem_models: dict[str, SemModelSpec] = Field(
         {}, description="name: a structural equation model (lavaan syntax or generated), "
         "fitted in the SEM stage in the order given (see SemModelSpec)")
+    labels: dict[str, str] = Field(
+        {}, description="term or column: the readable label the model tables and coefficient "
+        "figures print for it, e.g. {'I(session - 1)': Session, wai_within_lag1: 'Alliance "
+        "(within, previous session)'}")
     comparisons: tuple[tuple[str, str], ...] = Field(
         (), description="pairs of model names compared by a likelihood-ratio test, e.g. "
         "[[growth, growth_covariates]]")
@@ -223,6 +233,23 @@ class RunParams(Options):
         """The ``sem_models:`` entries other than the built-in analyses, in order."""
         return {name: spec for name, spec in self.sem_models.items()
                 if spec.generate not in BUILTIN_SEM}
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_mapping(cls, value: Any) -> Any:
+        """``labels:`` is a mapping of text to non-empty text, said plainly when it is not."""
+        example = "e.g. labels: {'I(session - 1)': Session, wai_between: 'Alliance (between)'}"
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping of a term to its readable label, {example}")
+        bad = [f"{key!r}: {label!r}" for key, label in value.items()
+               if not isinstance(key, str) or not isinstance(label, str) or not label.strip()]
+        if bad:
+            raise ValueError(f"every term and label must be text and no label empty (quote "
+                             f"numbers and yes/no in YAML), {example}; not so for "
+                             f"{', '.join(bad)}")
+        return value
 
     @field_validator("comparisons", mode="before")
     @classmethod

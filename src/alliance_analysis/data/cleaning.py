@@ -315,7 +315,7 @@ def clean(frame: pd.DataFrame, instruments: Sequence[Instrument], options: Clean
     Parameters
     ----------
     frame
-        The mapped session table (:func:`alliance_analysis.data.io.map_columns`) with
+        The mapped session table (:func:`alliance_analysis.data.mapping.map_columns`) with
         ``source_row``, ``client_id``, ``therapist_id``, ``session``, optionally ``day``,
         covariates and item columns.
     instruments

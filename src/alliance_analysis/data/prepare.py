@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance_analysis.data import io
+from alliance_analysis.data import io, mapping
 from alliance_analysis.data.cleaning import CleanResult, clean
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.instruments import Instrument
@@ -190,7 +190,7 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
     """Run the clean stage: read, gate, map, clean, pseudonymise, score, and write.
 
     The data flow of DESIGN.md: :func:`alliance_analysis.data.io.read_source` ->
-    :func:`alliance_analysis.data.privacy.gate` -> :func:`alliance_analysis.data.io.map_columns` ->
+    :func:`alliance_analysis.data.privacy.gate` -> :func:`alliance_analysis.data.mapping.map_columns` ->
     :func:`clean` -> :func:`alliance_analysis.data.privacy.pseudonymise` ->
     :func:`alliance_analysis.data.scoring.score`, checked against
     :func:`alliance_analysis.data.schema.session_schema`, then written to ``processed_dir``:
@@ -216,7 +216,7 @@ def prepare(params: RunParams, processed_dir: str | Path) -> Prepared:
     skip = [columns.client_id, columns.therapist_id, *([columns.date] if columns.date else [])]
     gated = gate(raw.frame, params.privacy, skip=skip, source=str(raw.path))
     gated_raw = replace(raw, frame=gated.frame)
-    mapped = io.map_columns(gated_raw, params, instruments)
+    mapped = mapping.map_columns(gated_raw, params, instruments)
     frame = mapped.frame
     derived = {"source_row": "(position of the row in the input file)"}
     if "date" in frame.columns:

@@ -117,7 +117,7 @@ def codebook(sessions: pd.DataFrame, instruments: Sequence[Instrument],
         status`` (status ``used`` or ``not used``); value labels as JSON text;
         ``labels_applied`` says, for a column whose source has value labels, whether the
         table holds the labels (``yes``: a covariate whose categories are named, see
-        :func:`alliance_analysis.data.io.apply_labels`) or the numeric codes (``no``: items,
+        :func:`alliance_analysis.data.mapping.apply_labels`) or the numeric codes (``no``: items,
         IDs, sessions), and is empty for a column without value labels.
     """
     labels = value_labels or {}

@@ -8,6 +8,7 @@ columns: time codes, person-mean centring, detrending, lags; client summaries co
 :mod:`~alliance_analysis.multilevel.perspectives` (client and therapist ratings),
 :mod:`~alliance_analysis.multilevel.specified` (the researcher's own models, ``models:``),
 :mod:`~alliance_analysis.multilevel.bootstrap` (parametric-bootstrap intervals),
+:mod:`~alliance_analysis.multilevel.r2` (marginal and conditional R2, Nakagawa et al.),
 :mod:`~alliance_analysis.multilevel.engine` (the nested engine that fits every linear mixed
 model: lme4's profiled REML/ML, Satterthwaite df) and
 :mod:`~alliance_analysis.multilevel.mixedfit` (statsmodels MixedLM, kept only as an

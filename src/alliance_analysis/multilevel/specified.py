@@ -58,6 +58,7 @@ from alliance_analysis.formulas import MixedFormula, RandomBar
 from alliance_analysis.multilevel import derive
 from alliance_analysis.multilevel.bootstrap import bootstrap_random
 from alliance_analysis.multilevel.engine import fit_nested
+from alliance_analysis.multilevel.r2 import model_r2
 from alliance_analysis.options import ModelSpec
 from alliance_analysis.results import ModelResult, is_estimated, not_estimable
 from alliance_analysis.stats.regression import fit_logit
@@ -328,7 +329,8 @@ def fit_model(sessions: pd.DataFrame, name: str, spec: ModelSpec, *, early_sessi
         ``extra["random_intervals"]``: percentile intervals of the random part and the ICCs
         (:func:`alliance_analysis.multilevel.bootstrap.bootstrap_random`). For ``family: binomial`` that of
         :func:`~alliance_analysis.stats.regression.fit_logit` (log odds, odds ratios).
-        ``spec`` is the formula as given.
+        ``spec`` is the formula as given. A linear mixed model carries its marginal and
+        conditional R2 in ``extra["r2"]`` (:func:`alliance_analysis.multilevel.r2.model_r2`).
 
     Raises
     ------
@@ -347,6 +349,9 @@ def fit_model(sessions: pd.DataFrame, name: str, spec: ModelSpec, *, early_sessi
                         reml=spec.reml, ci_level=ci_level, max_iter=max_iter, name=name,
                         inference=spec.inference)
     renamed = _renamed(result, prepared.names, spec, prepared.removed, prepared.levels)
+    # R2 needs the rows and design columns the model was fitted on: computed here, once
+    renamed = ModelResult(renamed.name, renamed.params, renamed.fit, renamed.spec,
+                          {**renamed.extra, "r2": model_r2(prepared, renamed)})
     if not spec.bootstrap_samples:
         return renamed
     intervals = bootstrap_random(prepared, renamed, reml=spec.reml,

@@ -230,3 +230,33 @@ def key_findings(run_dir: Path, parameters: dict[str, Any]) -> list[Finding]:
             *_therapist_share(run_dir, alliance),
             *_measurement(values, alliance),
             *_cross_lagged(run_dir, alliance, symptoms)]
+
+
+def reading_flags(run_dir: Path) -> list[str]:
+    """What changes how to read the findings, one short phrase each: rows excluded by
+    cleaning, models that did not converge, singular fits (from ``results.json`` and the
+    flags of ``outputs.json``; the page lists the details among its warnings)."""
+    def load(name: str) -> dict[str, Any]:
+        path = run_dir / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    values, outputs = load("results.json"), load("outputs.json")
+    phrases = []
+    excluded = values.get("clean.rows_excluded")
+    if excluded:
+        phrases.append(f"{excluded:,} of {values.get('clean.rows_input', 0):,} input rows "
+                       "excluded by cleaning")
+    flags: dict[str, dict[str, Any]] = {}
+    for kind in ("tables", "figures"):
+        for entry in outputs.get(kind, {}).values():
+            for flag in entry.get("flags", []):
+                flags.setdefault(flag["model"], flag)
+    unconverged = sorted(m for m, f in flags.items() if not f.get("converged", True))
+    singular = sorted(m for m, f in flags.items() if f.get("singular"))
+    for models, what in ((unconverged, "did not converge"), (singular, "singular fit")):
+        if models:
+            shown = ", ".join(models[:4]) + (f" and {len(models) - 4} more"
+                                             if len(models) > 4 else "")
+            phrases.append(f"{len(models)} model{'s' if len(models) != 1 else ''} "
+                           f"{what} ({shown})")
+    return phrases

@@ -15,6 +15,10 @@ Stable names, for a model named ``<name>`` (e.g. ``within_between``):
   ``multilevel.<name>.fit.<n_obs|n_clients|n_therapists|loglik|aic|bic|converged|singular|
   optimizer>``, ``multilevel.<name>.variance.<level>.<term>`` and
   ``multilevel.<name>.icc.<measure>.<level>.<icc|ci_low|ci_high>``.
+
+Every table and figure has a caption naming the model in words (:data:`DESCRIPTIONS`), and
+the coefficient figures name the terms by the ``labels:`` of the parameters
+(:func:`alliance_analysis.report.models.label_term`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from alliance_analysis.instruments import get_instrument
 from alliance_analysis.multilevel.models import MultilevelResults
 from alliance_analysis.results import ModelResult, is_estimated
 from alliance_analysis.report import plots
+from alliance_analysis.report.models import relabelled
 from alliance_analysis.report.runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -46,13 +51,62 @@ TIME_UNITS = {"session": "per session", "day": "per day",
               "log_session": "per unit of log(session) (session 1 to 2.7, 2.7 to 7.4, ...)"}
 
 
+#: What each built-in model is, for the captions: ``<part> of <description>``.
+DESCRIPTIONS = {
+    "growth": "the symptom growth model (symptom scores over sessions, clients' own starting "
+              "levels and slopes, therapists' own levels)",
+    "within_between": "the within/between model (a client's alliance at the previous session "
+                      "above their own average, and their average alliance, predicting "
+                      "next-session symptoms)",
+    "therapist_effects": "the therapist-effects model (the therapist's mean and the client's "
+                         "deviation of early alliance predicting end-of-treatment symptoms, "
+                         "at the same baseline severity)",
+    "alliance_growth": "the alliance growth model (alliance scores over sessions)",
+    "early_alliance_slope": "the early-alliance model (early alliance and its interaction "
+                            "with time predicting symptom change)",
+    "dropout": "the dropout model (logistic regression of premature dropout on early alliance "
+               "and baseline severity)",
+    "rater_agreement": "the client-therapist agreement model (between- and within-dyad "
+                       "correlations and the rating gap on the 0-100 POMP scale)",
+    "rater_within_between": "the two-perspective model (client- and therapist-rated alliance "
+                            "at the previous session predicting next-session symptoms)",
+}
+#: What each extra table of a model holds, for its caption and note.
+EXTRA_TABLES = {
+    "variance_components": ("Variance components of",
+                            "vcov: variance (or covariance, with term2) of each level's random "
+                            "effects and the residual variance; sdcor: SD (or correlation); "
+                            "intervals Wald, on the log scale for variances."),
+    "icc": ("Intraclass correlations of",
+            "Share of the variance at each level (ICC) with its confidence interval "
+            "(multilevel.icc_ci)."),
+}
+
+
+def describe(name: str) -> str:
+    """The model a table or figure shows, in words a reader of a paper understands."""
+    return DESCRIPTIONS.get(name, f"the {name.replace('_', ' ')} model")
+
+
 def report_model(run: RunFolder, result: ModelResult) -> dict[str, Any]:
-    """Write the model's tables and record its headline numbers; returns what was recorded."""
+    """Write the model's tables and record its headline numbers; returns what was recorded.
+
+    Every table has a caption naming the model (:func:`describe`).
+    """
     flags = [result.flags()]
-    run.write_table(f"multilevel_{result.name}", result.to_table(), flags=flags)
-    for key in ("variance_components", "icc"):
+    columns = result.params.columns
+    tests = ("; Wald z tests of the log odds, odds ratios in odds_ratio"
+             if "odds_ratio" in columns else
+             "; t tests with Satterthwaite's df, as lmerTest" if "df" in columns else "")
+    run.write_table(f"multilevel_{result.name}", result.to_table(), flags=flags,
+                    caption=f"Estimates of {describe(result.name)}",
+                    note=f"Estimates with their confidence intervals and p-values{tests}; "
+                         "converged: whether the fit passed its convergence check. Model: "
+                         f"{result.spec}.")
+    for key, (part, note) in EXTRA_TABLES.items():
         if key in result.extra:
-            run.write_table(f"multilevel_{result.name}_{key}", result.extra[key], flags=flags)
+            run.write_table(f"multilevel_{result.name}_{key}", result.extra[key], flags=flags,
+                            caption=f"{part} {describe(result.name)}", note=note)
     return run.record(headline(result))
 
 
@@ -79,11 +133,21 @@ def headline(result: ModelResult) -> dict[str, Any]:
 def report_fits(run: RunFolder, results: Sequence[ModelResult]) -> pd.DataFrame:
     """Write ``multilevel_fit`` (one row per model) and ``multilevel_optimizer_attempts``."""
     fits = pd.concat([r.fit_table() for r in results], ignore_index=True)
-    run.write_table("multilevel_fit", fits, flags=[r.flags() for r in results])
+    run.write_table("multilevel_fit", fits, flags=[r.flags() for r in results],
+                    caption="Fit of the built-in multilevel models: sample sizes, "
+                            "log-likelihood, AIC, BIC, optimizer, convergence and singularity",
+                    note="REML fits give the REML log-likelihood, AIC and BIC, as lme4: they "
+                         "compare only models with the same fixed effects fitted on the same "
+                         "rows.")
     attempts = [r.extra["optimizer_attempts"].assign(model=r.name) for r in results
                 if "optimizer_attempts" in r.extra]
     if attempts:
-        run.write_table("multilevel_optimizer_attempts", pd.concat(attempts, ignore_index=True))
+        run.write_table("multilevel_optimizer_attempts", pd.concat(attempts, ignore_index=True),
+                        caption="Every optimizer run of every multilevel model and the checks "
+                                "it passed",
+                        note="The kept run reached the lowest deviance and passed lme4's "
+                             "scaled-gradient check; the others are listed to show that the "
+                             "optimum was checked.")
     return fits
 
 
@@ -372,10 +436,21 @@ def write_figures(run: RunFolder, results: Mapping[str, ModelResult],
                 intercepts, f"{instrument.abbreviation()} total",
                 f"Therapists' random intercepts ({name} model)")
             shows[f"multilevel_therapists_{instrument.key}"] = result
+    captions = {
+        "multilevel_within_between": f"Within- and between-client effects of the "
+        f"{alliance.abbreviation()} alliance on next-session {symptoms.abbreviation()} "
+        "symptoms, with their confidence intervals",
+        **{f"multilevel_therapists_{instrument.key}": f"Therapists' random intercepts of "
+           f"{instrument.abbreviation()} (deviation from the average therapist) with their "
+           f"{params.multilevel.ci_level:.0%} intervals, from the " + ("symptom" if instrument is symptoms else "alliance")
+           + " growth model" for instrument in (symptoms, alliance)}}
     for name, result in results.items():
         figures[f"multilevel_coefficients_{name}"] = plots.coefficients(
-            result, exclude=("(Intercept)", "Intercept"))
+            relabelled(result, params.labels), exclude=("(Intercept)", "Intercept"))
         shows[f"multilevel_coefficients_{name}"] = result
+        captions[f"multilevel_coefficients_{name}"] = (
+            f"Estimates of {describe(name)} with their confidence intervals (intercept not "
+            "shown)")
     for name, figure in figures.items():
-        run.write_figure(name, figure, flags=[shows[name].flags()])
+        run.write_figure(name, figure, caption=captions[name], flags=[shows[name].flags()])
     return figures

@@ -20,7 +20,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from alliance_analysis.report.findings import key_findings
+from alliance_analysis.report.findings import key_findings, reading_flags
 from alliance_analysis.report.tables import format_apa, html_table
 
 
@@ -46,6 +46,7 @@ figcaption strong { display: block; }
 p.note { font-size: .85rem; margin-top: .2rem; }
 dl.findings dt { font-weight: 600; margin-top: .5rem; }
 dl.findings dd { margin: .1rem 0 0 1rem; }
+p.flags { background: #fff4e5; padding: .3rem .6rem; }
 #key-findings h2 { margin-top: 1rem; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 code { font-size: .85rem; word-break: break-all; }
@@ -259,7 +260,8 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "",
     paragraph, _, references = methods.partition("\n\nReferences\n")
     page = _environment().get_template("index.html.j2").render(
         run=str(manifest.get("run")), style=Markup(STYLE), status=status, banner=banner,
-        findings=findings, warnings=run_warnings(run_dir, manifest), summary=summary,
+        findings=findings, flags=reading_flags(run_dir),
+        warnings=run_warnings(run_dir, manifest), summary=summary,
         sections=sections,
         methods=[p for p in paragraph.split("\n\n") if p.strip()],
         references=[r for r in references.splitlines() if r.strip()],

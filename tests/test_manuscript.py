@@ -34,7 +34,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clean, describe = RunFolder(folder, "01_clean"), RunFolder(folder, "02_describe")
     clean.write_table("cleaning_summary", pd.DataFrame(
         {"rule": ["duplicate_identical"], "rows_excluded": [2], "rows_flagged": [0],
-         "cells_changed": [0], "scores": [0]}))
+         "cells_changed": [0], "scores": [0]}), caption="Rows excluded by cleaning")
     clean.record({"clean.rows_input": 1202, "clean.rows_excluded": 2, "clean.rows_kept": 1200,
                   "clean.clients": 120, "clean.therapists": 12})
     describe.write_table("describe_sample", pd.DataFrame(
@@ -57,7 +57,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "model variable.")
     multilevel.write_table("models_fit", pd.DataFrame(
         {"model": ["growth"], "n_obs": [1183], "n_removed_where": [0],
-         "n_removed_missing": [17], "converged": [True], "singular": [False]}), flags=[FLAG])
+         "n_removed_missing": [17], "converged": [True], "singular": [False]}), flags=[FLAG],
+        caption="Fit of the models")
     multilevel.write_figure("model_coefficients_growth", _figure(),
                             caption="Estimates of growth with their confidence intervals",
                             flags=[FLAG])

@@ -95,7 +95,8 @@ def _run_folder(folder: Path, singular: bool = False) -> Path:
 
     clean = RunFolder(folder, "01_clean")
     clean.write_table("cleaning_summary", pd.DataFrame(
-        {"rule": ["duplicate_identical", "prorated"], "rows_excluded": [3, 0]}))
+        {"rule": ["duplicate_identical", "prorated"], "rows_excluded": [3, 0]}),
+        caption="Cleaning")
     clean.record({"clean.rows_input": 1203, "clean.rows_excluded": 3, "clean.rows_kept": 1200})
     stage = RunFolder(folder, "03_multilevel")
     flag = {"model": "growth", "converged": True, "singular": singular, "warnings": []}
@@ -103,9 +104,9 @@ def _run_folder(folder: Path, singular: bool = False) -> Path:
                "warnings": ["SINGULAR FIT: therapist (Intercept) variance is ~0; simplify"]}
     stage.write_table("model_growth_fixed", pd.DataFrame({"term": ["x"], "estimate": [1.0]}),
                       note="Rows removed: 4 by where, 17 with a missing model variable.",
-                      flags=[flag])
+                      flags=[flag], caption="Fixed effects of growth")
     stage.write_table("multilevel_therapist_effects", pd.DataFrame({"term": ["x"]}),
-                      flags=[builtin])
+                      flags=[builtin], caption="Therapist effects")
     stage.record({"models.growth.n_obs": 1179, "models.growth.converged": True,
                   "models.growth.singular": singular,
                   "multilevel.therapist_effects.fit.n_obs": 120})

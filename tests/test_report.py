@@ -73,6 +73,17 @@ def test_latex_tables_state_booktabs_and_print_less_than_in_maths(tmp_path: Path
     assert "\\caption{Fit, 95\\% CI}" in tex and "p $<$ .05 \\& more" in tex
 
 
+def test_every_table_and_figure_needs_a_caption(tmp_path: Path) -> None:
+    import matplotlib.figure
+
+    run = RunFolder(tmp_path)
+    with pytest.raises(ValueError, match="table t: every table .* needs a caption"):
+        run.write_table("t", pd.DataFrame({"a": [1]}))
+    with pytest.raises(ValueError, match="figure f: every figure needs a caption"):
+        run.write_figure("f", matplotlib.figure.Figure(), caption=" ")
+    assert not (tmp_path / "tables").exists()  # nothing half-written
+
+
 def test_results_json_is_sorted_and_plain(tmp_path: Path) -> None:
     import numpy as np
 
@@ -96,7 +107,7 @@ def test_run_folder_indexes_every_output_with_stage_and_flags(tmp_path: Path) ->
     odd = _model("odd", False, True, ["NOT CONVERGED: gradient 0.3"])
     run.write_table("multilevel_fit", pd.concat([fine.fit_table(), odd.fit_table()]),
                     caption="Fits", flags=[fine.flags(), odd.flags()])
-    run.write_table("ledger", pd.DataFrame({"a": [1]}), formatted=False)
+    run.write_table("ledger", pd.DataFrame({"a": [1]}), formatted=False, caption="Rows")
     run.write_figure("picture", matplotlib.figure.Figure(), caption="A picture")
     index = RunFolder(tmp_path).outputs()
     assert index["tables"]["multilevel_fit"]["stage"] == "03_multilevel"
@@ -118,10 +129,11 @@ def test_page_warnings_come_from_the_index_not_from_table_text(tmp_path: Path) -
 
     run = RunFolder(tmp_path, stage="03_multilevel")
     odd = _model("odd", False, True, ["boundary: therapist variance 0"])
-    run.write_table("multilevel_odd", odd.to_table(), flags=[odd.flags()])
-    run.write_table("multilevel_fit", odd.fit_table(), flags=[odd.flags()])
+    run.write_table("multilevel_odd", odd.to_table(), flags=[odd.flags()], caption="Odd")
+    run.write_table("multilevel_fit", odd.fit_table(), flags=[odd.flags()], caption="Fit")
     # a table whose text looks alarming but that carries no flags is not a model's warning
-    run.write_table("notes", pd.DataFrame({"warnings": ["NOT CONVERGED"], "converged": [False]}))
+    run.write_table("notes", pd.DataFrame({"warnings": ["NOT CONVERGED"], "converged": [False]}),
+                    caption="Notes")
     lines = run_warnings(tmp_path, {"status": "complete"})
     assert lines == ["odd: did NOT converge; singular fit (a variance at zero or a correlation "
                      "at +/-1); boundary: therapist variance 0 (in tables/multilevel_fit, "

@@ -46,7 +46,8 @@ from alliance_analysis.params import RunParams, load_params, notebook_parameters
 from alliance_analysis.report.runfolder import (FAILED, LOCK, PARTIAL, STAGED, check_siblings,
                                                 keep_failed, replace_folders, sibling,
                                                 stage_folder, write_json)
-from alliance_analysis.verify import ATOL, RTOL, compare_runs, read_manifest, rerun_parameters
+from alliance_analysis.verify import (ATOL, NOT_RECORDED_FOLDERS, RTOL, compare_runs,
+                                      read_manifest, rerun_parameters)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -331,7 +332,7 @@ def _output_hashes(run_dir: Path) -> dict[str, str]:
         path.relative_to(run_dir).as_posix(): file_sha256(path)
         for path in sorted(run_dir.rglob("*"))
         if path.is_file() and path.name not in ("manifest.json", "index.html", STAGED, LOCK)
-        and not path.relative_to(run_dir).as_posix().startswith("notebooks/mathjax/")
+        and not path.relative_to(run_dir).as_posix().startswith(NOT_RECORDED_FOLDERS)
     }
 
 

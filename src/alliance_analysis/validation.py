@@ -247,10 +247,11 @@ def write(out_dir: str | Path, name: str, table: pd.DataFrame) -> Path:
 
 def write_index(out_dir: str | Path, tables: dict[str, pd.DataFrame],
                 failures: dict[str, str]) -> Path:
-    """Write ``<out_dir>/index.html``: the summary, then each reference's comparison."""
-    import html
+    """Write ``<out_dir>/index.html``: the summary, then each reference's comparison
+    (the jinja2 template ``report/templates/reproduce.html.j2``)."""
+    from markupsafe import Markup
 
-    from alliance_analysis.report.page import STYLE
+    from alliance_analysis.report.page import STYLE, render
 
     out_dir = Path(out_dir)
     overview = summary(tables)
@@ -258,17 +259,12 @@ def write_index(out_dir: str | Path, tables: dict[str, pd.DataFrame],
     banner = ("Every published value was reproduced within its tolerance." if ok else
               "Some references were NOT reproduced: " + "; ".join(
                   f"{k}: {v}" for k, v in failures.items()))
-    sections = []
-    for name, table in tables.items():
-        shown = table.assign(passed=table["passed"].map({True: "pass", False: "FAIL"}))
-        sections.append(f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>"
-                        f"<p><a href='notebooks/{html.escape(name)}.html'>notebook</a></p>"
-                        + shown.to_html(index=False, border=0, float_format=lambda v: f"{v:.6g}"))
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>alliance-analysis: reproduced references</title><style>{STYLE}</style>"
-            f"</head><body><h1>Published reference results, reproduced</h1>"
-            f"<p class='status {'complete' if ok else 'incomplete'}'>{html.escape(banner)}</p>"
-            + overview.to_html(index=False, border=0) + "".join(sections) + "</body></html>\n")
+    sections = [{"name": name, "table": Markup(table.assign(
+        passed=table["passed"].map({True: "pass", False: "FAIL"})).to_html(
+            index=False, border=0, float_format=lambda v: f"{v:.6g}"))}
+        for name, table in tables.items()]
+    page = render("reproduce.html.j2", style=Markup(STYLE), ok=ok, banner=banner,
+                  overview=Markup(overview.to_html(index=False, border=0)), sections=sections)
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

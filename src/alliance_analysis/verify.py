@@ -52,6 +52,10 @@ COLUMNS = ["where", "item", "reported", "rerun", "status"]
 #: Files of a run folder that the manifest does not record (they hold dates and times).
 NOT_RECORDED = ("manifest.json", "index.html")
 
+#: Folders of a run that are not outputs: the MathJax copy the notebooks' HTML reads (a copy
+#: of the installed jupyter-server-mathjax, whose version the manifest records).
+NOT_RECORDED_FOLDERS = ("notebooks/mathjax/",)
+
 #: Compared by SHA-256 (figures).
 HASHED_SUFFIXES = (".png", ".svg")
 
@@ -197,7 +201,8 @@ def compare_runs(run_dir: Path, rerun: Path, manifest: dict[str, Any], rtol: flo
     written = json.loads((rerun / "manifest.json").read_text(encoding="utf-8"))["outputs"]
     present = {path.relative_to(run_dir).as_posix() for path in run_dir.rglob("*")
                if path.is_file() and path.name not in NOT_RECORDED
-               and not path.name.startswith(".")}  # hidden files, e.g. .DS_Store
+               and not path.name.startswith(".")  # hidden files, e.g. .DS_Store
+               and not path.relative_to(run_dir).as_posix().startswith(NOT_RECORDED_FOLDERS)}
     rows: list[dict] = []
     for name in sorted(set(recorded) | set(written) | present):
         if name.startswith(NOT_COMPARED):

@@ -37,7 +37,7 @@ from docx.shared import Inches, Pt
 from alliance_analysis.params import RunParams
 from alliance_analysis.report.methods import (RunRecord, cited_references, methods_text,
                                               results_paragraph)
-from alliance_analysis.report.tables import format_apa, format_p
+from alliance_analysis.report.tables import format_apa, format_p, long_text_to_note
 
 #: The document's creation and modification date: a constant, so that a rerun of the same
 #: inputs writes the same bytes (the run's own dates are in ``manifest.json``).
@@ -63,8 +63,10 @@ def _tables_wanted(params: RunParams, record: RunRecord) -> list[str]:
     """The run's tables for the manuscript, in the order the text refers to them."""
     tables = record.outputs.get("tables", {})
     wanted = ["describe_sample", "describe_clients", "reliability"]
-    for name in params.models:
-        wanted += [f"model_{name}_fixed", f"model_{name}_random"]
+    for name in params.models:  # one table per model (fixed and random part, N, R2), as
+        # papers print them; the separate fixed and random tables of older runs otherwise
+        wanted += ([f"model_{name}_apa"] if f"model_{name}_apa" in tables else
+                   [f"model_{name}_fixed", f"model_{name}_random"])
     wanted += ["model_comparisons", "multilevel_within_between", "multilevel_therapist_effects"]
     wanted += sorted(n for n, e in tables.items() if e.get("stage") == "04_sem"
                      and n.endswith("_fit"))
@@ -235,8 +237,9 @@ def _model_sentences(params: RunParams, record: RunRecord,
             parts.append(f"{row.term}: b = {row.estimate:.2f}, SE = {row.se:.2f}, {stat}, "
                          + (f"p {p}" if p.startswith("<") else f"p = {p}"))
         if parts:
-            where = f" (Table {numbers[f'model_{name}_fixed']})" \
-                if f"model_{name}_fixed" in numbers else ""
+            shown_in = next((t for t in (f"model_{name}_apa", f"model_{name}_fixed")
+                             if t in numbers), None)
+            where = f" (Table {numbers[shown_in]})" if shown_in else ""
             out.append(f"In model {name}{where}, " + "; ".join(parts) + ".")
     return out
 
@@ -335,8 +338,8 @@ def write_manuscript(run_dir: Path, params: RunParams, manifest: Mapping[str, An
         if table is None:
             continue
         document.add_page_break()
-        _add_table(document, numbers[name], _title(entry, name, params), _shown(name, table),
-                   entry.get("note", ""))
+        shown, note = long_text_to_note(_shown(name, table), entry.get("note", ""))
+        _add_table(document, numbers[name], _title(entry, name, params), shown, note)
     for number, name in enumerate(figures, start=1):
         document.add_page_break()
         _add_figure(document, number, _title(record.outputs["figures"][name], name, params),

@@ -76,7 +76,7 @@ from alliance_analysis.multilevel.specified import (SpecifiedModels, fixed_table
 from alliance_analysis.options import ModelSpec
 from alliance_analysis.report import plots
 from alliance_analysis.report.runfolder import RunFolder
-from alliance_analysis.report.tables import format_apa, format_p, write_apa_table
+from alliance_analysis.report.tables import format_apa, format_p
 from alliance_analysis.results import ModelResult, is_estimated
 
 if TYPE_CHECKING:
@@ -408,6 +408,7 @@ def report_models(results: SpecifiedModels, run: RunFolder,
         The fit table (one row per model), for the notebook to show.
     """
     labels = dict(params.labels) if params is not None else {}
+    instruments = params.instrument_definitions() if params is not None else []
     ci_level = params.multilevel.ci_level if params is not None else 0.95
     early = params.multilevel.early_sessions if params is not None else 5
     fits, apa, titles = [], {}, {}
@@ -446,7 +447,8 @@ def report_models(results: SpecifiedModels, run: RunFolder,
                                        not np.isnan(r2.r2_marginal)))
         run.record(headline(name, result, r2))
         run.write_figure(f"model_coefficients_{name}", plots.coefficients(
-            relabelled(result, labels), exclude=("(Intercept)", "Intercept")),
+            relabelled(result, labels), exclude=("(Intercept)", "Intercept"),
+            outcome=plots.outcome_label(spec.parsed().outcome, instruments)),
             caption=f"Fixed effects of {title} ({outcome}) with their {ci_level:.0%} "
                     "confidence intervals (intercept not shown)", flags=flags)
         fits.append(result.fit_table().assign(formula=spec.formula, r2_marginal=r2.r2_marginal,
@@ -494,10 +496,8 @@ def _write_side_by_side(run: RunFolder, outcome: str, tables: Mapping[str, pd.Da
                   else "REML with the same fixed effects).")
                if not why_not else f"AIC and BIC are left out: {why_not}."))
     flags = [r.flags() for r, _ in models.values()]
-    run.write_table(name, wide, caption=caption, note=note, formatted=False, flags=flags)
-    write_apa_table(run.path / "tables", name,
-                    _side_by_side_shown(tables, wide, titles, ci_level), caption=caption,
-                    note=note)
+    run.write_table(name, wide, caption=caption, note=note, flags=flags,
+                    shown=_side_by_side_shown(tables, wide, titles, ci_level))
 
 
 def show_model(name: str, result: ModelResult, spec_text: str) -> Markdown:

@@ -446,7 +446,9 @@ def write_figures(run: RunFolder, results: Mapping[str, ModelResult],
            + " growth model" for instrument in (symptoms, alliance)}}
     for name, result in results.items():
         figures[f"multilevel_coefficients_{name}"] = plots.coefficients(
-            relabelled(result, params.labels), exclude=("(Intercept)", "Intercept"))
+            relabelled(result, params.labels), exclude=("(Intercept)", "Intercept"),
+            outcome=plots.outcome_label(plots.outcome_of(result),
+                                        params.instrument_definitions()))
         shows[f"multilevel_coefficients_{name}"] = result
         captions[f"multilevel_coefficients_{name}"] = (
             f"Estimates of {describe(name)} with their confidence intervals (intercept not "

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 from markupsafe import Markup
 
 from alliance_analysis.report.findings import key_findings, reading_flags
-from alliance_analysis.report.tables import format_apa, html_table
 
 
 #: The stylesheet of the run and reproduce pages.
@@ -120,9 +118,6 @@ def run_warnings(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-#: Text columns whose longest value is longer than this go into the table's note.
-LONG_TEXT = 60
-
 #: Tables with more columns than this are printed in a smaller type.
 WIDE_COLUMNS = 9
 
@@ -134,22 +129,10 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined)
 
 
-def _short_table(table: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str]:
-    """Move long text columns (warnings, notes) out of the table into its note, so that no
-    row grows hundreds of pixels high and no table runs off the page."""
-    long_columns = [c for c in table.columns
-                    if not pd.api.types.is_numeric_dtype(table[c])
-                    and table[c].dropna().astype(str).str.len().max() > LONG_TEXT]
-    if not long_columns:
-        return table, note
-    label = table.columns[0]
-    lines = []
-    for column in long_columns:
-        for key, text in zip(table[label], table[column], strict=True):
-            if isinstance(text, str) and text.strip():
-                lines.append(f"{column} ({key}): {text.strip()}")
-    shown = table.drop(columns=long_columns)
-    return shown, " ".join(part for part in (note, *lines) if part)
+def render(template: str, **context: Any) -> str:
+    """A page from one of the package's jinja2 templates (``report/templates/``); text is
+    escaped unless passed as :class:`markupsafe.Markup`."""
+    return _environment().get_template(template).render(**context)
 
 
 class _Numbering:
@@ -171,12 +154,15 @@ class _Numbering:
             return (f"<p class='linked'>{html.escape(title)} ({rows} rows, not shown): "
                     f"{link}</p>")
         self.tables += 1
-        table, note = _short_table(pd.read_csv(csv, keep_default_na=True),
-                                   entry.get("note", ""))
-        shown = format_apa(table)
-        body = html_table(shown, title, note, number=self.tables, table_id=f"table-{name}")
-        if len(shown.columns) > WIDE_COLUMNS:
-            body = body.replace("<table class='apa'", "<table class='apa wide'", 1)
+        # the formatted table as written with it (tables.write_apa_table), numbered here
+        body = csv.with_suffix(".html").read_text(encoding="utf-8").strip()
+        wide = " wide" if body.split("</thead>")[0].count("<th>") > WIDE_COLUMNS else ""
+        body = body.replace("<table class='apa'>", f"<table class='apa{wide}' "
+                            f"id='table-{html.escape(name)}'>", 1)
+        label = f"<strong>Table {self.tables}. </strong>"
+        body = (body.replace("<caption>", f"<caption>{label}", 1) if "<caption>" in body
+                else body.replace("<thead>", f"<caption>{label}<em>{html.escape(title)}</em>"
+                                  "</caption><thead>", 1))
         self.anchors[name] = (f"#table-{name}", f"Table {self.tables}")
         return f"{body}<p class='source'>Full precision: {link}</p>"
 
@@ -258,11 +244,10 @@ def write_index(run_dir: Path, manifest: dict[str, Any], methods: str = "",
         findings.append({"question": finding.question, "answer": finding.answer,
                          "href": href, "label": f"({label})"})
     paragraph, _, references = methods.partition("\n\nReferences\n")
-    page = _environment().get_template("index.html.j2").render(
-        run=str(manifest.get("run")), style=Markup(STYLE), status=status, banner=banner,
-        findings=findings, flags=reading_flags(run_dir),
-        warnings=run_warnings(run_dir, manifest), summary=summary,
-        sections=sections,
+    page = render(
+        "index.html.j2", run=str(manifest.get("run")), style=Markup(STYLE), status=status,
+        banner=banner, findings=findings, flags=reading_flags(run_dir),
+        warnings=run_warnings(run_dir, manifest), summary=summary, sections=sections,
         methods=[p for p in paragraph.split("\n\n") if p.strip()],
         references=[r for r in references.splitlines() if r.strip()],
         manuscript=(run_dir / "manuscript.docx").is_file(), results=results,

@@ -184,14 +184,39 @@ def not_estimable(result: ModelResult) -> Figure:
     return fig
 
 
+def outcome_label(column: str, instruments: Sequence[Instrument] = ()) -> str:
+    """A model outcome as an axis names it: an instrument's score with its unit and range
+    (:func:`axis_label`, e.g. "PHQ-9 total (sum score, 0-27)"), else the column name."""
+    for instrument in instruments:
+        if column == instrument.score_column():
+            return axis_label(instrument)
+        for subscale in instrument.subscales:
+            if column == instrument.score_column(subscale):
+                return axis_label(instrument, subscale)
+    return column
+
+
+def outcome_of(result: ModelResult) -> str:
+    """The outcome of a model from its formula (``spec``: ``outcome ~ ...``), or ''."""
+    spec = result.spec if isinstance(result.spec, str) else ""
+    return spec.split("~", 1)[0].strip() if "~" in spec and "=~" not in spec else ""
+
+
 @themed
-def coefficients(result: ModelResult, exclude: Sequence[str] = ("Intercept",)) -> Figure:
+def coefficients(result: ModelResult, exclude: Sequence[str] = ("Intercept",),
+                 outcome: str | None = None) -> Figure:
     """Coefficient plot of a model: each estimate with its confidence interval (a
-    :func:`not_estimable` figure for a model without estimates)."""
+    :func:`not_estimable` figure for a model without estimates).
+
+    The x axis says what an estimate is, in the outcome's unit: the change in ``outcome``
+    (default: the outcome of the model's formula; pass :func:`outcome_label` for the
+    instrument's unit and range) per unit of each term, or the change in log odds for a
+    logistic model.
+    """
     if not is_estimated(result):
         return not_estimable(result)
     table = result.params[~result.params["term"].isin(exclude)].iloc[::-1]
-    fig = Figure(figsize=(6.5, 0.45 * len(table) + 1.4), layout="constrained")
+    fig = Figure(figsize=(6.5, 0.45 * len(table) + 1.6), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(table))
     ax.errorbar(table["estimate"], y, xerr=[table["estimate"] - table["ci_low"],
@@ -199,7 +224,13 @@ def coefficients(result: ModelResult, exclude: Sequence[str] = ("Intercept",)) -
                 fmt="o", color=PALETTE[0], ecolor=PALETTE[0], capsize=3)
     ax.axvline(0, color="0.3", linewidth=0.8, linestyle="--")
     ax.set_yticks(y, table["term"])
-    ax.set(xlabel="estimate with confidence interval", title=result.name)
+    outcome = outcome or outcome_of(result)
+    if result.fit.get("family") == "binomial":
+        what = f"log odds of {outcome}" if outcome else "log odds"
+    else:
+        what = f"change in {outcome}" if outcome else "estimate"
+    ax.set(xlabel=f"{what} per unit of each term\n(point: estimate; bar: confidence "
+                  "interval)", title=result.name)
     if not result.fit["converged"]:
         ax.set_title(f"{result.name} (did NOT converge)", color=PALETTE[3])
     return fig

@@ -200,7 +200,11 @@ class RunFolder:
 
     def write_figure(self, name: str, fig: Figure, caption: str = "",
                      flags: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
-        """Save ``figures/<name>.png`` (300 dpi) and ``.svg`` (:func:`plots.save`); index it."""
+        """Save ``figures/<name>.png`` (300 dpi) and ``.svg`` (:func:`plots.save`); index it
+        with its ``caption`` (required: what the figure shows)."""
+        if not caption.strip():
+            raise ValueError(f"figure {name}: every figure needs a caption saying what it "
+                             "shows")
         paths = save(fig, self.path / "figures", name)
         self._index("figures", name, paths, caption, "", flags)
         return paths
@@ -216,22 +220,27 @@ class RunFolder:
         return Image(filename=str(path), width=700) if path.is_file() else None
 
     def write_table(self, name: str, table: pd.DataFrame, caption: str = "", note: str = "",
-                    formatted: bool = True, flags: Sequence[Mapping[str, Any]] = ()) -> Path:
+                    formatted: bool = True, flags: Sequence[Mapping[str, Any]] = (),
+                    shown: pd.DataFrame | None = None) -> Path:
         """Write ``tables/<name>.csv`` (tidy, full precision) and, unless ``formatted=False``
         (long listings such as the ledgers), the APA-formatted ``.md``, ``.tex`` and ``.html``
         with ``caption`` above and ``note`` below (:func:`tables.write_apa_table`); index it
         with ``flags``, one per model the table shows
-        (:meth:`~alliance_analysis.results.ModelResult.flags`).
+        (:meth:`~alliance_analysis.results.ModelResult.flags`). ``shown`` is the formatted
+        text when the caller formats the table itself (default: :func:`tables.format_apa`).
 
         Returns the CSV path.
         """
+        if not caption.strip():
+            raise ValueError(f"table {name}: every table the report shows needs a caption "
+                             "(its title as a reader of a paper would write it)")
         folder = self.path / "tables"
         folder.mkdir(exist_ok=True)
         csv_path = folder / f"{name}.csv"
         table.to_csv(csv_path, index=False, lineterminator="\n")
         written = [csv_path]
         if formatted:
-            write_apa_table(folder, name, table, caption=caption, note=note)
+            write_apa_table(folder, name, table, caption=caption, note=note, shown=shown)
             written += [folder / f"{name}{suffix}" for suffix in (".md", ".tex", ".html")]
         self._index("tables", name, written, caption, note, flags)
         return csv_path

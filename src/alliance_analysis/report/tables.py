@@ -160,17 +160,40 @@ def format_apa(table: pd.DataFrame, ci_level: float = 0.95) -> pd.DataFrame:
     return out
 
 
+#: Text columns whose longest value is longer than this go into the table's note.
+LONG_TEXT = 60
+
+
+def long_text_to_note(shown: pd.DataFrame, note: str = "") -> tuple[pd.DataFrame, str]:
+    """Move long text columns (warnings, notes) out of a formatted table into its note, as
+    APA puts them, so that no row grows hundreds of pixels high and no table runs off the
+    page: each non-empty cell becomes ``column (first cell of its row): text``."""
+    long_columns = [c for c in shown.columns[1:]
+                    if shown[c].astype(str).str.len().max() > LONG_TEXT]
+    if not long_columns or not len(shown):
+        return shown, note
+    label = shown.columns[0]
+    lines = [f"{column} ({key}): {str(text).strip()}"
+             for column in long_columns
+             for key, text in zip(shown[label], shown[column], strict=True)
+             if str(text).strip() and str(text) != "nan"]
+    return shown.drop(columns=long_columns), " ".join(p for p in (note, *lines) if p)
+
+
 def write_apa_table(folder: Path, name: str, table: pd.DataFrame, caption: str = "",
-                    note: str = "") -> list[Path]:
+                    note: str = "", shown: pd.DataFrame | None = None) -> list[Path]:
     """Write the APA-formatted ``<name>.md``, ``.tex`` and ``.html`` (caption above, note below).
 
-    The LaTeX table uses booktabs rules (its first line says ``\\usepackage{booktabs}`` is
-    needed) and prints ``<`` and ``>`` in maths mode, so that "< .001" does not come out as
-    "¡ .001" under LaTeX's default OT1 font encoding. The HTML is a ``<table>`` with its
-    ``<caption>``. The tidy CSV with full precision is written beside it by
+    ``shown`` is the table as text when the caller formatted it (e.g. models side by side,
+    formatted block by block); by default :func:`format_apa` of ``table``. Long text columns
+    go into the note (:func:`long_text_to_note`). The LaTeX table uses booktabs rules (its
+    first line says ``\\usepackage{booktabs}`` is needed) and prints ``<`` and ``>`` in maths
+    mode, so that "< .001" does not come out as "¡ .001" under LaTeX's default OT1 font
+    encoding. The HTML is a ``<table>`` with its ``<caption>``. The tidy CSV with full
+    precision is written beside it by
     :meth:`alliance_analysis.report.runfolder.RunFolder.write_table`.
     """
-    shown = format_apa(table)
+    shown, note = long_text_to_note(format_apa(table) if shown is None else shown, note)
     md = (f"**{caption}**\n\n" if caption else "") + shown.to_markdown(index=False,
                                                                       disable_numparse=True)
     md += f"\n\n*Note.* {note}\n" if note else "\n"

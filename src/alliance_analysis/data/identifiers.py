@@ -174,8 +174,13 @@ def parse_dates(values: pd.Series, formats: Sequence[str]) -> pd.Series:
     text = _text_values(values)
     codes, distinct = pd.factorize(text)
     dates = pd.Series(pd.NaT, index=range(len(distinct)), dtype="datetime64[us]")
+    # A format matches only text holding its literal separators (pandas parses an explicit
+    # format strictly): text with fewer "-", "." and "/" than every format has (item scores
+    # such as "3" or "2.5") is no date, and is not tried against each format.
+    needed = min((sum(fmt.count(c) for c in "-./") for fmt in formats), default=0)
+    possible = pd.Series(distinct).str.count(r"[-./]").to_numpy() >= needed
     for fmt in formats:
-        todo = dates.isna()
+        todo = dates.isna() & possible
         if not todo.any():
             break
         dates[todo] = pd.to_datetime(pd.Series(distinct)[todo], format=fmt, errors="coerce")

@@ -141,16 +141,20 @@ def _add_table(document: Any, number: int, title: str, shown: pd.DataFrame, note
     """Table N (bold), its italic title, the table with APA rules, and its note."""
     document.add_paragraph().add_run(f"Table {number}").bold = True
     document.add_paragraph().add_run(title).italic = True
-    table = document.add_table(rows=1 + len(shown), cols=max(1, len(shown.columns)))
+    width = max(1, len(shown.columns))
+    table = document.add_table(rows=1 + len(shown), cols=width)
+    # every cell in one pass over the grid: python-docx's row.cells rebuilds the whole grid
+    # on each call, which made large tables quadratic
+    cells = table._cells
     for j, column in enumerate(shown.columns):
         header = HEADERS.get(column, column.replace("_", " "))
-        cell = table.rows[0].cells[j]
+        cell = cells[j]
         cell.paragraphs[0].add_run(header).italic = header in ITALIC
         _rule(cell, "top")
         _rule(cell, "bottom")
     for i, row in enumerate(shown.itertuples(index=False), start=1):
         for j, value in enumerate(row):
-            cell = table.rows[i].cells[j]
+            cell = cells[i * width + j]
             cell.paragraphs[0].add_run("" if value is None else str(value))
             if i == len(shown):
                 _rule(cell, "bottom")

@@ -9,8 +9,9 @@ there). Tolerances, per quantity:
   <= 3.4e-6 for the CFA, SEM and RI-CLPM fits; 6e-5 for the CLPM fits, where lavaan's
   nlminb stopped a little short: our log-likelihood is higher than lavaan's (checked below),
   so the difference is lavaan's convergence, not ours;
-* standard errors: 1e-4 relative (measured <= 1e-6; FIML uses the observed information by
-  central differences, complete data the expected information, as lavaan);
+* standard errors: 1e-4 relative (measured <= 1e-6; FIML uses the observed information
+  (analytic, :mod:`alliance_analysis.sem.fiml`; lavaan differentiates its gradient
+  numerically), complete data the expected information, as lavaan);
 * log-likelihood and fit measures: 1e-6 relative (1e-8 absolute); SRMR 1e-7 absolute,
   because under FIML it is computed from the EM estimates of the saturated moments and
   lavaan's EM stops earlier than ours (its saturated log-likelihood is 1.9e-9 below ours),

@@ -4,7 +4,9 @@ symptoms, latent growth; ML/FIML and DWLS estimation and fit statistics by lavaa
 Modules: :mod:`~alliance_analysis.sem.models` (fitting a model from lavaan syntax; the CFAs),
 :mod:`~alliance_analysis.sem.panel` (RI-CLPM, CLPM, growth),
 :mod:`~alliance_analysis.sem.syntax` (generated syntax),
-:mod:`~alliance_analysis.sem.estimation` (ML and FIML), :mod:`~alliance_analysis.sem.fit`
+:mod:`~alliance_analysis.sem.estimation` (ML and FIML),
+:mod:`~alliance_analysis.sem.fiml` (FIML over missing-data patterns at once: likelihood,
+gradient, information, the saturated model's EM), :mod:`~alliance_analysis.sem.fit`
 (fit statistics), :mod:`~alliance_analysis.sem.ordinal` and
 :mod:`~alliance_analysis.sem.polychoric` (ordinal items), and
 :mod:`~alliance_analysis.sem.parameters` (the tidy parameter table).

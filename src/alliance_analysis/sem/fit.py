@@ -39,6 +39,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from alliance_analysis.sem.estimation import Estimates, Moments, Structure, implied
+from alliance_analysis.sem.fiml import em_saturated
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -199,34 +200,9 @@ def saturated(data: Moments, tol: float = 1e-13, max_iter: int = 100_000
 
 
 def _em(data: Moments, tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """EM estimates of the mean and covariance from the patterns' sufficient statistics."""
-    p = len(data.columns)
-    mean = np.array([_available_mean(data, j) for j in range(p)])
-    var = np.array([_available_variance(data, j, mean[j]) for j in range(p)])
-    cov = np.diag(var)
-    for _ in range(max_iter):
-        sum_x, sum_xx = np.zeros(p), np.zeros((p, p))
-        for idx, n, xbar, s in data.patterns:
-            miss = np.setdiff1d(np.arange(p), idx)
-            t = np.zeros((p, len(idx)))
-            t[idx, np.arange(len(idx))] = 1.0
-            c = np.zeros(p)
-            cond = np.zeros((p, p))
-            if len(miss):
-                b = np.linalg.solve(cov[np.ix_(idx, idx)], cov[np.ix_(idx, miss)]).T
-                t[miss] = b
-                c[miss] = mean[miss] - b @ mean[idx]
-                cond[np.ix_(miss, miss)] = cov[np.ix_(miss, miss)] - b @ cov[np.ix_(idx, miss)]
-            centre = t @ xbar + c
-            sum_x += n * centre
-            sum_xx += n * (t @ s @ t.T + np.outer(centre, centre) + cond)
-        new_mean = sum_x / data.n_obs
-        new_cov = sum_xx / data.n_obs - np.outer(new_mean, new_mean)
-        change = max(np.max(np.abs(new_mean - mean)), np.max(np.abs(new_cov - cov)))
-        mean, cov = new_mean, new_cov
-        if change < tol * max(1.0, np.max(np.abs(cov))):
-            return mean, cov, True
-    return mean, cov, False
+    """EM estimates of the mean and covariance from the patterns' sufficient statistics,
+    all patterns at once (:func:`alliance_analysis.sem.fiml.em_saturated`)."""
+    return em_saturated(data.stacked, tol, max_iter)
 
 
 def _available_mean(data: Moments, j: int) -> float:

@@ -3,9 +3,9 @@
 Standard errors and intervals that come from the curvature of a likelihood all take their
 Hessian here: the delta-method ICC intervals and the therapist-variance interval of the
 statsmodels mixed models (second differences of a log-likelihood), and, where an analytic
-gradient is at hand, the nested engine's Newton polish, lme4's scaled-gradient check of the
-statsmodels fits and the observed information of the SEM (central differences of the
-gradient). Both ways are statsmodels' (:mod:`statsmodels.tools.numdiff`: ``approx_hess3``
+gradient is at hand, the nested engine's Newton polish and lme4's scaled-gradient check of
+the statsmodels fits (central differences of the gradient). The SEM's FIML observed
+information is analytic (:mod:`alliance_analysis.sem.fiml`). Both ways are statsmodels' (:mod:`statsmodels.tools.numdiff`: ``approx_hess3``
 and the centred ``approx_fprime``); the step sizes are the callers' (each tuned to its
 likelihood and checked against lme4 and lavaan in the tests).
 """

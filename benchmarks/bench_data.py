@@ -7,7 +7,15 @@ fitted on the same data). Its true values follow :class:`alliance_analysis.data.
 SimulationDesign`'s defaults (PHQ-9 scale). :mod:`alliance_analysis.data.simulate` itself draws
 questionnaire items, dropout and planted faults, which must be cleaned and scored first;
 this generator draws the model columns directly, so a 200,000-row dataset takes a fraction of
-a second and has exactly the requested number of rows.
+a second and has exactly the requested number of rows. Every column is drawn as a numpy array
+(the IDs as text through a categorical of the distinct IDs), so 10,000,000 rows take about
+1 GB and no Python list of rows.
+
+A treatment ``arm`` (three levels, randomised by client) and a second outcome ``phq9``, which
+adds arm differences in level and slope to ``symptoms``, serve the benchmark's model with a
+factor and an interaction, ``phq9 ~ session * C(arm) + alliance_within + (1 + session ||
+client_id) + (1 | therapist_id)``. They are drawn from a second seeded stream, so the other
+columns are the same as without them.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ TRUTH = {
     "client_correlation": -0.2, "therapist_sd": 1.0, "residual_sd": 2.5,
     "alliance_mean": 3.8, "alliance_client_sd": 0.45, "alliance_session_sd": 0.30,
 }
+#: Arms of the factor model and their differences from ``TAU`` in level and slope (``phq9``).
+ARMS = {"CBT": (-0.5, -0.10), "PDT": (-0.3, -0.05), "TAU": (0.0, 0.0)}
 MIN_SESSIONS = 3
 
 
@@ -45,7 +55,8 @@ def nested_sessions(rows: int, clients: int, clients_per_therapist: int = 10,
         ``therapist_id, client_id, session`` (0 at the first session), ``alliance``,
         ``alliance_between`` (client mean), ``alliance_within`` (deviation from it),
         ``alliance_within_lag`` (previous session's deviation; missing at the first session),
-        ``symptoms``.
+        ``symptoms``, ``arm`` (text: ``CBT``, ``PDT`` or ``TAU``, one per client) and ``phq9``
+        (``symptoms`` plus the arm's level and slope differences, :data:`ARMS`).
     """
     if rows < MIN_SESSIONS * clients:
         raise ValueError(f"rows ({rows}) must be at least {MIN_SESSIONS} x clients ({clients})")
@@ -72,13 +83,25 @@ def nested_sessions(rows: int, clients: int, clients_per_therapist: int = 10,
                 + t["alliance_within_lag"] * np.nan_to_num(lag)
                 + t["alliance_between"] * (between - t["alliance_mean"])
                 + rng.normal(0, t["residual_sd"], rows))
+    arm_rng = np.random.default_rng([seed, 1])
+    arm_code = arm_rng.integers(0, len(ARMS), clients)[client]
+    level, slope = (np.array(v) for v in zip(*ARMS.values(), strict=True))
+    phq9 = symptoms + level[arm_code] + slope[arm_code] * session
     return pd.DataFrame({
-        "therapist_id": [f"t{j:05d}" for j in therapist],
-        "client_id": [f"c{i:06d}" for i in client],
+        "therapist_id": _text_ids("t", 5, therapist),
+        "client_id": _text_ids("c", 6, client),
         "session": session.astype(float), "alliance": alliance,
         "alliance_between": between, "alliance_within": within,
         "alliance_within_lag": lag, "symptoms": symptoms,
+        "arm": pd.Series(pd.Categorical.from_codes(arm_code, list(ARMS))).astype("str"),
+        "phq9": phq9,
     })
+
+
+def _text_ids(prefix: str, digits: int, codes: np.ndarray) -> pd.Series:
+    """IDs such as ``c000017`` as pandas text, built from the distinct codes only."""
+    labels = [f"{prefix}{i:0{digits}d}" for i in range(int(codes.max()) + 1)]
+    return pd.Series(pd.Categorical.from_codes(codes, labels)).astype("str")
 
 
 def model_rows(rows: int, clients: int, seed: int = 20261122) -> pd.DataFrame:

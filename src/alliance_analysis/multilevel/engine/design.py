@@ -84,22 +84,22 @@ def build_design(data: pd.DataFrame, outcome: str, fixed: Sequence[str],
     variables = _variables([outcome, *fixed_terms, *client_terms, *therapist_terms])
     _require(data, ids + variables)
     frame, dropped = _complete(data, [*variables, *ids])
-    _check_nested(frame, client, therapist)
     client_code = pd.factorize(frame[client])[0]
     therapist_code = pd.factorize(frame[therapist])[0] if therapist else np.zeros_like(client_code)
+    _check_nested(frame, client, therapist, client_code, therapist_code)
+    # sort the numeric arrays, not the frame: no copy of the ID columns' text
     order = np.lexsort((client_code, therapist_code))
-    frame = frame.iloc[order]
     client_code, therapist_code = client_code[order], therapist_code[order]
     client_starts, therapist_starts = _starts(client_code), _starts(therapist_code)
     design = Design(
-        x=_columns(frame, fixed_terms), zc=_columns(frame, client_terms),
-        zt=_columns(frame, therapist_terms), y=_numeric(frame, outcome),
+        x=_columns(frame, fixed_terms, order), zc=_columns(frame, client_terms, order),
+        zt=_columns(frame, therapist_terms, order), y=_numeric(frame, outcome)[order],
         fixed_names=tuple(fixed_terms), client_names=tuple(client_terms),
         therapist_names=tuple(therapist_terms), client_starts=client_starts,
         therapist_row_starts=therapist_starts,
         therapist_client_starts=_starts(therapist_code[client_starts]),
-        client_ids=frame[client].astype(str).to_numpy()[client_starts],
-        therapist_ids=(frame[therapist].astype(str).to_numpy()[therapist_starts] if therapist
+        client_ids=_ids(frame[client], order[client_starts]),
+        therapist_ids=(_ids(frame[therapist], order[therapist_starts]) if therapist
                        else np.array([], dtype=str)),
         dropped=dropped)
     _check_identifiable(design, client, therapist)
@@ -149,20 +149,27 @@ def _complete(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame,
     has_missing = missing.any(axis=1)
     dropped = {column: int(np.sum(has_missing & (first_missing == j)))
                for j, column in enumerate(frame.columns)}
-    frame = frame.loc[~has_missing]
+    if has_missing.any():
+        frame = frame.loc[~has_missing]
     if frame.empty:
         raise NotEstimableError(f"fit_nested: no row has every model variable {list(columns)}")
     return frame, {k: v for k, v in dropped.items() if v}
 
 
-def _columns(frame: pd.DataFrame, terms: Sequence[str]) -> np.ndarray:
-    """The design matrix of ``terms`` (intercept, columns, products of columns)."""
-    out = np.ones((len(frame), len(terms)))
+def _columns(frame: pd.DataFrame, terms: Sequence[str], order: np.ndarray) -> np.ndarray:
+    """The design matrix of ``terms`` (intercept, columns, products of columns), its rows in
+    ``order``."""
+    out = np.ones((len(order), len(terms)))
     for j, term in enumerate(terms):
         if term != INTERCEPT:
             for part in term.split(":"):
-                out[:, j] *= _numeric(frame, part)
+                out[:, j] *= _numeric(frame, part)[order]
     return out
+
+
+def _ids(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """The IDs at ``rows`` as text (only those rows are converted)."""
+    return column.iloc[rows].astype(str).to_numpy()
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -189,14 +196,23 @@ def _starts(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
 
-def _check_nested(frame: pd.DataFrame, client: str, therapist: str | None) -> None:
-    """Every client has one therapist; otherwise name the statsmodels route."""
+def _check_nested(frame: pd.DataFrame, client: str, therapist: str | None,
+                  client_code: np.ndarray, therapist_code: np.ndarray) -> None:
+    """Every client has one therapist; otherwise name the statsmodels route.
+
+    ``client_code`` and ``therapist_code`` are the columns' codes in order of first
+    appearance (``pandas.factorize``); a client is crossed when any of its rows has another
+    therapist than its first row.
+    """
     if therapist is None:
         return
-    per_client = frame.groupby(client, sort=False)[therapist].nunique()
-    crossed = per_client[per_client > 1]
+    # codes appear in increasing order, so a client's first row is where the running
+    # maximum of the codes grows
+    running = np.maximum.accumulate(client_code)
+    first_rows = np.flatnonzero(np.r_[True, running[1:] != running[:-1]])
+    crossed = np.unique(client_code[therapist_code != therapist_code[first_rows][client_code]])
     if len(crossed):
-        examples = ", ".join(map(str, crossed.index[:5]))
+        examples = ", ".join(map(str, frame[client].iloc[first_rows[crossed[:5]]]))
         raise AllianceDataError(
             f"fit_nested covers nested designs only, but {len(crossed)} client(s) in "
             f"'{client}' are seen by more than one therapist in '{therapist}' (e.g. {examples}): "

@@ -40,9 +40,10 @@ from scipy import stats
 
 from alliance_analysis.multilevel.derive import CLIENT
 from alliance_analysis.multilevel.engine.design import INTERCEPT, Design, build_design, column_rms
-from alliance_analysis.multilevel.engine.deviance import (NestedStats, Structure, deviance, eliminate,
-                                               fixed_effects, profiled_deviance,
-                                               sufficient_statistics, value_and_gradient)
+from alliance_analysis.multilevel.engine.deviance import (ComplexStep, NestedStats, Structure,
+                                                          deviance, eliminate, fixed_effects,
+                                                          profiled_deviance,
+                                                          sufficient_statistics)
 from alliance_analysis.multilevel.engine.modes import Modes, conditional_modes
 from alliance_analysis.multilevel.engine.optimize import Attempt, hessian, minimise
 from alliance_analysis.multilevel.engine.satterthwaite import satterthwaite
@@ -197,8 +198,8 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
         return profiled_deviance(theta, suff, structure, reml)
 
     start = structure.start(column_rms(design.zc), column_rms(design.zt))
-    kept, attempts = minimise(lambda theta: value_and_gradient(values, theta), values, start,
-                              structure.lower_bounds(), max_iter)
+    kept, attempts = minimise(ComplexStep(values), values, start, structure.lower_bounds(),
+                              max_iter)
     estimates = _estimates(kept, suff, structure, reml)
     modes = conditional_modes(kept.x, estimates.beta, estimates.sigma2, suff, structure)
     parameters = variance_parameters(design, structure)
@@ -324,7 +325,7 @@ def _variance_parameter_cov(estimates: Estimates, parameters: Sequence[VarianceP
                 if p.row == p.col}
     scales = np.array([np.sqrt(diagonal[p.level, p.row] * diagonal[p.level, p.col])
                        for p in parameters])
-    hess = hessian(lambda point: value_and_gradient(values, point), phi, scales=scales)
+    hess = hessian(ComplexStep(values), phi, scales=scales)
     try:
         return 2 * np.linalg.inv(hess)
     except np.linalg.LinAlgError:

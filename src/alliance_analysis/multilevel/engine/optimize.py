@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scipy.optimize import minimize
@@ -56,6 +57,19 @@ POLISH_MAX_STEPS = 20
 
 ValueGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 Values = Callable[[np.ndarray], np.ndarray]
+#: Gradients at a batch of points ``(k, m)`` -> ``(k, m)``.
+Gradients = Callable[[np.ndarray], np.ndarray]
+
+
+@runtime_checkable
+class BatchedValueGrad(Protocol):
+    """A ``value_grad`` that also gives the gradients at a batch of points in one call
+    (:class:`alliance_analysis.multilevel.engine.deviance.ComplexStep`); the Hessians of
+    :func:`hessian` then take one call instead of ``2 m``."""
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]: ...
+
+    def gradients(self, points: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,8 @@ def minimise(value_grad: ValueGrad, values: Values, start: np.ndarray, lower: np
     Parameters
     ----------
     value_grad
-        Returns the value and exact gradient at a point.
+        Returns the value and exact gradient at a point (a :class:`BatchedValueGrad`
+        computes each Hessian in one batched call).
     values
         Returns the values at a batch of points (rows), for the boundary escape.
     start
@@ -176,10 +191,28 @@ def hessian(value_grad: ValueGrad, x: np.ndarray,
     (:func:`alliance_analysis.stats.numdiff.hessian`).
 
     The step of parameter ``j`` is ``1e-5 * scales[j]`` (default ``max(|x_j|, 0.01)``).
+    For a :class:`BatchedValueGrad`, the ``2 m`` gradients are computed in one batched call
+    (:func:`central_hessian`); the formula is the same.
     """
     steps = (numdiff.relative_steps(x, HESSIAN_STEP, 1e-2) if scales is None
              else HESSIAN_STEP * np.asarray(scales, dtype=float))
+    if isinstance(value_grad, BatchedValueGrad):
+        return central_hessian(value_grad.gradients, x, steps)
     return numdiff.hessian(lambda v: value_grad(v)[1], x, steps, gradient=True)
+
+
+def central_hessian(gradients: Gradients, x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``(J + J') / 2`` with ``J[:, j] = [g(x + h_j e_j) - g(x - h_j e_j)] / (2 h_j)``.
+
+    :func:`alliance_analysis.stats.numdiff.hessian` with ``gradient=True`` (statsmodels'
+    centred ``approx_fprime``), its ``2 m`` gradients taken from one call of ``gradients``
+    on the batch of points.
+    """
+    x = np.asarray(x, dtype=float)
+    shifts = np.diag(np.asarray(steps, dtype=float))
+    g = gradients(np.concatenate([x + shifts, x - shifts]))
+    jacobian = ((g[:x.size] - g[x.size:]) / (2 * np.diag(shifts))[:, None]).T
+    return (jacobian + jacobian.T) / 2
 
 
 def _polish(value_grad: ValueGrad, method: str, x: np.ndarray, lower: np.ndarray,

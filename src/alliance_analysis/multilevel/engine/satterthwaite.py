@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, NestedStats, Structure,
-                                                          deviance, eliminate,
-                                                          value_and_gradient)
+                                                          deviance, eliminate, gradients)
+from alliance_analysis.multilevel.engine.optimize import central_hessian
 from alliance_analysis.stats import numdiff
 
 #: Eigenvalues of the deviance's Hessian at or below this are treated as zero (lmerTest's tol).
@@ -106,8 +106,7 @@ def satterthwaite(theta: np.ndarray, sigma2: float, stats: NestedStats, structur
         return deviance(batch[:, :-1], batch[:, -1] ** 2, stats, structure, reml)
 
     steps = numdiff.relative_steps(varpar, HESSIAN_STEP, 1e-2)
-    hess = numdiff.hessian(lambda v: value_and_gradient(dev, v)[1], varpar, steps,
-                           gradient=True)
+    hess = central_hessian(lambda points: gradients(dev, points), varpar, steps)
     values, vectors = np.linalg.eigh((hess + hess.T) / 2)
     keep = values > EIGEN_TOL
     varpar_cov = 2 * (vectors[:, keep] / values[keep]) @ vectors[:, keep].T

@@ -109,6 +109,18 @@ class ModelSpec(Options):
     gaussian``) are fitted by the nested engine with Satterthwaite df; ``family: binomial``
     fits a logistic regression of a client-level 0/1 outcome (``level: client``: one row per
     client), which has no random part.
+
+    ``bootstrap_samples`` adds parametric-bootstrap intervals of the random part
+    (:func:`alliance_analysis.multilevel.bootstrap.bootstrap_random`). Its refits run in this
+    process unless ``dask`` says where else (:class:`DaskSettings`: ``local`` for a cluster
+    on this machine, or a scheduler's address); the intervals are the same to the last digit
+    either way, whatever the number of workers::
+
+        models:
+          growth:
+            formula: "phq9_total ~ I(session - 1) + (1 + I(session - 1) | client_id)"
+            bootstrap_samples: 1000
+            dask: {scheduler: local, workers: 4}
     """
 
     formula: str = Field(description="lme4 formula, e.g. 'y ~ x + (1 | client_id)'")
@@ -126,6 +138,9 @@ class ModelSpec(Options):
     inference: Literal["satterthwaite", "wald"] = Field(
         "satterthwaite", description="tests of the fixed effects: t with Satterthwaite df "
         "(lmerTest), or Wald z (normal)")
+    dask: DaskSettings | None = Field(
+        None, description="where the bootstrap refits run (needs bootstrap_samples): none "
+        "(default: in this process), local, or a scheduler address")
 
     @field_validator("formula")
     @classmethod
@@ -148,6 +163,9 @@ class ModelSpec(Options):
         if self.family == "gaussian" and self.level == "session" and not parsed.random:
             raise ValueError("a linear mixed model needs a random part, e.g. "
                              "'+ (1 | client_id)'")
+        if self.dask is not None and not self.bootstrap_samples:
+            raise ValueError("dask says where the parametric-bootstrap refits run; set "
+                             "bootstrap_samples (e.g. 1000) or remove dask")
         return self
 
     def parsed(self) -> MixedFormula:

@@ -8,8 +8,13 @@ every client and therapist and new residuals, the design unchanged), refit each 
 REML or ML, and take the percentile interval of each variance component, SD, correlation and
 intraclass correlation over the refits.
 
-Each replicate's random numbers come from its own ``SeedSequence`` child of the run's seed, so
-the intervals are the same whatever order or process the replicates run in.
+Sample ``b``'s random numbers come from its own stream, child ``b`` of the run's seed
+(``numpy.random.SeedSequence(seed, spawn_key=(b,))``, the ``b``-th of
+``SeedSequence(seed).spawn``), and its refit runs with one BLAS thread. So each sample's
+refit is the same wherever and whenever it runs, and the samples can run in chunks, in this
+process or on Dask (``dask:`` under the model; :mod:`alliance_analysis.stats.dask_runner`,
+the machinery of the power studies): the intervals are the same to the last bit serially or
+with any number of workers and any chunk size (``tests/test_bootstrap_dask.py``).
 
 References
 ----------
@@ -22,6 +27,7 @@ References
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,9 +36,15 @@ import pandas as pd
 from alliance_analysis.errors import ConvergenceWarning
 from alliance_analysis.multilevel.engine import fit_nested
 from alliance_analysis.results import ModelResult
+from alliance_analysis.stats.dask_runner import chunked, optional_client, progress_bar, run_chunks
+from alliance_analysis.stats.threads import one_blas_thread
 
 if TYPE_CHECKING:  # the specified models call this module; it only reads their attributes
     from alliance_analysis.multilevel.specified import PreparedModel
+    from alliance_analysis.specs import DaskSettings
+
+#: Samples refitted together (one task on Dask); the intervals do not depend on it.
+CHUNK_SIZE = 10
 
 
 def _covariance(vc: pd.DataFrame, level: str, terms: list[str]) -> np.ndarray:
@@ -96,9 +108,56 @@ def _relabelled(result: ModelResult, names: dict[str, str]) -> ModelResult:
                        {**result.extra, "variance_components": relabel})
 
 
+def sample_rng(seed: int, sample: int) -> np.random.Generator:
+    """The random stream of bootstrap sample ``sample``: child ``sample`` of ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(sample,)))
+
+
+@dataclass(frozen=True)
+class _Refits:
+    """What every chunk of samples needs (sent to each Dask worker once)."""
+
+    prepared: PreparedModel
+    result: ModelResult
+    reml: bool
+    max_iter: int
+    seed: int
+
+
+@one_blas_thread
+def refit_samples(job: _Refits, samples: tuple[int, ...]
+                  ) -> list[tuple[int, bool, bool, pd.Series]]:
+    """Simulate and refit the samples ``samples`` of a bootstrap.
+
+    Returns one ``(sample, converged, singular, summaries)`` per sample, ``summaries`` as
+    :func:`_summaries` (empty for a refit that did not converge). Runs with one BLAS thread,
+    so a sample's refit is the same to the last bit in any process.
+    """
+    prepared = job.prepared
+    args = prepared.engine_args()
+    out = []
+    for sample in samples:
+        table = prepared.table.copy()
+        table[prepared.outcome] = simulate_outcome(prepared, job.result,
+                                                   sample_rng(job.seed, sample))
+        with warnings.catch_warnings():
+            # A refit at the boundary is an expected outcome here, counted in n_singular;
+            # one warning per refit would bury the run's own.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            refit = fit_nested(table, prepared.outcome, list(prepared.fixed.values()), **args,
+                               reml=job.reml, max_iter=job.max_iter, inference="wald",
+                               name="bootstrap")
+        converged = bool(refit.fit["converged"])
+        summaries = (_summaries(_relabelled(refit, prepared.names)) if converged
+                     else pd.Series(dtype=float))
+        out.append((sample, converged, bool(refit.fit["singular"]), summaries))
+    return out
+
+
 def bootstrap_random(prepared: PreparedModel, result: ModelResult, *, reml: bool,
                      samples: int = 200, seed: int = 1, ci_level: float = 0.95,
-                     max_iter: int = 1000) -> pd.DataFrame:
+                     max_iter: int = 1000, dask: DaskSettings | None = None,
+                     chunk_size: int = CHUNK_SIZE, progress: bool = False) -> pd.DataFrame:
     """Percentile intervals of the random part by parametric bootstrap.
 
     Parameters
@@ -113,11 +172,21 @@ def bootstrap_random(prepared: PreparedModel, result: ModelResult, *, reml: bool
     samples
         Number of simulated data sets.
     seed
-        Root seed; sample ``b`` uses ``SeedSequence(seed).spawn`` child ``b``.
+        Root seed; sample ``b`` draws from :func:`sample_rng` ``(seed, b)``, child ``b`` of
+        ``SeedSequence(seed)``.
     ci_level
         Level of the percentile intervals.
     max_iter
         As :func:`fit_nested`.
+    dask
+        Where the refits run (the model's ``dask:``): None or ``scheduler: none`` in this
+        process, else on a local cluster or a running scheduler
+        (:func:`alliance_analysis.stats.dask_runner.dask_client`).
+    chunk_size
+        Samples refitted together (one Dask task). Neither this nor ``dask`` changes the
+        result.
+    progress
+        Show a progress bar of the samples (on standard error).
 
     Returns
     -------
@@ -126,24 +195,27 @@ def bootstrap_random(prepared: PreparedModel, result: ModelResult, *, reml: bool
         ``estimate``, ``ci_low``, ``ci_high``, ``n_samples`` (refits that converged), and
         ``n_singular`` (refits at the boundary: a share near 1 says the data cannot tell the
         variance from 0).
+
+    Notes
+    -----
+    For sample ``b``: new random effects of every group (normal, the estimated covariance
+    matrix of its level) and new residuals (normal, the estimated residual variance) are
+    added to the fixed part ``X beta``, the design unchanged, and the model is refitted by
+    the engine. The interval of each quantity is the ``(1 - ci_level) / 2`` and
+    ``(1 + ci_level) / 2`` quantiles (numpy's default linear interpolation) over the refits
+    that converged.
     """
-    children = np.random.SeedSequence(seed).spawn(samples)
+    job = _Refits(prepared, result, reml, max_iter, seed)
+    calls = [(chunk,) for chunk in chunked(range(samples), chunk_size)]
+    with (progress_bar(samples, 0, progress, what="bootstrap samples") as advance,
+          optional_client(dask) as client):
+        chunks = run_chunks(refit_samples, calls, (job,), client=client,
+                            name=f"bootstrap-{result.name}",
+                            on_done=lambda index, rows: advance(len(rows)))
+    refits = [row for chunk in chunks for row in chunk]
+    draws = [summaries for _, converged, _, summaries in refits if converged]
+    singular = sum(converged and is_singular for _, converged, is_singular, _ in refits)
     estimate = _summaries(result)
-    draws, singular = [], 0
-    args = prepared.engine_args()
-    for child in children:
-        table = prepared.table.copy()
-        table[prepared.outcome] = simulate_outcome(prepared, result, np.random.default_rng(child))
-        with warnings.catch_warnings():
-            # A refit at the boundary is an expected outcome here, counted in n_singular;
-            # one warning per refit would bury the run's own.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            refit = fit_nested(table, prepared.outcome, list(prepared.fixed.values()), **args,
-                               reml=reml, max_iter=max_iter, inference="wald",
-                               name="bootstrap")
-        if refit.fit["converged"]:
-            draws.append(_summaries(_relabelled(refit, prepared.names)))
-            singular += bool(refit.fit["singular"])
     frame = pd.DataFrame(draws)
     alpha = (1 - ci_level) / 2
     rows = []

@@ -327,7 +327,8 @@ def fit_model(sessions: pd.DataFrame, name: str, spec: ModelSpec, *, early_sessi
         ``fit`` adding ``formula``, ``reml``, ``where`` and the rows removed
         (``n_removed_where``, ``n_removed_missing``). With ``bootstrap_samples``,
         ``extra["random_intervals"]``: percentile intervals of the random part and the ICCs
-        (:func:`alliance_analysis.multilevel.bootstrap.bootstrap_random`). For ``family: binomial`` that of
+        (:func:`alliance_analysis.multilevel.bootstrap.bootstrap_random`, its refits where
+        ``spec.dask`` says). For ``family: binomial`` that of
         :func:`~alliance_analysis.stats.regression.fit_logit` (log odds, odds ratios).
         ``spec`` is the formula as given. A linear mixed model carries its marginal and
         conditional R2 in ``extra["r2"]`` (:func:`alliance_analysis.multilevel.r2.model_r2`).
@@ -356,7 +357,7 @@ def fit_model(sessions: pd.DataFrame, name: str, spec: ModelSpec, *, early_sessi
         return renamed
     intervals = bootstrap_random(prepared, renamed, reml=spec.reml,
                                  samples=spec.bootstrap_samples, seed=seed, ci_level=ci_level,
-                                 max_iter=max_iter)
+                                 max_iter=max_iter, dask=spec.dask)
     groups = prepared.levels
     intervals = intervals.assign(group=[("Residual" if level == "residual" else groups[level])
                                         for level in intervals["level"]])

@@ -19,7 +19,10 @@ Execution
 starts a :class:`distributed.LocalCluster` of single-threaded worker processes (one per
 core unless ``dask.workers``); an address connects to a running scheduler. The client and
 the cluster are closed whatever happens (``try/finally``), also on Ctrl-C. Chunks are
-stored by this process as they come back, so workers need no shared file system.
+stored by this process as they come back, so workers need no shared file system. The
+machinery (client, chunks, progress bar) is shared with the specification curve and the
+parametric bootstrap: :mod:`alliance_analysis.stats.dask_runner` (:func:`dask_client` and
+:func:`progress_bar` are importable from here as before).
 """
 
 from __future__ import annotations
@@ -27,28 +30,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 
 from alliance_analysis import __version__
-from alliance_analysis.errors import AllianceRunError
-from alliance_analysis.power.params import DaskSettings, PowerParams
+from alliance_analysis.power.params import PowerParams
 from alliance_analysis.power.replicate import REPLICATE_COLUMNS, ReplicateSpec, run_chunk
 from alliance_analysis.data.simulate import SimulationDesign
+from alliance_analysis.stats.dask_runner import (  # dask_client, progress_bar: re-exported
+    dask_client,
+    optional_client,
+    progress_bar,
+    run_chunks,
+)
 
-if TYPE_CHECKING:
-    from distributed import Client
-
-#: Seconds to wait for an existing Dask scheduler to answer.
-CONNECT_TIMEOUT = 30
+__all__ = ["Chunk", "ExecutionCounts", "all_rows", "dask_client", "execute", "missing_chunks",
+           "point_folder", "progress_bar", "replicate_spec", "store_chunk", "stored_rows"]
 
 
 @dataclass(frozen=True)
@@ -152,82 +152,14 @@ def execute(params: PowerParams, designs: Sequence[SimulationDesign],
     if not chunks:
         return counts
     spec = replicate_spec(params)
-    with progress_bar(computed, counts.reused, progress) as advance:
-        if params.dask.scheduler == "none":
-            for chunk in chunks:
-                store_chunk(chunk, run_chunk(spec, designs[chunk.point], chunk.point,
-                                             chunk.replicates))
-                advance(len(chunk.replicates))
-        else:
-            with dask_client(params.dask) as client:
-                _run_on_dask(client, spec, designs, chunks, advance)
+
+    def store(index: int, rows: pd.DataFrame) -> None:
+        store_chunk(chunks[index], rows)
+        advance(len(chunks[index].replicates))
+
+    calls = [(designs[c.point], c.point, c.replicates) for c in chunks]
+    keys = [f"power-{c.file.parent.name}-{c.replicates[0]}" for c in chunks]
+    with (progress_bar(computed, counts.reused, progress) as advance,
+          optional_client(params.dask) as client):
+        run_chunks(run_chunk, calls, (spec,), client=client, keys=keys, on_done=store)
     return counts
-
-
-def _run_on_dask(client: Client, spec: ReplicateSpec, designs: Sequence[SimulationDesign],
-                 chunks: Sequence[Chunk], advance: Callable[[int], None]) -> None:
-    """Submit every chunk; store each as soon as it comes back."""
-    from distributed import as_completed
-
-    futures = {client.submit(run_chunk, spec, designs[chunk.point], chunk.point,
-                             chunk.replicates, key=f"power-{chunk.file.parent.name}-"
-                             f"{chunk.replicates[0]}", pure=False): chunk for chunk in chunks}
-    for future in as_completed(futures):
-        chunk = futures[future]
-        store_chunk(chunk, future.result())
-        advance(len(chunk.replicates))
-
-
-@contextmanager
-def dask_client(settings: DaskSettings) -> Iterator[Client]:
-    """A Dask client on a new local cluster or an existing scheduler, closed on exit.
-
-    Raises
-    ------
-    AllianceRunError
-        When the scheduler at the given address does not answer.
-    """
-    from distributed import Client, LocalCluster
-
-    cluster = client = None
-    try:
-        if settings.scheduler == "local":
-            cluster = LocalCluster(n_workers=settings.workers or os.cpu_count() or 1,
-                                   threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-        else:
-            try:
-                client = Client(settings.scheduler, timeout=CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                raise AllianceRunError(
-                    f"cannot reach the Dask scheduler at {settings.scheduler} "
-                    f"({type(exc).__name__}: {exc}). Start it (`dask scheduler`) and its "
-                    "workers, check the address under dask.scheduler, or use "
-                    "scheduler: local") from None
-        yield client
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-@contextmanager
-def progress_bar(total: int, reused: int, show: bool, what: str = "replicates"
-                  ) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar of replicates; yields the function that advances it.
-
-    In a terminal the bar is redrawn live on standard error. In a notebook rich's live bar
-    needs ipywidgets, and redrawing as text would print a line per update, so the bar is
-    printed once, as text, when the run finishes.
-    """
-    label = what + (f" ({reused} already stored)" if reused else "")
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    in_notebook = Console().is_jupyter
-    console = Console(stderr=True, force_jupyter=False,
-                      force_terminal=False if in_notebook else None)
-    with Progress(*columns, console=console, disable=not show) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)

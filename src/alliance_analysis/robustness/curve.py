@@ -5,10 +5,10 @@ entry (:func:`alliance_analysis.multilevel.specified.fit_model`: the engine, REM
 Satterthwaite df and p); its ``target`` coefficient is kept with its SE, interval, df, p,
 number of rows and the fit's flags. A specification the data cannot identify is kept as a
 row with NaN estimates and its reason. Fits run in chunks, in this process or on Dask
-(:func:`alliance_analysis.power.run.dask_client`), and each chunk is stored the moment it
-is done under a key of everything that decides it, so an interrupted run resumes and the
-rows never depend on the number of workers (each fit is deterministic and the rows are
-read back in specification order).
+(:func:`alliance_analysis.stats.dask_runner.dask_client`), and each chunk is stored the
+moment it is done under a key of everything that decides it, so an interrupted run resumes
+and the rows never depend on the number of workers (each fit is deterministic and the rows
+are read back in specification order).
 
 References
 ----------
@@ -181,7 +181,7 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
         :func:`specification_table` joined with :data:`RESULT_COLUMNS`, one row per
         specification in order.
     """
-    from alliance_analysis.power.run import progress_bar, dask_client
+    from alliance_analysis.stats.dask_runner import dask_client, progress_bar
 
     check_curve(sessions, robustness, early_sessions)
     table = specification_table(robustness)
@@ -352,7 +352,7 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
         The one-row test (:data:`JOINT_COLUMNS`) and every refit (``draw, spec_id,
         estimate, p``).
     """
-    from alliance_analysis.power.run import progress_bar, dask_client
+    from alliance_analysis.stats.dask_runner import dask_client, progress_bar
 
     frames = null_frames(sessions, curve, robustness, early_sessions)
     clients = client_order(sessions)

@@ -49,7 +49,7 @@ bench: $(STAMP) ## the speed targets side by side (engine vs lme4, SEM vs lavaan
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_engine.py --big
 	$(BIN)/python benchmarks/bench_sem.py
-	$(BIN)/python benchmarks/bench_power.py
+	$(BIN)/python benchmarks/bench_power.py --study
 	$(BIN)/python benchmarks/bench_bootstrap.py
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_summary.py

@@ -10,6 +10,12 @@ second = replicates / wall-clock seconds of the whole run, as a user sees it: fo
 that includes starting and closing it, which is also timed on its own (``startup_seconds``,
 an empty cluster started and closed) and taken out in ``replicates_per_second_running``.
 
+``--study`` also times the shipped study of ``params/power.yaml`` with ``--study-replicates``
+replicates per design point (default 60: 6 design points x 60 replicates, the study of the
+speed issue), serially and on the local cluster, asserts that both give the same replicate
+results, and writes ``reports/bench/power_study.csv``: the target is the cluster's time at
+most 0.65 of the serial time.
+
 Writes ``reports/bench/power.csv`` (and prints the table). Run from any directory::
 
     .venv/bin/python benchmarks/bench_power.py
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import yaml
 import platform
 import tempfile
 import time
@@ -53,6 +60,30 @@ def time_study(model: str, engine: str, scheduler: str, workers: int, replicates
             "convergence_rate": float(result.replicates["converged"].mean())}
 
 
+def time_shipped_study(workers: int, replicates: int, folder: Path) -> pd.DataFrame:
+    """The study of ``params/power.yaml`` serially and on ``workers`` local workers."""
+    raw = yaml.safe_load((ROOT / "params" / "power.yaml").read_text(encoding="utf-8"))
+    rows, results = [], {}
+    for scheduler in ("none", "local"):
+        dask = {"scheduler": scheduler, **({"workers": workers} if scheduler == "local"
+                                           else {})}
+        params = parse_power_params({**raw, "replicates": replicates, "dask": dask,
+                                     "out": f"study-{scheduler}"}, folder)
+        start = time.perf_counter()
+        result = run_power(params, progress=False)
+        seconds = time.perf_counter() - start
+        results[scheduler] = result.replicates.sort_values(list(result.replicates.columns[:2]))
+        rows.append({"study": "params/power.yaml", "scheduler": scheduler,
+                     "workers": workers if scheduler == "local" else 1,
+                     "design_points": int(result.replicates.iloc[:, 0].nunique()),
+                     "replicates": len(result.replicates), "seconds": seconds})
+    identical = results["none"].reset_index(drop=True).equals(
+        results["local"].reset_index(drop=True))
+    table = pd.DataFrame(rows).assign(identical=identical)
+    table["ratio_to_serial"] = table["seconds"] / table.loc[0, "seconds"]
+    return table
+
+
 def cluster_startup(workers: int) -> float:
     """Seconds to start and close an empty LocalCluster of ``workers`` processes."""
     start = time.perf_counter()
@@ -67,7 +98,19 @@ def main() -> None:
     parser.add_argument("--statsmodels-replicates", type=int, default=40)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "power.csv")
+    parser.add_argument("--study", action="store_true",
+                        help="also time the shipped study of params/power.yaml")
+    parser.add_argument("--study-replicates", type=int, default=60)
+    parser.add_argument("--study-only", action="store_true", help="only the shipped study")
     args = parser.parse_args()
+    if args.study or args.study_only:
+        with tempfile.TemporaryDirectory(prefix="bench-power-study-") as tmp:
+            study = time_shipped_study(args.workers, args.study_replicates, Path(tmp))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        study.to_csv(args.out.with_name("power_study.csv"), index=False, lineterminator="\n")
+        print(study.round(3).to_string(index=False), flush=True)
+        if args.study_only:
+            return
     counts = {"engine": args.engine_replicates, "statsmodels": args.statsmodels_replicates}
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-power-") as tmp:

@@ -81,20 +81,33 @@ def _read(folder: Path, name: str) -> pd.DataFrame | None:
 
 
 def power(folder: Path) -> list[Measured]:
-    table = _read(folder, "power.csv")
-    if table is None:
-        return [Measured("1 Power on Dask", "2 workers' time / serial time", None, 0.65, "x",
-                         "benchmarks/bench_power.py did not run")]
+    """Target 1 on the shipped study (``power_study.csv``, ``bench_power.py --study``); the
+    replicates per second of ``power.csv`` beside it, for information."""
     out = []
-    engine = table[table["engine"] == "engine"]
-    for model, rows in engine.groupby("model", sort=False):
-        serial = rows.loc[rows["scheduler"] == "none", "seconds"].iloc[0]
-        local = rows.loc[rows["scheduler"] == "local"].iloc[0]
+    study = _read(folder, "power_study.csv")
+    if study is None:
+        out.append(Measured("1 Power on Dask", "shipped study: 2 workers' time / serial time",
+                            None, 0.65, "x", "benchmarks/bench_power.py --study did not run"))
+    else:
+        local = study[study["scheduler"] == "local"].iloc[0]
+        serial = study[study["scheduler"] == "none"].iloc[0]
         out.append(Measured(
-            "1 Power on Dask", f"{model}: {int(local['workers'])} workers' time / serial time",
-            local["seconds"] / serial, 0.65, "x",
-            f"{int(local['replicates'])} replicates: {serial:.1f} s serial, "
-            f"{local['seconds']:.1f} s on Dask (start-up {local['startup_seconds']:.1f} s)"))
+            "1 Power on Dask", f"params/power.yaml, {int(local['design_points'])} design points "
+            f"x {int(local['replicates']) // int(local['design_points'])} replicates: "
+            f"{int(local['workers'])} workers' time / serial time",
+            local["ratio_to_serial"] if bool(local["identical"]) else None, 0.65, "x",
+            f"{serial['seconds']:.1f} s serial, {local['seconds']:.1f} s on Dask (cluster "
+            f"start included); identical replicates: {bool(local['identical'])}"))
+    table = _read(folder, "power.csv")
+    if table is not None:
+        for model, rows in table[table["engine"] == "engine"].groupby("model", sort=False):
+            serial = rows.loc[rows["scheduler"] == "none", "seconds"].iloc[0]
+            local = rows.loc[rows["scheduler"] == "local"].iloc[0]
+            out.append(Measured(
+                "1 Power on Dask", f"{model}, {int(local['replicates'])} replicates of one "
+                "design: Dask time / serial time", local["seconds"] / serial, float("inf"), "x",
+                f"{serial:.1f} s serial, {local['seconds']:.1f} s on Dask (start-up "
+                f"{local['startup_seconds']:.1f} s)"))
     return out
 
 

@@ -82,3 +82,15 @@ def test_reading_flags_name_exclusions_and_flagged_models(tmp_path: Path) -> Non
     assert reading_flags(tmp_path) == ["2 of 4,101 input rows excluded by cleaning",
                                        "1 model did not converge (slopes)",
                                        "1 model singular fit (growth)"]
+
+
+def test_intervals_are_labelled_by_their_level(tmp_path: Path) -> None:
+    """A run with multilevel.ci_level 0.9 says "90% CI" in its findings and tables, never
+    the 95% a reader would otherwise assume."""
+    run = RunFolder(tmp_path, stage="03_multilevel", ci_level=0.9)
+    run.write_table("m", pd.DataFrame({"term": ["x"], "estimate": [1.0], "ci_low": [0.5],
+                                       "ci_high": [1.5]}), caption="M")
+    assert "90% CI" in (tmp_path / "tables" / "m.md").read_text(encoding="utf-8")
+    _run(tmp_path / "f")
+    findings = key_findings(tmp_path / "f", {**PARAMETERS, "multilevel": {"ci_level": 0.9}})
+    assert "b = -1.58, 90% CI [-1.85, -1.32]" in findings[0].answer

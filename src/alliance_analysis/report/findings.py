@@ -31,7 +31,8 @@ class Finding:
     question
         The question, as a researcher asks it.
     answer
-        The answer in plain language, with the estimate, its 95% CI and p.
+        The answer in plain language, with the estimate, its CI (at ``multilevel.ci_level``
+        for the multilevel models, 95% for the SEMs) and p.
     table
         The table the numbers come from (``tables/<table>.csv``; the page links to it).
     """
@@ -51,12 +52,17 @@ def _instrument(parameters: dict[str, Any], role: str) -> Instrument | None:
         return None
 
 
-def _estimate(values: dict[str, Any], prefix: str, places: int = 2) -> str:
+def _level(parameters: dict[str, Any]) -> str:
+    """The level of the multilevel stage's intervals (``multilevel.ci_level``), as "95%"."""
+    return f"{100 * (parameters.get('multilevel') or {}).get('ci_level', 0.95):g}%"
+
+
+def _estimate(values: dict[str, Any], prefix: str, level: str = "95%", places: int = 2) -> str:
     """``b = -1.58, 95% CI [-1.85, -1.32], p < .001`` from ``<prefix>.estimate`` etc."""
     b = format_number(values[f"{prefix}.estimate"], decimals=places)
     low = format_number(values.get(f"{prefix}.ci_low"), decimals=places)
     high = format_number(values.get(f"{prefix}.ci_high"), decimals=places)
-    text = f"b = {b}, 95% CI [{low}, {high}]"
+    text = f"b = {b}, {level} CI [{low}, {high}]"
     p = values.get(f"{prefix}.p")
     return text + (f", p {_p(p)}" if p is not None else "")
 
@@ -101,7 +107,8 @@ def _alliance_effects(values: dict[str, Any], parameters: dict[str, Any],
             f"Does a better alliance this session predict fewer symptoms next session, within "
             f"a client?",
             f"When a client's {a} was 1 point above their own average, their {s} at the next "
-            f"session was {format_number(abs(b))} points {direction} ({_estimate(values, prefix)})."
+            f"session was {format_number(abs(b))} points {direction} "
+            f"({_estimate(values, prefix, _level(parameters))})."
             + verdict, table))
     between = _model_term(values, parameters, f"{alliance.key}_between", "within_between")
     if between:
@@ -111,7 +118,7 @@ def _alliance_effects(values: dict[str, Any], parameters: dict[str, Any],
             "Do clients with a better alliance overall have fewer symptoms?",
             f"Clients whose average {a} was 1 point higher had {s} scores "
             f"{format_number(abs(b))} points {'lower' if b < 0 else 'higher'} on average, a "
-            f"difference between clients ({_estimate(values, prefix)}).", table))
+            f"difference between clients ({_estimate(values, prefix, _level(parameters))}).", table))
     return found
 
 
@@ -127,10 +134,10 @@ def _change(values: dict[str, Any], parameters: dict[str, Any],
     return [Finding(
         "How fast do symptoms change?",
         f"{symptoms.abbreviation()} scores changed by {format_number(b)} points per {unit} on "
-        f"average ({_estimate(values, prefix)}).", "multilevel_growth")]
+        f"average ({_estimate(values, prefix, _level(parameters))}).", "multilevel_growth")]
 
 
-def _therapist_share(run_dir: Path, alliance: Instrument) -> list[Finding]:
+def _therapist_share(run_dir: Path, alliance: Instrument, level: str) -> list[Finding]:
     path = run_dir / "tables" / "multilevel_alliance_growth_icc.csv"
     if not path.is_file():
         return []
@@ -147,7 +154,8 @@ def _therapist_share(run_dir: Path, alliance: Instrument) -> list[Finding]:
     return [Finding(
         "How much of the alliance is the therapist's?",
         f"Therapists accounted for {share}% of the variance in {alliance.abbreviation()} "
-        f"scores (ICC = {icc}, 95% CI [{low}, {high}]).", "multilevel_alliance_growth_icc")]
+        f"scores (ICC = {icc}, {level} CI [{low}, {high}]).",
+        "multilevel_alliance_growth_icc")]
 
 
 def _measurement(values: dict[str, Any], alliance: Instrument) -> list[Finding]:
@@ -227,7 +235,7 @@ def key_findings(run_dir: Path, parameters: dict[str, Any]) -> list[Finding]:
         return []
     return [*_alliance_effects(values, parameters, alliance, symptoms),
             *_change(values, parameters, symptoms),
-            *_therapist_share(run_dir, alliance),
+            *_therapist_share(run_dir, alliance, _level(parameters)),
             *_measurement(values, alliance),
             *_cross_lagged(run_dir, alliance, symptoms)]
 

@@ -144,9 +144,13 @@ class RunFolder:
         with each output.
     """
 
-    def __init__(self, path: str | Path, stage: str | None = None) -> None:
+    def __init__(self, path: str | Path, stage: str | None = None,
+                 ci_level: float = 0.95) -> None:
         self.path = Path(path)
         self.stage = stage
+        #: Level of the confidence intervals in this stage's tables: their formatted CI
+        #: column is labelled by it ("90% CI" under ``multilevel.ci_level: 0.9``).
+        self.ci_level = ci_level
         self.path.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -240,7 +244,8 @@ class RunFolder:
         table.to_csv(csv_path, index=False, lineterminator="\n")
         written = [csv_path]
         if formatted:
-            write_apa_table(folder, name, table, caption=caption, note=note, shown=shown)
+            write_apa_table(folder, name, table, caption=caption, note=note, shown=shown,
+                            ci_level=self.ci_level)
             written += [folder / f"{name}{suffix}" for suffix in (".md", ".tex", ".html")]
         self._index("tables", name, written, caption, note, flags)
         return csv_path

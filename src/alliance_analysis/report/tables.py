@@ -153,7 +153,7 @@ def format_apa(table: pd.DataFrame, ci_level: float = 0.95) -> pd.DataFrame:
             bounded = bounds in BOUNDED
             low = table["ci_low"].map(lambda v: format_number(v, bounded, places))
             high = table["ci_high"].map(lambda v: format_number(v, bounded, places))
-            out[f"{ci_level:.0%} CI"] = ["" if not a else f"[{a}, {b}]"
+            out[f"{100 * ci_level:g}% CI"] = ["" if not a else f"[{a}, {b}]"
                                          for a, b in zip(low, high, strict=True)]
         else:
             out[column] = format_column(column, table[column])
@@ -181,11 +181,13 @@ def long_text_to_note(shown: pd.DataFrame, note: str = "") -> tuple[pd.DataFrame
 
 
 def write_apa_table(folder: Path, name: str, table: pd.DataFrame, caption: str = "",
-                    note: str = "", shown: pd.DataFrame | None = None) -> list[Path]:
+                    note: str = "", shown: pd.DataFrame | None = None,
+                    ci_level: float = 0.95) -> list[Path]:
     """Write the APA-formatted ``<name>.md``, ``.tex`` and ``.html`` (caption above, note below).
 
     ``shown`` is the table as text when the caller formatted it (e.g. models side by side,
-    formatted block by block); by default :func:`format_apa` of ``table``. Long text columns
+    formatted block by block); by default :func:`format_apa` of ``table``, its CI column
+    labelled by ``ci_level``. Long text columns
     go into the note (:func:`long_text_to_note`). The LaTeX table uses booktabs rules (its
     first line says ``\\usepackage{booktabs}`` is needed) and prints ``<`` and ``>`` in maths
     mode, so that "< .001" does not come out as "¡ .001" under LaTeX's default OT1 font
@@ -193,7 +195,8 @@ def write_apa_table(folder: Path, name: str, table: pd.DataFrame, caption: str =
     precision is written beside it by
     :meth:`alliance_analysis.report.runfolder.RunFolder.write_table`.
     """
-    shown, note = long_text_to_note(format_apa(table) if shown is None else shown, note)
+    shown, note = long_text_to_note(format_apa(table, ci_level) if shown is None else shown,
+                                    note)
     md = (f"**{caption}**\n\n" if caption else "") + shown.to_markdown(index=False,
                                                                       disable_numparse=True)
     md += f"\n\n*Note.* {note}\n" if note else "\n"

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+from bench_power import cluster_startup  # the benchmark folder is on sys.path when run
 
 from alliance_analysis.data.simulate import SimulationDesign
 from alliance_analysis.multilevel.bootstrap import CHUNK_SIZE, bootstrap_random
@@ -79,14 +80,6 @@ def _import_bootstrap() -> bool:
     import alliance_analysis.multilevel.bootstrap  # noqa: F401
 
     return True
-
-
-def cluster_startup(workers: int) -> float:
-    """Seconds to start and close an empty LocalCluster of ``workers`` processes."""
-    start = time.perf_counter()
-    with dask_client(DaskSettings(scheduler="local", workers=workers)):
-        pass
-    return time.perf_counter() - start
 
 
 def main() -> None:

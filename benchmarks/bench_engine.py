@@ -62,8 +62,6 @@ import argparse
 import json
 import re
 import multiprocessing
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -85,6 +83,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from bench_data import model_rows  # noqa: E402  (the benchmark folder is not a package)
+from bench_machine import machine  # noqa: E402
 
 #: (rows, clients) of each size, as in project issue 10's table; 1,000 and 50,000 rows added.
 CLIENTS = {1_000: 67, 15_000: 1_000, 50_000: 2_500, 100_000: 5_000, 200_000: 10_000}
@@ -422,25 +421,6 @@ def plot(results: pd.DataFrame, path: Path) -> None:
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-
-
-def machine() -> str:
-    """One line describing the machine and the package versions."""
-    import scipy
-    import statsmodels
-
-    import alliance_analysis
-
-    cpu = platform.processor() or platform.machine()
-    model_name = Path("/proc/cpuinfo")
-    if model_name.exists():
-        names = [line.split(":", 1)[1].strip() for line in model_name.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, scipy "
-            f"{scipy.__version__}, statsmodels {statsmodels.__version__}, alliance_analysis "
-            f"{alliance_analysis.__version__}")
 
 
 def write(results: pd.DataFrame, out: Path, header: list[str], stem: str = "bench_engine"

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import queue
 import shutil
 import statistics
@@ -54,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bench_machine import machine  # the benchmark folder is on sys.path when run
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -288,23 +287,6 @@ def _differences(params: pd.DataFrame, loglik: float, reference: dict[str, Any] 
             "loglik_difference": loglik - reference["loglik"],
             "max_estimate_difference": float(np.max(np.abs(free["estimate"] - est))),
             "max_se_difference": float(np.max(np.abs(free["se"] - se)))}
-
-
-def machine() -> str:
-    """One line describing the machine and the package versions."""
-    import scipy
-
-    import alliance_analysis
-
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, scipy "
-            f"{scipy.__version__}, alliance_analysis {alliance_analysis.__version__}")
 
 
 def write(results: pd.DataFrame, out: Path, header: list[str]) -> None:

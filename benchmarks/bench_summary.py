@@ -15,14 +15,13 @@ Run from any directory after the benchmarks::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from bench_machine import machine  # the benchmark folder is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,28 +50,15 @@ class Measured:
         return "met" if self.value <= self.limit else "MISSED"
 
 
-def machine() -> str:
-    """The machine and the versions the numbers belong to."""
-    cpu = platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    memory = ""
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        total = next(int(line.split()[1]) for line in meminfo.read_text().splitlines()
-                     if line.startswith("MemTotal"))
-        memory = f", {total / 2**20:.0f} GiB"
+def machine_and_r() -> str:
+    """:func:`bench_machine.machine` and the R, lme4 and lavaan versions the numbers used."""
     r = "R not installed"
     if shutil.which("Rscript"):
         script = ('cat(R.version.string, "; lme4", tryCatch(as.character(packageVersion('
                   '"lme4")), error=function(e) "absent"), "; lavaan", tryCatch(as.character('
                   'packageVersion("lavaan")), error=function(e) "absent"))')
         r = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True).stdout
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores"
-            f"{memory}; Python {platform.python_version()}; {r.strip()}")
+    return f"{machine()}; {r.strip()}"
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:
@@ -211,7 +197,7 @@ def main() -> None:
                            "result": m.met,
                            "detail": m.detail} for m in measured])
     args.folder.mkdir(parents=True, exist_ok=True)
-    text = ("# Speed targets (`make bench`)\n\nMachine: " + machine() + "\n\n"
+    text = ("# Speed targets (`make bench`)\n\nMachine: " + machine_and_r() + "\n\n"
             + table.to_markdown(index=False) + "\n")
     (args.folder / "summary.md").write_text(text, encoding="utf-8")
     plot(measured, args.folder / "targets.png")

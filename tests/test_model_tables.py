@@ -65,7 +65,7 @@ def params(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def written(fitted, data: pd.DataFrame, params, tmp_path_factory: pytest.TempPathFactory):
     run = RunFolder(tmp_path_factory.mktemp("run"), stage="03_multilevel")
-    report_models(fitted, run, sessions=data, params=params)
+    report_models(fitted, run, params=params)
     return run
 
 

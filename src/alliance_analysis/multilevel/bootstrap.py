@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the specified models call this module; it only reads their 
 CHUNK_SIZE = 10
 
 
-def _covariance(vc: pd.DataFrame, level: str, terms: list[str]) -> np.ndarray:
+def level_covariance(vc: pd.DataFrame, level: str, terms: list[str]) -> np.ndarray:
     """A level's covariance matrix of its random effects from the variance components."""
     cov = np.zeros((len(terms), len(terms)))
     for row in vc[vc["level"] == level].itertuples():
@@ -76,7 +76,7 @@ def simulate_outcome(prepared: PreparedModel, result: ModelResult,
                             + [table[c].to_numpy(dtype=float) for c in block.columns])
         codes, uniques = pd.factorize(table[group])
         effects = rng.multivariate_normal(np.zeros(len(terms)),
-                                          _covariance(vc, level, terms), size=len(uniques),
+                                          level_covariance(vc, level, terms), size=len(uniques),
                                           method="eigh")
         y = y + np.sum(z * effects[codes], axis=1)
     sigma2 = float(vc.loc[vc["level"] == "residual", "vcov"].iloc[0])

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from alliance_analysis.multilevel.bootstrap import level_covariance
 from alliance_analysis.results import ModelResult, is_estimated
 
 if TYPE_CHECKING:  # the specified models are read here, never the other way round
@@ -135,16 +136,6 @@ def nakagawa_r2(x: np.ndarray, beta: np.ndarray,
                       (var_fixed + var_random) / total)
 
 
-def _covariance(vc: pd.DataFrame, level: str, terms: list[str]) -> np.ndarray:
-    """A level's covariance matrix of its random effects, from the variance components."""
-    cov = np.zeros((len(terms), len(terms)))
-    for row in vc[vc["level"] == level].itertuples():
-        i = terms.index(row.term)
-        j = i if not isinstance(row.term2, str) else terms.index(row.term2)
-        cov[i, j] = cov[j, i] = row.vcov
-    return cov
-
-
 def _columns(table: pd.DataFrame, intercept: bool, columns: list[str]) -> np.ndarray:
     """A design matrix: a column of ones (if ``intercept``), then ``columns`` of ``table``."""
     parts = [np.ones(len(table))] * intercept + [table[c].to_numpy(dtype=float)
@@ -195,6 +186,6 @@ def model_r2(prepared: PreparedModel, result: ModelResult) -> NakagawaR2:
         block = prepared.blocks[group]
         effects = ([INTERCEPT] if block.intercept else []) + [names[c] for c in block.columns]
         z = _columns(table, block.intercept, block.columns)
-        random.append((z, _covariance(vc, level, effects)))
+        random.append((z, level_covariance(vc, level, effects)))
     sigma2 = float(vc.loc[vc["level"] == "residual", "vcov"].iloc[0])
     return nakagawa_r2(x, estimates.loc[terms].to_numpy(dtype=float), random, sigma2)

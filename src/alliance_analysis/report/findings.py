@@ -10,7 +10,6 @@ finding names the table it comes from.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 
 from alliance_analysis.errors import AllianceParamsError
 from alliance_analysis.instruments import Instrument, get_instrument
+from alliance_analysis.report.runrecord import RunRecord
 from alliance_analysis.report.tables import decimals_for, format_number, format_p
 
 
@@ -118,7 +118,8 @@ def _alliance_effects(values: dict[str, Any], parameters: dict[str, Any],
             "Do clients with a better alliance overall have fewer symptoms?",
             f"Clients whose average {a} was 1 point higher had {s} scores "
             f"{format_number(abs(b))} points {'lower' if b < 0 else 'higher'} on average, a "
-            f"difference between clients ({_estimate(values, prefix, _level(parameters))}).", table))
+            f"difference between clients ({_estimate(values, prefix, _level(parameters))}).",
+            table))
     return found
 
 
@@ -227,8 +228,7 @@ def key_findings(run_dir: Path, parameters: dict[str, Any]) -> list[Finding]:
         Only the questions the run answered: a finding whose model was not fitted, or not
         estimable, is left out.
     """
-    results = run_dir / "results.json"
-    values = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else {}
+    values = RunRecord.read(run_dir).results
     alliance = _instrument(parameters, "alliance")
     symptoms = _instrument(parameters, "symptoms")
     if alliance is None or symptoms is None:
@@ -244,21 +244,13 @@ def reading_flags(run_dir: Path) -> list[str]:
     """What changes how to read the findings, one short phrase each: rows excluded by
     cleaning, models that did not converge, singular fits (from ``results.json`` and the
     flags of ``outputs.json``; the page lists the details among its warnings)."""
-    def load(name: str) -> dict[str, Any]:
-        path = run_dir / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-    values, outputs = load("results.json"), load("outputs.json")
+    record = RunRecord.read(run_dir)
+    values, flags = record.results, record.flags()
     phrases = []
     excluded = values.get("clean.rows_excluded")
     if excluded:
         phrases.append(f"{excluded:,} of {values.get('clean.rows_input', 0):,} input rows "
                        "excluded by cleaning")
-    flags: dict[str, dict[str, Any]] = {}
-    for kind in ("tables", "figures"):
-        for entry in outputs.get(kind, {}).values():
-            for flag in entry.get("flags", []):
-                flags.setdefault(flag["model"], flag)
     unconverged = sorted(m for m, f in flags.items() if not f.get("converged", True))
     singular = sorted(m for m, f in flags.items() if f.get("singular"))
     for models, what in ((unconverged, "did not converge"), (singular, "singular fit")):

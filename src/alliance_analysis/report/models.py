@@ -61,7 +61,6 @@ References
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +68,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from alliance_analysis.errors import ConvergenceWarning
-from alliance_analysis.multilevel.r2 import UNDEFINED, NakagawaR2, model_r2
+from alliance_analysis.multilevel.r2 import UNDEFINED, NakagawaR2
 from alliance_analysis.multilevel.specified import (SpecifiedModels, fixed_table,
-                                                    prepare_model, random_table)
+                                                    random_table)
 from alliance_analysis.options import ModelSpec
 from alliance_analysis.report import plots
 from alliance_analysis.report.runfolder import RunFolder
@@ -242,7 +240,7 @@ def apa_table(result: ModelResult, spec: ModelSpec, labels: Mapping[str, str] | 
 
 
 def _apa_note(result: ModelResult, spec: ModelSpec, ci_level: float, r2_given: bool) -> str:
-    level = f"{ci_level:.0%}"
+    level = f"{100 * ci_level:g}%"
     if spec.family == "binomial":
         return (f"b = log odds; SE = standard error; CI = {level} Wald confidence interval; p "
                 "from a Wald z test. Logistic regression, one row per client, fitted by "
@@ -333,7 +331,7 @@ def _side_by_side_shown(tables: Mapping[str, pd.DataFrame], wide: pd.DataFrame,
     """The side-by-side table as text: each block formatted by :func:`format_apa`."""
     keys = ["part", "term", "statistic"]
     shown = wide[keys].copy()
-    ci = f"{ci_level:.0%} CI"
+    ci = f"{100 * ci_level:g}% CI"
     for name, table in tables.items():
         formatted = format_apa(table, ci_level=ci_level)
         block = pd.concat([table[keys], formatted[["estimate", ci, "p"]]], axis=1)
@@ -350,20 +348,6 @@ def _outcome_groups(results: SpecifiedModels) -> dict[str, list[str]]:
         if is_estimated(result):
             groups.setdefault(results.specs[name].parsed().outcome, []).append(name)
     return {outcome: names for outcome, names in groups.items() if len(names) > 1}
-
-
-def _model_r2(sessions: pd.DataFrame | None, name: str, spec: ModelSpec, result: ModelResult,
-              early_sessions: int) -> NakagawaR2:
-    if "r2" in result.extra:  # fitted by fit_model, which computes it on the fitted rows
-        return result.extra["r2"]
-    if sessions is None or spec.family != "gaussian" or not is_estimated(result):
-        return UNDEFINED
-    try:
-        return model_r2(prepare_model(sessions, name, spec, early_sessions), result)
-    except ValueError as exc:  # other rows than the fit's: say so, never a wrong R2
-        warnings.warn(f"models.{name}: R² not computed: {exc}", ConvergenceWarning,
-                      stacklevel=3)
-        return UNDEFINED
 
 
 def _note(result: ModelResult, spec_text: str) -> str:
@@ -383,7 +367,6 @@ def _note(result: ModelResult, spec_text: str) -> str:
 
 
 def report_models(results: SpecifiedModels, run: RunFolder,
-                  sessions: pd.DataFrame | None = None,
                   params: RunParams | None = None) -> pd.DataFrame:
     """Write every listed model's tables, numbers and coefficient plot, and the comparisons.
 
@@ -393,14 +376,14 @@ def report_models(results: SpecifiedModels, run: RunFolder,
         The fitted models (:func:`~alliance_analysis.multilevel.specified.fit_models`).
     run
         The run folder.
-    sessions
-        The session table the models were fitted on, for their R2 (:func:`_model_r2`
-        rebuilds each model's rows and design); without it R2 is left empty and the notes
-        say so.
     params
         The run parameters: ``labels:`` (readable term names in the APA tables and the
-        figures), ``multilevel.ci_level`` and ``multilevel.early_sessions`` (defaults 0.95
-        and 5 without them).
+        figures, units of the outcomes) and ``multilevel.ci_level`` (default 0.95 without
+        them).
+
+    Each model's R2 is the one :func:`~alliance_analysis.multilevel.specified.fit_model`
+    computed on the rows it fitted (``extra["r2"]``); a result without it gets an empty R2
+    and a note saying so.
 
     Returns
     -------
@@ -410,7 +393,6 @@ def report_models(results: SpecifiedModels, run: RunFolder,
     labels = dict(params.labels) if params is not None else {}
     instruments = params.instrument_definitions() if params is not None else []
     ci_level = params.multilevel.ci_level if params is not None else 0.95
-    early = params.multilevel.early_sessions if params is not None else 5
     fits, apa, titles = [], {}, {}
     for name, result in results.results.items():
         spec = results.specs[name]
@@ -438,7 +420,7 @@ def report_models(results: SpecifiedModels, run: RunFolder,
                      "from the fitted model and refitted (n_samples: refits that converged; "
                      "n_singular: refits with a variance at 0). icc: share of the total "
                      "intercept-plus-residual variance.")
-        r2 = _model_r2(sessions, name, spec, result, early)
+        r2 = result.extra.get("r2", UNDEFINED)
         apa[name] = apa_table(result, spec, labels, r2)
         run.write_table(f"model_{name}_apa", apa[name], flags=flags,
                         caption=f"{kind[0].upper()}{kind[1:]} {title} of {outcome}: fixed "
@@ -449,7 +431,7 @@ def report_models(results: SpecifiedModels, run: RunFolder,
         run.write_figure(f"model_coefficients_{name}", plots.coefficients(
             relabelled(result, labels), exclude=("(Intercept)", "Intercept"),
             outcome=plots.outcome_label(spec.parsed().outcome, instruments)),
-            caption=f"Fixed effects of {title} ({outcome}) with their {ci_level:.0%} "
+            caption=f"Fixed effects of {title} ({outcome}) with their {100 * ci_level:g}% "
                     "confidence intervals (intercept not shown)", flags=flags)
         fits.append(result.fit_table().assign(formula=spec.formula, r2_marginal=r2.r2_marginal,
                                               r2_conditional=r2.r2_conditional))
@@ -486,7 +468,7 @@ def _write_side_by_side(run: RunFolder, outcome: str, tables: Mapping[str, pd.Da
     name = f"models_{outcome}_apa"
     caption = (f"Models of {label_term(outcome, labels)} side by side: "
                f"{', '.join(titles.values())}")
-    note = (f"b = unstandardised estimate; CI = {ci_level:.0%} confidence interval; p of the "
+    note = (f"b = unstandardised estimate; CI = {100 * ci_level:g}% confidence interval; p of the "
             "t test with Satterthwaite's df (lmerTest). Random part: variances, SDs and "
             "correlations r of the random effects; ICC = a level's share of the intercept and "
             "residual variance. R²: marginal and conditional (Nakagawa, Johnson & Schielzeth, "

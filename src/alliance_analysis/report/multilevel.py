@@ -442,8 +442,9 @@ def write_figures(run: RunFolder, results: Mapping[str, ModelResult],
         "symptoms, with their confidence intervals",
         **{f"multilevel_therapists_{instrument.key}": f"Therapists' random intercepts of "
            f"{instrument.abbreviation()} (deviation from the average therapist) with their "
-           f"{params.multilevel.ci_level:.0%} intervals, from the " + ("symptom" if instrument is symptoms else "alliance")
-           + " growth model" for instrument in (symptoms, alliance)}}
+           f"{100 * params.multilevel.ci_level:g}% intervals, from the "
+           + ("symptom" if instrument is symptoms else "alliance") + " growth model"
+           for instrument in (symptoms, alliance)}}
     for name, result in results.items():
         figures[f"multilevel_coefficients_{name}"] = plots.coefficients(
             relabelled(result, params.labels), exclude=("(Intercept)", "Intercept"),

@@ -113,7 +113,7 @@ def trajectories(sessions: pd.DataFrame, instrument: Instrument, summary: pd.Dat
         ax.plot(one["session"], one[score], color="0.7", linewidth=0.7, alpha=0.8)
     ax.fill_between(summary["session"], summary["ci_low"], summary["ci_high"],
                     color=PALETTE[0], alpha=0.3, linewidth=0,
-                    label=f"{ci_level:.0%} CI of the mean")
+                    label=f"{100 * ci_level:g}% CI of the mean")
     ax.plot(summary["session"], summary["mean"], color=PALETTE[0], linewidth=2.2,
             label="mean of clients attending")
     low, high = instrument.total_range()
@@ -620,7 +620,7 @@ def specification_curve(curve: pd.DataFrame, choices: Mapping[str, Sequence[str]
         top.scatter([at], [est[pre][0] if estimated[pre][0] else 0.0], marker="D",
                     s=max(3 * size, 45), facecolors="none", edgecolors="black",
                     linewidths=1.3, zorder=4, label="preregistered")
-    top.set_ylabel(textwrap.fill(f"{target_label} (estimate, {ci_level:.0%} CI)", 42),
+    top.set_ylabel(textwrap.fill(f"{target_label} (estimate, {100 * ci_level:g}% CI)", 42),
                    fontsize="small")
     top.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=3, fontsize="x-small",
                frameon=False, borderaxespad=0, handletextpad=0.3, columnspacing=1.0)

@@ -78,7 +78,7 @@ def write_report(result: PowerResult) -> RunFolder:
                 f"({params.target_term()}, model {params.model}, engine {params.engine})",
         note=f"{params.replicates} replicates per design point; power = share of converged "
              f"replicates with p < {params.alpha:g}, with a {params.mc_ci_level:.0%} Wilson "
-             f"interval; coverage of {params.multilevel.ci_level:.0%} intervals.")
+             f"interval; coverage of {100 * params.multilevel.ci_level:g}% intervals.")
     folder.write_table("power_smallest", result.smallest,
                        caption=f"Smallest design reaching power {params.target_power:g}")
     folder.write_table("power_replicates", result.replicates, formatted=False,

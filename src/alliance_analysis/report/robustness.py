@@ -204,8 +204,8 @@ def _spec_note(robustness: RobustnessSpec, ci_level: float) -> str:
     crossed = " x ".join(f"{name} ({len(values)})" for name, values in
                          all_choices(robustness).items())
     return (f"One row per specification: every combination of the choices {crossed}. "
-            f"estimate, se, {ci_level:.0%} CI, Satterthwaite df and p of the target coefficient "
-            f"({robustness.target}), each model fitted by {'REML' if robustness.reml else 'ML'} "
+            f"estimate, se, {100 * ci_level:g}% CI, Satterthwaite df and p of the target "
+            f"coefficient ({robustness.target}), each model fitted by {'REML' if robustness.reml else 'ML'} "
             "on the nested engine; n_obs: rows used. A specification the data cannot identify "
             "has no estimate and its reason under warnings. preregistered: the planned "
             "specification. Simonsohn, Simmons & Nelson (2020).")
@@ -271,7 +271,7 @@ def report_robustness(curve: pd.DataFrame, summary: pd.DataFrame, robustness: Ro
     run.write_figure("robustness_curve", plots.specification_curve(
         curve, all_choices(robustness), label, alpha=alpha, ci_level=ci_level),
         caption=f"Specification curve (Simonsohn et al., 2020): the {label} in every "
-                f"specification, sorted, with its {ci_level:.0%} CI (top), and the choices "
+                f"specification, sorted, with its {100 * ci_level:g}% CI (top), and the choices "
                 "each made (bottom)", flags=flags)
     row = summary.iloc[0]
     values: dict[str, Any] = {f"robustness.{key}": row[key] for key in RECORDED}

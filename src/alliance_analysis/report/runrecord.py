@@ -77,13 +77,15 @@ class RunRecord:
         except (ValueError, pd.errors.EmptyDataError):
             return None
 
-    def flags(self, stage: str, exclude_prefix: str | None = None) -> dict[str, dict]:
-        """The flags of every model a stage's outputs show, by model name (first seen)."""
+    def flags(self, stage: str | None = None,
+              exclude_prefix: str | None = None) -> dict[str, dict]:
+        """The flags of every model a stage's outputs (every stage's, with ``stage`` None)
+        show, by model name (first seen)."""
         seen: dict[str, dict] = {}
         for kind in ("tables", "figures"):
             for name, entry in sorted(self.outputs.get(kind, {}).items()):
-                if entry.get("stage") != stage or (exclude_prefix and
-                                                   name.startswith(exclude_prefix)):
+                if (stage is not None and entry.get("stage") != stage) or (
+                        exclude_prefix and name.startswith(exclude_prefix)):
                     continue
                 for flag in entry.get("flags", []):
                     seen.setdefault(flag["model"], flag)

@@ -181,7 +181,8 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
         :func:`specification_table` joined with :data:`RESULT_COLUMNS`, one row per
         specification in order.
     """
-    from alliance_analysis.stats.dask_runner import dask_client, progress_bar
+    from alliance_analysis.stats.dask_runner import (chunked, optional_client, progress_bar,
+                                                     run_chunks)
 
     check_curve(sessions, robustness, early_sessions)
     table = specification_table(robustness)
@@ -189,7 +190,7 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
     folder = (Path(store) / curve_key(sessions, robustness, settings)) if store else None
     ids = list(table["spec_id"])
     size = robustness.chunk_size
-    chunks = [tuple(ids[i:i + size]) for i in range(0, len(ids), size)]
+    chunks = chunked(ids, size)
     done: dict[tuple[int, ...], pd.DataFrame] = {}
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -210,21 +211,14 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
     args = (early_sessions, ci_level, max_iter)
     with progress_bar(sum(len(c) for c in todo), len(ids) - sum(len(c) for c in todo),
                        progress, what="specifications") as advance:
-        if robustness.dask.scheduler == "none":
-            for chunk in todo:
-                keep(chunk, fit_chunk(sessions, robustness, chunk, *args))
-                advance(len(chunk))
-        elif todo:
-            from distributed import as_completed
+        def finished(index: int, rows: pd.DataFrame) -> None:
+            keep(todo[index], rows)
+            advance(len(todo[index]))
 
-            with dask_client(robustness.dask) as client:
-                shared = client.scatter(sessions, broadcast=True)
-                futures = {client.submit(fit_chunk, shared, robustness, chunk, *args,
-                                         key=f"robustness-{chunk[0]}-{chunk[-1]}",
-                                         pure=False): chunk for chunk in todo}
-                for future in as_completed(futures):
-                    keep(futures[future], future.result())
-                    advance(len(futures[future]))
+        with optional_client(robustness.dask if todo else None) as client:
+            run_chunks(fit_chunk, [(robustness, chunk, *args) for chunk in todo], (sessions,),
+                       client=client, keys=[f"robustness-{c[0]}-{c[-1]}" for c in todo],
+                       on_done=finished)
     rows = pd.concat([done[c] for c in chunks], ignore_index=True)
     return table.merge(rows, on="spec_id", how="left", validate="one_to_one")
 
@@ -352,31 +346,19 @@ def joint_test(sessions: pd.DataFrame, curve: pd.DataFrame, robustness: Robustne
         The one-row test (:data:`JOINT_COLUMNS`) and every refit (``draw, spec_id,
         estimate, p``).
     """
-    from alliance_analysis.stats.dask_runner import dask_client, progress_bar
+    from alliance_analysis.stats.dask_runner import optional_client, progress_bar, run_chunks
 
     frames = null_frames(sessions, curve, robustness, early_sessions)
     clients = client_order(sessions)
     sessions_clients = {k: f.assign(client_id=f["client_id"].astype(str))
                         for k, f in frames.items()}
     args = (early_sessions, ci_level, max_iter)
-    draws: list[pd.DataFrame] = []
-    with progress_bar(resamples, 0, progress, what="resamples under the null") as advance:
-        if robustness.dask.scheduler == "none":
-            for draw in range(resamples):
-                draws.append(null_resample(sessions_clients, robustness, draw, clients, seed,
-                                           *args))
-                advance(1)
-        else:
-            from distributed import as_completed
-
-            with dask_client(robustness.dask) as client:
-                shared = client.scatter(sessions_clients, broadcast=True)
-                futures = [client.submit(null_resample, shared, robustness, draw, clients,
-                                         seed, *args, key=f"robustness-null-{draw}",
-                                         pure=False) for draw in range(resamples)]
-                for future in as_completed(futures):
-                    draws.append(future.result())
-                    advance(1)
+    with progress_bar(resamples, 0, progress, what="resamples under the null") as advance, \
+            optional_client(robustness.dask if resamples else None) as client:
+        draws = run_chunks(null_resample, [(robustness, draw, clients, seed, *args)
+                                           for draw in range(resamples)], (sessions_clients,),
+                           client=client, keys=[f"robustness-null-{d}" for d in range(resamples)],
+                           on_done=lambda index, rows: advance(1))
     refits = (pd.concat(draws, ignore_index=True).sort_values(["draw", "spec_id"],
                                                               ignore_index=True)
               if draws else pd.DataFrame(columns=["draw", "spec_id", "estimate", "p"]))

@@ -359,7 +359,10 @@ def _variance_table(parameters: Sequence[VarianceParameter], estimates: Estimate
     rows = []
     for p, value, error in zip(parameters, phi, se, strict=True):
         if p.term2:
-            sdcor = value / np.sqrt(variance[p.level, p.row] * variance[p.level, p.col])
+            # a correlation at its boundary can come out as -1.0000000000000002 in floating
+            # point; it is bounded by +/-1 (lme4's cov2cor result is read the same way)
+            sdcor = float(np.clip(value / np.sqrt(variance[p.level, p.row]
+                                                  * variance[p.level, p.col]), -1.0, 1.0))
             low, high = value - z * error, value + z * error
         else:
             sdcor = np.sqrt(value)

@@ -32,7 +32,7 @@ from alliance_analysis.params import load_params, parse_params
 BAD = Path(__file__).resolve().parent / "bad_inputs"
 
 
-def clean_stage(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
+def clean_stage(name: str, run_dir: Path, parameters: dict[str, str], kernels=None) -> None:
     """Stand-in for ``pipeline._execute``: the clean stage in-process, other stages skipped."""
     from alliance_analysis.report.clean import report_clean
     from alliance_analysis.report.runfolder import RunFolder

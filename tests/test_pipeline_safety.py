@@ -80,7 +80,8 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_run(
         capsys: pytest.CaptureFixture[str]) -> None:
     before = {name: hashes(previous / name) for name in ("run", "processed")}
 
-    def interrupted(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
+    def interrupted(name: str, run_dir: Path, parameters: dict[str, str],
+                    kernels=None) -> None:
         # Half-written output in both staging folders, then Ctrl-C.
         (run_dir / "tables").mkdir()
         (run_dir / "tables" / "cleaning_summary.csv").write_text("rule,rows_excl")

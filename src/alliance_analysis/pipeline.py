@@ -6,9 +6,10 @@
    output folders;
 2. stages the run: a new ``<run>.partial`` beside the run folder (``reports/<name>`` unless
    ``--out``), marked incomplete, and ``<processed>.partial``, a copy of the processed folder;
-3. executes ``notebooks/01_clean`` .. ``05_change`` with papermill, each with the parameters of
-   :func:`alliance_analysis.params.notebook_parameters` (the staging folders), saving the
-   executed notebook and an HTML rendering of it under ``notebooks/``;
+3. executes ``notebooks/01_clean`` .. ``06_robustness`` with papermill, each with the
+   parameters of :func:`alliance_analysis.params.notebook_parameters` (the staging folders),
+   in a kernel started ahead of the stage (:mod:`alliance_analysis.kernels`), saving the
+   executed notebook and an HTML rendering of it (made as the stage ends) under ``notebooks/``;
 4. writes ``manifest.json`` (parameters, input SHA-256, package versions, git commit, seed,
    times, SHA-256 of every output file) and ``index.html``;
 5. swaps both staging folders in for the previous run and processed folders.
@@ -27,8 +28,10 @@ import os
 import platform
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -40,6 +43,7 @@ from alliance_analysis.report import page as report
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                       AllianceRunError)
 from alliance_analysis.data.io import file_sha256, source_encoding
+from alliance_analysis.kernels import KernelPool, execute_in
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.report.manuscript import write_manuscript
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
@@ -221,15 +225,19 @@ def _render_html(executed: Path) -> None:
     render_notebook_html(executed)  # maths from a local MathJax copy, answers kept hidden
 
 
-def _execute(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
-    import papermill
+def _execute(name: str, run_dir: Path, parameters: dict[str, str],
+             kernels: KernelPool | None = None) -> None:
+    """Execute notebook ``name`` with papermill into ``run_dir/notebooks``: in the kernel
+    ``kernels`` started for it ahead of time (:class:`~alliance_analysis.kernels.KernelPool`,
+    which also starts the next stages' kernels now), or in a kernel papermill starts."""
     from papermill.exceptions import PapermillExecutionError
 
     source = notebooks_dir() / f"{name}.ipynb"
     executed = run_dir / "notebooks" / f"{name}.ipynb"
+    km = kernels.take(name) if kernels is not None else None  # waits for its imports
     try:
-        papermill.execute_notebook(
-            str(source), str(executed), parameters=parameters, kernel_name="python3",
+        execute_in(
+            km, str(source), str(executed), parameters=parameters, kernel_name="python3",
             cwd=str(source.parent), progress_bar=False, log_output=False,
             extra_arguments=KERNEL_ARGUMENTS,
         )
@@ -254,16 +262,21 @@ PARALLEL_AFTER = "01_clean"
 def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, str],
                  manifest: dict[str, Any],
                  on_progress: Callable[[str, int, int, float | None], None] | None,
-                 jobs: int | None, running: list[str]) -> None:
+                 jobs: int | None, running: list[str], kernels: KernelPool | None = None,
+                 on_done: Callable[[str], None] | None = None) -> None:
     """Run the notebooks: in order up to :data:`PARALLEL_AFTER`, then ``jobs`` at a time.
 
     ``running`` holds the notebooks started and not finished (for the message of Ctrl-C).
     On the first failure or Ctrl-C the stages not started yet are cancelled; the failure (the
     first in notebook order, Ctrl-C before any other) is raised once the running stages have
     ended (Ctrl-C reaches their kernels too and ends them).
+
+    With ``kernels`` (see :func:`_execute`), each stage runs in a kernel started ahead of
+    it, so that starting kernels and importing fill the time a core would wait (while
+    ``01_clean`` runs alone, or while the main process works). ``on_done(name)`` is called
+    after each stage that succeeded (in the stage's thread).
     """
-    import threading
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
     total = len(notebooks)
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
@@ -278,7 +291,10 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
         running.append(name)
         start = time.perf_counter()
         try:
-            _execute(name, stage, parameters)
+            if kernels is None:
+                _execute(name, stage, parameters)
+            else:
+                _execute(name, stage, parameters, kernels)
         except BaseException:
             stop.set()
             raise
@@ -286,6 +302,12 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
         running.remove(name)
         if on_progress:
             on_progress(name, index, total, manifest["seconds"][name])
+        if on_done:
+            try:
+                on_done(name)
+            except BaseException:
+                stop.set()
+                raise
 
     split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
     for index, name in enumerate(notebooks[:split], start=1):
@@ -407,8 +429,29 @@ def run(params_file: str | Path, out: str | Path | None = None,
         manifest = _start_manifest(params, params_path, notebooks)
         parameters = notebook_parameters(params_path, stage, stage_processed)
         running: list[str] = []
+        # Each executed notebook is rendered as soon as its stage ends, beside the stages
+        # still running (one page at a time: they share the MathJax copy), naming the
+        # folders a complete run ends up in; _finish renders a failed run's pages again.
+        complete = notebook_parameters(params_path, run_dir, processed_dir)
+        rendered: dict[str, dict[str, str]] = {}
+        renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        pages: list[Future] = []
+
+        def render(name: str) -> None:
+            executed = stage / "notebooks" / f"{name}.ipynb"
+            if executed.is_file():  # as _finish, render the notebooks there are
+                _render_executed(executed, complete)
+                rendered[name] = complete
+
         try:
-            _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs, running)
+            workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+            with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, notebooks,
+                            ahead=workers) as kernels:
+                _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,
+                             running, kernels,
+                             lambda name: pages.append(renderer.submit(render, name)))
+            for page in pages:  # a page that could not be rendered fails the run
+                page.result()
         except KeyboardInterrupt as exc:
             current = ", ".join(running)
             error = exc
@@ -420,8 +463,10 @@ def run(params_file: str | Path, out: str | Path | None = None,
             manifest["status"] = "complete"
             (stage / MARKER).unlink()
             moves[stage] = run_dir
+        finally:
+            renderer.shutdown(wait=True)
         _finish(stage, stage_processed, manifest, params,
-                notebook_parameters(params_path, moves[stage], processed_dir))
+                notebook_parameters(params_path, moves[stage], processed_dir), rendered)
         if error is None:
             replace_folders([(stage_processed, processed_dir), (stage, run_dir)])
             shutil.rmtree(sibling(run_dir, FAILED), ignore_errors=True)
@@ -468,18 +513,28 @@ def _start_manifest(params: RunParams, params_path: Path,
     }
 
 
+def _render_executed(executed: Path, parameters: dict[str, str]) -> None:
+    """Make an executed notebook name the folders ``parameters`` name, then render its HTML."""
+    _relocate_notebook(executed, parameters)
+    _render_html(executed)
+
+
 def _finish(stage: Path, stage_processed: Path, manifest: dict[str, Any], params: RunParams,
-            parameters: dict[str, str]) -> None:
+            parameters: dict[str, str],
+            rendered: dict[str, dict[str, str]] | None = None) -> None:
     """Render the executed notebooks, write ``methods.md``, ``manuscript.docx``,
     ``manifest.json`` and ``index.html``.
 
     ``parameters`` are the notebook parameters naming the folders the run ends up in (the
     run or failed folder and the processed folder): the notebooks and the manifest record
-    those, not the staging folders.
+    those, not the staging folders. ``rendered`` names the notebooks already relocated and
+    rendered as their stage ended, with the parameters they were relocated to; those are
+    not rendered again when the parameters are the same.
     """
+    rendered = rendered or {}
     for executed in sorted((stage / "notebooks").glob("*.ipynb")):
-        _relocate_notebook(executed, parameters)
-        _render_html(executed)
+        if rendered.get(executed.stem) != parameters:
+            _render_executed(executed, parameters)
     manifest["finished"] = _now()
     manifest["outputs"] = _output_hashes(stage)
     manifest["processed"] = {

@@ -28,15 +28,16 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from alliance_analysis.errors import AllianceParamsError, AllianceRunError
-from alliance_analysis.report.plots import save
 from alliance_analysis.report.tables import write_apa_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _plain(value: Any) -> Any:
@@ -206,6 +207,10 @@ class RunFolder:
                      flags: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
         """Save ``figures/<name>.png`` (300 dpi) and ``.svg`` (:func:`plots.save`); index it
         with its ``caption`` (required: what the figure shows)."""
+        # imported here: matplotlib and seaborn cost a stage that writes no figure (and the
+        # pipeline's own process) about a second
+        from alliance_analysis.report.plots import save
+
         if not caption.strip():
             raise ValueError(f"figure {name}: every figure needs a caption saying what it "
                              "shows")

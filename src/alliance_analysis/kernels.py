@@ -1,0 +1,301 @@
+"""Notebook kernels started ahead of the stages that run in them.
+
+Each stage of a run is a notebook executed in a fresh Python kernel, and before its first cell
+does any work a kernel costs about 3-4 s of one core: the kernel process starts, then the
+notebook's imports load numpy, pandas, scipy, matplotlib, seaborn and the workbench. Much of
+that time a core is idle (while ``01_clean`` runs alone, while the main process imports
+papermill or renders pages), so :class:`KernelPool` starts the kernel of a stage before the
+stage's turn and imports the modules its notebook imports (:func:`notebook_modules`); when the
+stage starts, papermill executes the notebook in that kernel (:func:`execute_in`).
+
+What the notebook sees is unchanged: the modules are imported in a *silent* execution, which
+IPython keeps out of the history and the execution count, and nothing is bound in the user's
+namespace; every cell then runs as it would in a new kernel, so the executed notebook and
+every file the stage writes are the same bytes. A kernel whose start or imports fail is shut
+down and the stage starts a kernel of its own as before, so the error is reported where it
+always was: in the notebook's cell.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
+
+#: nbclient adds this argument to every kernel it starts (no history database on disk); the
+#: kernels started here get it too, so they are started exactly as papermill would.
+HISTORY_ARGUMENT = "--HistoryManager.hist_file=:memory:"
+
+#: Seconds a kernel may take to start, and its imports to finish, before it is given up.
+START_TIMEOUT, IMPORT_TIMEOUT = 60.0, 300.0
+
+#: The silent cell that imports a notebook's modules: a function, so that no name is left in
+#: the user's namespace (its own name is deleted again).
+WARM_UP = """\
+def __alliance_warm_up():
+    import importlib
+    for name in {modules!r}:
+        importlib.import_module(name)
+__alliance_warm_up()
+del __alliance_warm_up
+"""
+
+
+def notebook_modules(path: str | Path) -> list[str]:
+    """The modules a notebook's code cells import, in the order they first appear.
+
+    Reads every ``import x`` and ``from x import y`` (absolute imports, at any depth of a
+    cell); lines of IPython magics (``%``, ``!``) are skipped, and a cell that is not Python
+    is ignored. ``from x import y`` names module ``x``.
+
+    Parameters
+    ----------
+    path
+        The notebook (``.ipynb``).
+
+    Returns
+    -------
+    list of str
+        Module names, without repeats.
+    """
+    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    modules: list[str] = []
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        lines = [line for line in source.splitlines()
+                 if not line.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.append(node.module)
+    return list(dict.fromkeys(modules))
+
+
+class WarmKernel:
+    """A kernel started for one notebook, importing that notebook's modules in the background.
+
+    Parameters
+    ----------
+    notebook
+        The notebook that will run in the kernel.
+    extra_arguments
+        Arguments of the kernel command, as papermill is given them.
+    """
+
+    def __init__(self, notebook: Path, extra_arguments: Sequence[str]) -> None:
+        from jupyter_client.manager import KernelManager
+
+        # A blocking manager is not tied to an event loop, so it can be started in one thread
+        # and used by nbclient in another; nbclient gets the asynchronous client it expects.
+        self.km: KernelManager = KernelManager(
+            kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")
+        arguments = list(extra_arguments)
+        if not any(a.startswith("--HistoryManager.hist_file") for a in arguments):
+            arguments.append(HISTORY_ARGUMENT)
+        self.km.start_kernel(extra_arguments=arguments, cwd=str(notebook.parent))
+        self.ready = False
+        self._thread = threading.Thread(target=self._import, args=(notebook_modules(notebook),),
+                                        name=f"warm-{notebook.stem}", daemon=True)
+        self._thread.start()
+
+    def _import(self, modules: list[str]) -> None:
+        from jupyter_client.blocking import BlockingKernelClient
+
+        client = BlockingKernelClient(connection_file=self.km.connection_file,
+                                      **self.km.get_connection_info(session=True))
+        try:
+            client.start_channels()
+            client.wait_for_ready(timeout=START_TIMEOUT)
+            shown: list[str] = []  # anything an import printed (a warning, say)
+            reply = client.execute_interactive(
+                WARM_UP.format(modules=modules), silent=True, store_history=False,
+                allow_stdin=False, timeout=IMPORT_TIMEOUT,
+                output_hook=lambda msg: shown.append(msg["msg_type"]))
+            # an import that printed something would print it in the notebook's own cell in
+            # a new kernel: such a kernel is not used, so the executed notebook is the same
+            self.ready = reply["content"]["status"] == "ok" and not (
+                set(shown) - {"status", "execute_input"})
+        except Exception:  # noqa: BLE001 - the stage starts a kernel of its own instead
+            self.ready = False
+        finally:
+            client.stop_channels()
+
+    def wait(self) -> bool:
+        """Wait for the imports; True when the kernel is alive and they succeeded."""
+        self._thread.join()
+        return self.ready and self.km.is_alive()
+
+    def shutdown(self) -> None:
+        """Stop the kernel now (it was not used, or not usable)."""
+        try:
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
+        finally:
+            self.km.cleanup_resources()
+
+
+class KernelPool:
+    """Kernels started ahead of the stages of one run, by stage name.
+
+    A context manager: on leaving it (a run finished, failed or was interrupted) every kernel
+    not taken by a stage is shut down.
+
+    Nothing starts until a stage asks for its kernel (:meth:`take`), which starts the kernels
+    of that stage and of the ``ahead`` stages after it in ``order`` (those not started yet):
+    the first request starts the first stage's kernel and ``ahead`` more, and each later one
+    starts one more, so ``ahead`` kernels are always being readied while stages run.
+
+    Parameters
+    ----------
+    folder
+        The folder of the notebooks (``<folder>/<stage>.ipynb``).
+    extra_arguments
+        Arguments of every kernel command.
+    order
+        The stages in the order they start.
+    ahead
+        How many stages' kernels to start ahead of the stage asking (the number of stages
+        that run at the same time).
+    """
+
+    def __init__(self, folder: Path, extra_arguments: Sequence[str], order: Sequence[str],
+                 ahead: int = 1) -> None:
+        self.folder = Path(folder)
+        self.extra_arguments = list(extra_arguments)
+        self.order = list(order)
+        self.ahead = ahead
+        self._kernels: dict[str, WarmKernel] = {}
+        self._started: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> KernelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, names: Sequence[str]) -> None:
+        """Start the kernels of ``names`` not started yet (a failed start leaves a stage to
+        start its own kernel)."""
+        for name in names:
+            with self._lock:
+                if self._closed or name in self._started:
+                    continue
+                self._started.add(name)  # each stage's kernel is started once at most
+            try:
+                kernel = WarmKernel(self.folder / f"{name}.ipynb", self.extra_arguments)
+            except Exception:  # noqa: BLE001 - the stage starts its own kernel instead
+                continue
+            with self._lock:
+                if not self._closed:
+                    self._kernels[name] = kernel
+                    continue
+            kernel.shutdown()
+
+    def take(self, name: str) -> KernelManager | None:
+        """The manager of the kernel started for ``name``, once its imports are done; the
+        caller owns it from now on. None when no usable kernel could be started for it.
+
+        Starts the kernels of ``name`` and of the ``ahead`` stages after it first (those not
+        started yet).
+        """
+        position = self.order.index(name) if name in self.order else len(self.order)
+        self.start([name, *self.order[position + 1:][:self.ahead]])
+        with self._lock:
+            kernel = self._kernels.pop(name, None)
+        if kernel is None:
+            return None
+        if kernel.wait():
+            return kernel.km
+        kernel.shutdown()
+        return None
+
+    def close(self) -> None:
+        """Shut down every kernel not taken."""
+        with self._lock:
+            self._closed = True
+            left = list(self._kernels.values())
+            self._kernels.clear()
+        for kernel in left:
+            kernel.shutdown()
+
+
+def execute_in(km: KernelManager | None, source: str, executed: str, **kwargs: Any) -> Any:
+    """``papermill.execute_notebook(source, executed, **kwargs)``, in the kernel of ``km``.
+
+    With ``km`` None papermill starts a kernel of its own, as usual. Otherwise the notebook
+    runs in that (already started) kernel, which is shut down at the end exactly as papermill
+    shuts down its own.
+    """
+    import papermill
+
+    if km is None:
+        return papermill.execute_notebook(source, executed, **kwargs)
+    try:
+        return papermill.execute_notebook(source, executed, engine_name=_engine(), km=km,
+                                          **kwargs)
+    finally:
+        if km.has_kernel:  # papermill stopped before it ran the notebook in the kernel
+            km.shutdown_kernel(now=True)
+
+
+@functools.cache
+def _engine() -> str:
+    """Register (once) and name the papermill engine that runs a notebook in a given kernel."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.utils import merge_kwargs, remove_args
+
+    class StartedKernelClient(PapermillNotebookClient):
+        """papermill's client; the kernel it was given is shut down at the end, as its own
+        would be (nbclient leaves a kernel it did not start running)."""
+
+        def execute(self, **kwargs: Any) -> Any:
+            return super().execute(cleanup_kc=True, **kwargs)
+
+    class StartedKernelEngine(NBClientEngine):
+        """papermill's nbclient engine with :class:`StartedKernelClient`."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str,
+                                     log_output: bool = False, stdout_file: Any = None,
+                                     stderr_file: Any = None, start_timeout: int = 60,
+                                     execution_timeout: float | None = None,
+                                     **kwargs: Any) -> Any:
+            # as NBClientEngine.execute_managed_notebook (papermill 2.x)
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout, kernel_name=kernel_name,
+                log=logger(), log_output=log_output, stdout_file=stdout_file,
+                stderr_file=stderr_file)
+            return StartedKernelClient(nb_man, **final_kwargs).execute()
+
+    name = "alliance-started-kernel"
+    papermill_engines.register(name, StartedKernelEngine)
+    return name
+
+
+def logger() -> Any:
+    """papermill's logger (its engines log to it)."""
+    from papermill.log import logger as papermill_logger
+
+    return papermill_logger

@@ -69,7 +69,7 @@ def check_html_page(page: Path) -> list[str]:
     return local
 
 
-def stopped_at_start(value_grad, values, start, lower, max_iter):
+def stopped_at_start(value_grad, values, start, lower, max_iter, canonical=None):
     """A stand-in for the engine's optimizer that stops at its start (not an optimum).
 
     Patched over ``alliance_analysis.multilevel.engine.nested.minimise`` by tests of the

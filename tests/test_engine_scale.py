@@ -1,6 +1,6 @@
 """The engine's memory-lean and batched paths give the results of the plain ones.
 
-The nested engine works through the clients in runs of at most ``deviance.CHUNK_CELLS``
+The nested engine works through the clients in runs of at most ``blocks.CHUNK_CELLS``
 client-by-theta cells (so that 10,000,000 session rows fit in memory), computes each Hessian's
 gradients in one batched call (``deviance.ComplexStep``), and lays the data out without
 copying the ID columns. On the small three-level fixture (2,020 rows), these must not change
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from alliance_analysis.errors import AllianceDataError
-from alliance_analysis.multilevel.engine import deviance
+from alliance_analysis.multilevel.engine import blocks
 from alliance_analysis.multilevel.engine.deviance import (ComplexStep, NestedStats, Structure,
                                                           profiled_deviance,
                                                           sufficient_statistics,
@@ -76,15 +76,15 @@ def test_runs_of_clients_give_the_one_pass_results(monkeypatch, three_level: boo
                                                    cells: int) -> None:
     """1 cell: one client (two levels) or one therapist (three levels) per run."""
     data = _data()
-    monkeypatch.setattr(deviance, "CHUNK_CELLS", 10**12)
+    monkeypatch.setattr(blocks, "CHUNK_CELLS", 10**12)
     whole = _fit(data, three_level)
-    monkeypatch.setattr(deviance, "CHUNK_CELLS", cells)
+    monkeypatch.setattr(blocks, "CHUNK_CELLS", cells)
     _assert_same(_fit(data, three_level), whole)
 
 
 def test_runs_of_therapists_cover_every_client_once(monkeypatch) -> None:
     data = _data().sort_values(["therapist", "client"], kind="stable")
-    monkeypatch.setattr(deviance, "CHUNK_CELLS", 150)
+    monkeypatch.setattr(blocks, "CHUNK_CELLS", 150)
     clients = data["client"].to_numpy()
     client_starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
     therapists = data["therapist"].to_numpy()
@@ -95,7 +95,7 @@ def test_runs_of_therapists_cover_every_client_once(monkeypatch) -> None:
                                   ones[:, None], data["y"].to_numpy(), client_starts,
                                   row_starts,
                                   np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]))
-    parts = deviance._client_chunks(stats, k=3)
+    parts = blocks.client_runs(stats, k=3)
     assert len(parts) > 2
     assert sum(p.client_cross.shape[-1] for p in parts) == stats.client_cross.shape[-1]
     assert sum(p.upper_cross.shape[-1] for p in parts) == stats.upper_cross.shape[-1]
@@ -107,9 +107,9 @@ def test_runs_of_therapists_cover_every_client_once(monkeypatch) -> None:
 
 def test_independent_effects_in_runs(monkeypatch) -> None:
     data = _data()
-    monkeypatch.setattr(deviance, "CHUNK_CELLS", 10**12)
+    monkeypatch.setattr(blocks, "CHUNK_CELLS", 10**12)
     whole = _fit(data, True, correlated=False)
-    monkeypatch.setattr(deviance, "CHUNK_CELLS", 5)
+    monkeypatch.setattr(blocks, "CHUNK_CELLS", 5)
     _assert_same(_fit(data, True, correlated=False), whole)
 
 

@@ -38,7 +38,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from alliance_analysis import power
 from alliance_analysis.power import run as power_run
-from alliance_analysis import pipeline
+from alliance_analysis import cli
 from alliance_analysis.errors import AllianceDataError, AllianceParamsError, AllianceRunError
 from alliance_analysis.instruments import get_instrument
 from alliance_analysis.options import MultilevelOptions
@@ -372,7 +372,7 @@ def test_main_power_writes_the_report_and_the_same_bytes_twice(tmp_path: Path) -
            "replicates": 4, "chunk_size": 2, "dask": {"scheduler": "none"}, "out": "report"}
     path = tmp_path / "power.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    assert pipeline.main_power(str(path), progress=False) == 0
+    assert cli.main_power(str(path), progress=False) == 0
     out = tmp_path / "report"
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert results["power.p003.power"] == 1.0  # within effect -4 with 4 clients per therapist
@@ -384,7 +384,7 @@ def test_main_power_writes_the_report_and_the_same_bytes_twice(tmp_path: Path) -
             "tables/power_replicates.csv", "figures/power_curve.png",
             "figures/power_curve.svg", "results.json"} <= names
     first = {p: p.read_bytes() for p in written}
-    assert pipeline.main_power(str(path), progress=False) == 0
+    assert cli.main_power(str(path), progress=False) == 0
     assert {p: p.read_bytes() for p in written} == first
 
 
@@ -397,7 +397,7 @@ def test_main_power_reports_an_interruption(tmp_path: Path,
         raise KeyboardInterrupt
 
     monkeypatch.setattr("alliance_analysis.power.study.run_power", interrupted)
-    assert pipeline.main_power(str(path), progress=False) == 130
+    assert cli.main_power(str(path), progress=False) == 130
 
 
 def test_notebook_runs_on_a_tiny_study(tmp_path: Path) -> None:

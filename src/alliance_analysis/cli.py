@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -113,9 +114,57 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _power(args: argparse.Namespace) -> int:
-    from alliance_analysis.pipeline import main_power
-
     return main_power(args.params, out=args.out, progress=not args.no_progress)
+
+
+def main_power(params_file: str | Path, out: str | Path | None = None,
+               progress: bool = True) -> int:
+    """``alliance power PARAMS [--out DIR]``: run or resume a power study, write its report.
+
+    Prints the summary and the smallest adequate designs. Ctrl-C stops the run, keeping every
+    chunk already stored: rerun the same command to resume.
+
+    Parameters
+    ----------
+    params_file
+        The power parameters (YAML), e.g. ``params/power.yaml``.
+    out
+        Output folder, instead of the file's ``out`` (relative to the current folder).
+    progress
+        Show a progress bar on standard error.
+
+    Returns
+    -------
+    int
+        0 when the study is complete, 130 when interrupted.
+
+    Raises
+    ------
+    AllianceParamsError
+        For a bad parameters file (the command exits with status 2).
+    AllianceRunError
+        When the Dask scheduler cannot be reached (status 1).
+    """
+    # Imported here: Dask and the simulator are needed only by this command.
+    from alliance_analysis.power.params import load_power_params
+    from alliance_analysis.power.study import headline_table, run_power
+    from alliance_analysis.report.power import write_report
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    params = load_power_params(params_file, out)
+    try:
+        result = run_power(params, progress=progress)
+    except KeyboardInterrupt:
+        console.print(escape(f"Interrupted. Finished chunks are stored under "
+                             f"{params.output_dir() / 'replicates'}; run the same command "
+                             "again to resume."))
+        return 130
+    folder = write_report(result)
+    console.print(escape(headline_table(result).round(3).to_string(index=False)))
+    console.print(escape(result.smallest.round(3).to_string(index=False)))
+    console.print(escape(f"{result.computed} replicates computed, {result.reused} reused; "
+                         f"report in {folder.path}"))
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

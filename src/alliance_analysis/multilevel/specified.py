@@ -435,7 +435,7 @@ def prepare_model(sessions: pd.DataFrame, name: str, spec: ModelSpec,
     intercept = "Intercept" in fixed.columns
     labels = [str(c) for c in fixed.columns if c != "Intercept"]
     safe = {label: f"_f{i}" for i, label in enumerate(labels)}
-    table = pd.DataFrame({safe[label]: fixed[label].astype("float64") for label in labels},
+    table = pd.DataFrame({safe[label]: fixed[label].to_numpy(dtype=float) for label in labels},
                          index=data.index)
     table[parsed.outcome] = pd.to_numeric(data[parsed.outcome], errors="coerce")
     removed = {"n_removed_where": frame.n_where, "n_removed_missing": frame.n_missing}
@@ -448,10 +448,18 @@ def prepare_model(sessions: pd.DataFrame, name: str, spec: ModelSpec,
     blocks, slopes = _random_blocks(parsed, data, name)
     table = pd.concat([table, slopes], axis=1)
     for group in blocks:
-        table[group] = data[group].astype(str).to_numpy()
+        table[group] = _as_text(data[group])
     lower = CLIENT if CLIENT in blocks else THERAPIST
     upper = THERAPIST if lower == CLIENT and THERAPIST in blocks else None
     return PreparedModel(table, parsed.outcome, safe, intercept, blocks, lower, upper, removed)
+
+
+def _as_text(ids: pd.Series) -> pd.Categorical:
+    """Group IDs as text labels (``str`` of each value, as ``astype(str)``), converting each
+    distinct ID once rather than every row."""
+    codes, uniques = pd.factorize(ids, use_na_sentinel=False)
+    labels, text = pd.factorize(pd.Index(uniques).astype(str))
+    return pd.Categorical.from_codes(labels[codes], categories=text)
 
 
 def _renamed(result: ModelResult, names: Mapping[str, str], spec: ModelSpec,

@@ -10,7 +10,7 @@ truth, each is analysed as the real study would be, and the share of significant
 the power. The same replicates show whether the estimates are unbiased and their intervals
 cover the truth as often as they claim (Morris, White & Crowther, 2019).
 
-``alliance power params/power.yaml`` (:func:`main_power`) and ``notebooks/power.ipynb`` run
+``alliance power params/power.yaml`` (:func:`alliance_analysis.cli.main_power`) and ``notebooks/power.ipynb`` run
 :func:`run_power` and :func:`write_report`. The pieces: :mod:`alliance_analysis.power.params`
 (the YAML parameters), :mod:`alliance_analysis.power.replicate` (one replicate: simulate,
 fit, one row) and :mod:`alliance_analysis.power.run` (storing chunks, resuming, Dask).

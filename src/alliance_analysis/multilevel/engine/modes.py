@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alliance_analysis.multilevel.engine.deviance import (NestedStats, Structure, backward_solve,
-                                               client_step, forward_solve, therapist_step)
+from alliance_analysis.multilevel.engine.blocks import client_step, therapist_step
+from alliance_analysis.multilevel.engine.layout import NestedStats, Structure
+from alliance_analysis.multilevel.engine.small import backward_solve, forward_solve
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,16 @@ from scipy import stats
 
 from alliance_analysis.multilevel.derive import CLIENT
 from alliance_analysis.multilevel.engine.design import INTERCEPT, Design, build_design, column_rms
-from alliance_analysis.multilevel.engine.deviance import (ComplexStep, NestedStats, Structure,
-                                                          deviance, eliminate, fixed_effects,
+from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, ComplexStep, NestedStats,
+                                                          Structure, eliminate, fixed_effects,
                                                           profiled_deviance,
                                                           sufficient_statistics)
+from alliance_analysis.multilevel.engine.gradient import TwoLevelGradient
+from alliance_analysis.multilevel.engine.gradient import applies as reverse_mode
 from alliance_analysis.multilevel.engine.modes import Modes, conditional_modes
 from alliance_analysis.multilevel.engine.optimize import Attempt, hessian, minimise
-from alliance_analysis.multilevel.engine.satterthwaite import satterthwaite
+from alliance_analysis.multilevel.engine.satterthwaite import (Curvature, curvature,
+                                                              satterthwaite)
 from alliance_analysis.results import ModelResult, warn_if_flagged
 
 #: lme4's ``isSingular`` tolerance on the diagonal of the relative covariance factors.
@@ -153,8 +156,9 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
     (X'V_0^-1 X)^-1`` with the REML or ML ``sigma^2`` (``V = sigma^2 V_0``), as lme4's
     ``vcov``; variance components ``sigma^2 Lambda Lambda'``. Their covariance matrix is
     ``2 H^-1``, ``H`` the Hessian of the deviance (only ``beta`` profiled out) with respect
-    to the variances, covariances and residual variance, by central differences of its
-    exact gradient; it is not available at a singular fit (left NaN).
+    to the variances, covariances and residual variance, carried by the chain rule from its
+    Hessian in ``(theta, sigma)`` (central differences of the exact gradient), the one the
+    Satterthwaite df use; it is not available at a singular fit (left NaN).
 
     Conventions, as lme4: ``loglik`` is the REML log-likelihood of a REML fit, and ``aic``
     and ``bic`` are computed from it (``-2 loglik + 2 k`` and ``+ log(n) k``, ``k`` =
@@ -197,15 +201,19 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
     def values(theta: np.ndarray) -> np.ndarray:
         return profiled_deviance(theta, suff, structure, reml)
 
+    # the reverse-mode gradient where it applies (two levels), else the complex step
+    value_grad = (TwoLevelGradient(suff, structure, reml) if reverse_mode(structure)
+                  else ComplexStep(values))
     start = structure.start(column_rms(design.zc), column_rms(design.zt))
-    kept, attempts = minimise(ComplexStep(values), values, start, structure.lower_bounds(),
-                              max_iter)
+    kept, attempts = minimise(value_grad, values, start, structure.lower_bounds(),
+                              max_iter, canonical=structure.canonical)
     estimates = _estimates(kept, suff, structure, reml)
     modes = conditional_modes(kept.x, estimates.beta, estimates.sigma2, suff, structure)
     parameters = variance_parameters(design, structure)
-    varcov = _variance_parameter_cov(estimates, parameters, suff, structure, reml)
+    curv = curvature(kept.x, estimates.sigma2, suff, structure, reml)
+    varcov = _variance_parameter_cov(estimates, parameters, structure, curv)
     keys = [p.key for p in parameters]
-    dfs = (satterthwaite(kept.x, estimates.sigma2, suff, structure, reml).fixed_effect_dfs()
+    dfs = (satterthwaite(curv, suff, structure).fixed_effect_dfs()
            if inference == "satterthwaite" else np.full(len(estimates.beta), np.inf))
     result = ModelResult(
         name=name, params=_fixed_table(design, estimates, ci_level, dfs),
@@ -250,8 +258,8 @@ def _estimates(kept: Attempt, suff: NestedStats, structure: Structure,
                reml: bool) -> Estimates:
     """Fixed effects, their covariance, and variance components at ``kept.x``."""
     theta = kept.x
-    _, chol_f = eliminate(theta[None], suff, structure)
-    beta, unscaled, r2 = fixed_effects(chol_f[:, :, 0], structure.n_fixed)
+    _, f = eliminate(theta[None], suff, structure)
+    beta, unscaled, r2 = fixed_effects(np.linalg.cholesky(f[:, :, 0]), structure.n_fixed)
     sigma2 = r2 / (suff.n_obs - (structure.n_fixed if reml else 0))
     lam_c, lam_t = structure.factors(theta)
     singular = [(level, j) for level, lam in (("client", lam_c), ("therapist", lam_t))
@@ -308,24 +316,39 @@ def _covariances(batch: np.ndarray, parameters: Sequence[VarianceParameter], lev
 
 
 def _variance_parameter_cov(estimates: Estimates, parameters: Sequence[VarianceParameter],
-                            suff: NestedStats, structure: Structure, reml: bool) -> np.ndarray:
-    """``2 H^-1``, ``H`` the Hessian of the deviance in the variance parameters; see Notes."""
+                            structure: Structure, curv: Curvature) -> np.ndarray:
+    """``2 H^-1``, ``H`` the Hessian of the deviance in the variance parameters; see Notes.
+
+    ``H`` comes from the Hessian in ``psi = (theta, sigma)`` that the Satterthwaite df use
+    (one Hessian per fit) by the chain rule, ``H = J' H_psi J + sum_k g_k d2 psi_k``, with
+    ``J`` the exact (complex-step) Jacobian of ``psi`` in the variance parameters, ``g`` the
+    deviance's gradient in ``psi`` (about 0 at the optimum) and the second derivatives of the
+    data-free map ``psi(phi)`` by central differences of its exact gradient.
+    """
     phi = _phi(estimates, parameters)
     if estimates.singular:
         return np.full((phi.size, phi.size), np.nan)
 
-    def values(batch: np.ndarray) -> np.ndarray:
+    def psi(batch: np.ndarray) -> np.ndarray:
         sigma2 = batch[:, -1]
         theta = structure.theta_of(
             _covariances(batch, parameters, "client", structure.q_client) / sigma2,
             _covariances(batch, parameters, "therapist", structure.q_therapist) / sigma2)
-        return deviance(theta, sigma2, suff, structure, reml)
+        return np.column_stack([theta, np.sqrt(sigma2)])
 
+    m = phi.size
+    directions = phi[None, :] + 1j * COMPLEX_STEP * np.eye(m)
+    jacobian = psi(directions).imag.T / COMPLEX_STEP
     diagonal = {(p.level, p.row): value for p, value in zip(parameters, phi, strict=True)
                 if p.row == p.col}
     scales = np.array([np.sqrt(diagonal[p.level, p.row] * diagonal[p.level, p.col])
                        for p in parameters])
-    hess = hessian(ComplexStep(values), phi, scales=scales)
+
+    def contracted(batch: np.ndarray) -> np.ndarray:
+        return psi(batch) @ curv.gradient
+
+    second = hessian(ComplexStep(contracted), phi, scales=scales)
+    hess = jacobian.T @ curv.hessian @ jacobian + second
     try:
         return 2 * np.linalg.inv(hess)
     except np.linalg.LinAlgError:

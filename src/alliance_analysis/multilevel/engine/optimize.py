@@ -9,7 +9,9 @@ Strategy (:func:`minimise`):
    the given start, stopping at a projected gradient of 1e-6 times the deviance's scale;
 2. Newton polishing: at that point, Newton steps on the parameters not held at a bound, with
    the Hessian from central differences of the exact gradient and a backtracking line
-   search, until the predicted decrease is below 1e-14 of the deviance (its rounding level);
+   search, until the steps are below 1e-10 (relative); once the decrease a step predicts is
+   below the deviance's rounding (1e-14 of its value), a step is kept when it lowers the exact
+   gradient instead;
 3. a boundary check: the deviance is an even function of the last diagonal element of a
    factor (and of every element of a diagonal factor), so its gradient there is exactly 0 at
    the bound 0, and an optimizer that overshoots onto the bound stops there even when the
@@ -54,6 +56,10 @@ HESSIAN_STEP = 1e-5
 #: Newton polishing stops when no parameter moves more than this (relative to max(1, |x|)).
 POLISH_STEP_TOL = 1e-10
 POLISH_MAX_STEPS = 20
+#: A parameter this close to its bound (relative to its start) counts as held there.
+BOUND_TOL = 1e-6
+#: Relative rounding level of the deviance: below it, polishing steps are judged by the gradient.
+ROUNDING = 1e-14
 
 ValueGrad = Callable[[np.ndarray], tuple[float, np.ndarray]]
 Values = Callable[[np.ndarray], np.ndarray]
@@ -113,7 +119,8 @@ class Attempt:
 
 
 def minimise(value_grad: ValueGrad, values: Values, start: np.ndarray, lower: np.ndarray,
-             max_iter: int) -> tuple[Attempt, list[Attempt]]:
+             max_iter: int, canonical: Callable[[np.ndarray], np.ndarray] | None = None
+             ) -> tuple[Attempt, list[Attempt]]:
     """Minimise a smooth function over ``x >= lower``; see the module notes.
 
     Parameters
@@ -129,13 +136,19 @@ def minimise(value_grad: ValueGrad, values: Values, start: np.ndarray, lower: np
         Lower bounds (``-inf`` for none); there are no upper bounds.
     max_iter
         Largest number of iterations of each optimizer run.
+    canonical
+        For a function defined (and smooth) beyond the bounds that takes the same value at
+        a point and at ``canonical(point)``, which satisfies them (the deviance and a sign
+        flip of a column of a covariance factor): TNC's first run is then unbounded and its
+        end point mapped back; TNC then never stops on a bound it overshot onto, which
+        otherwise costs a boundary escape and a second run.
 
     Returns
     -------
     (kept, attempts)
         The attempt kept and every attempt made, in order.
     """
-    attempts = [_run(value_grad, values, "TNC", start, lower, max_iter)]
+    attempts = [_run(value_grad, values, "TNC", start, lower, max_iter, canonical)]
     if not attempts[0].ok:
         attempts.append(_run(value_grad, values, "Powell", start, lower, max_iter))
     passed = [a for a in attempts if a.ok]
@@ -144,16 +157,22 @@ def minimise(value_grad: ValueGrad, values: Values, start: np.ndarray, lower: np
 
 
 def _run(value_grad: ValueGrad, values: Values, method: str, start: np.ndarray,
-         lower: np.ndarray, max_iter: int) -> Attempt:
-    """One optimizer from ``start``, polished, restarted off any false boundary optimum."""
+         lower: np.ndarray, max_iter: int,
+         canonical: Callable[[np.ndarray], np.ndarray] | None = None) -> Attempt:
+    """One optimizer from ``start``, polished, restarted off any false boundary optimum
+    (the first run unbounded when ``canonical`` is given; see :func:`minimise`)."""
     bounds = [(None if np.isinf(b) else b, None) for b in lower]
     scale = max(1.0, abs(float(values(start[None])[0])))
     x, evaluations, label = start, 0, method
     for restart in range(start.size + 1):
         if method == "TNC":
-            result = minimize(value_grad, x, jac=True, method=method, bounds=bounds,
+            unbounded = canonical is not None and restart == 0
+            result = minimize(value_grad, x, jac=True, method=method,
+                              bounds=None if unbounded else bounds,
                               options={"maxfun": max_iter, "ftol": 0.0, "xtol": 1e-8,
                                        "gtol": 1e-6 * scale})
+            if unbounded:
+                result.x = canonical(result.x)
         else:
             result = minimize(lambda point: value_grad(point)[0], x, method=method,
                               bounds=bounds, options={"maxiter": max_iter * 10,
@@ -171,10 +190,13 @@ def _escape(values: Values, attempt: Attempt, lower: np.ndarray,
             start: np.ndarray) -> np.ndarray | None:
     """A new start when a parameter is held at its bound with negative curvature, else None.
 
-    Each such parameter is set to the best of 40 values from 1e-3 to 100 times its start
-    (module notes, step 3).
+    Held: not free, or within ``BOUND_TOL`` (relative to its start) of the bound, where an
+    unbounded run (``canonical`` of :func:`minimise`) can stop on the stationary point of
+    an even function. Each such parameter is set to the best of 40 values from 1e-3 to 100
+    times its start (module notes, step 3).
     """
-    held = ~attempt.free & (np.diag(attempt.hessian) < 0)
+    near = attempt.x - lower <= BOUND_TOL * np.maximum(np.abs(start), 1e-2)
+    held = (~attempt.free | near) & (np.diag(attempt.hessian) < 0)
     if not held.any():
         return None
     x = attempt.x.copy()
@@ -227,17 +249,17 @@ def _polish(value_grad: ValueGrad, method: str, x: np.ndarray, lower: np.ndarray
     value, gradient = value_grad(x)
     hess, origin = hessian(value_grad, x), x
     moved = False
+    rounding = ROUNDING * max(1.0, abs(value))
     for _ in range(POLISH_MAX_STEPS):
-        step = _newton_step(hess, gradient, _free(x, gradient, lower))
-        if step is None or -step @ gradient < 1e-14 * max(1.0, abs(value)):
+        free = _free(x, gradient, lower)
+        step = _newton_step(hess, gradient, free)
+        if step is None or np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < POLISH_STEP_TOL:
             break
-        trial = _line_search(value_grad, x, step, lower, value)
+        trial = _line_search(value_grad, x, step, lower, value, gradient[free], free, rounding)
         if trial is None:
             break
         moved = True
         x, value, gradient = trial
-        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < POLISH_STEP_TOL:
-            break
     if np.max(np.abs(x - origin) / np.maximum(1.0, np.abs(x))) > 1e-4:
         hess = hessian(value_grad, x)
     return _checked(method + ("+Newton" if moved else ""), x, value, gradient, hess, lower,
@@ -263,12 +285,21 @@ def _newton_step(hess: np.ndarray, gradient: np.ndarray, free: np.ndarray) -> np
 
 
 def _line_search(value_grad: ValueGrad, x: np.ndarray, step: np.ndarray, lower: np.ndarray,
-                 value: float) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """First of ``x + step / 2^m`` (projected on the bounds) not increasing the value."""
+                 value: float, gradient: np.ndarray, free: np.ndarray, rounding: float
+                 ) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """First of ``x + step / 2^m`` (projected on the bounds) that makes progress.
+
+    Progress is a value not above ``value``, or, within the deviance's rounding (``rounding``,
+    where the values no longer tell two points apart), a smaller gradient on the ``free``
+    parameters: the gradient is exact, so it keeps guiding the last Newton steps after the
+    decrease they predict is below the rounding of the values.
+    """
+    size = np.linalg.norm(gradient)
     for halving in range(12):
         trial = np.maximum(x + step / 2**halving, lower)
         trial_value, trial_gradient = value_grad(trial)
-        if trial_value <= value:
+        if trial_value <= value or (trial_value <= value + rounding
+                                    and np.linalg.norm(trial_gradient[free]) < size):
             return trial, trial_value, trial_gradient
     return None
 

@@ -12,7 +12,9 @@ where ``C(psi) = sigma^2 (X' V_0(theta)^{-1} X)^{-1}`` is the covariance of the 
 function of the variance parameters ``psi = (theta, sigma)`` and ``A = 2 H^{-1}`` their asymptotic
 covariance, ``H`` the Hessian of the (REML or ML) deviance in ``psi`` with the fixed effects
 profiled out. We follow lmerTest's construction step by step, in the same parametrization:
-``H`` by central differences of the exact (complex-step) gradient of the deviance, its inverse
+``H`` by central differences of the exact (complex-step) gradient of the deviance
+(:func:`curvature`, computed once per fit and also carried to the covariance of the variance
+components), its inverse
 through the eigen-decomposition keeping eigenvalues above ``1e-6`` (lmerTest's Moore-Penrose
 inverse, which also gives df at a singular fit), and the Jacobian of ``C`` by the complex step
 (exact, where lmerTest uses Richardson extrapolation).
@@ -28,7 +30,7 @@ References
    477-486.
 
 Checked against lmerTest 3.1-3 (``summary(fit, ddf = "Satterthwaite")``) in
-``tests/test_engine_satterthwaite.py``: sleepstudy (df of ``Days`` 17.0), a three-level model
+``tests/test_engine.py`` and ``tests/test_formula_models.py``: sleepstudy (df of ``Days`` 17.0), a three-level model
 with a factor and an interaction, a model with ``||``, REML and ML.
 """
 
@@ -40,7 +42,10 @@ import numpy as np
 
 from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, NestedStats, Structure,
                                                           deviance, eliminate, gradients)
+from alliance_analysis.multilevel.engine.gradient import TwoLevelGradient
+from alliance_analysis.multilevel.engine.gradient import applies as reverse_mode
 from alliance_analysis.multilevel.engine.optimize import central_hessian
+from alliance_analysis.multilevel.engine.small import cholesky
 from alliance_analysis.stats import numdiff
 
 #: Eigenvalues of the deviance's Hessian at or below this are treated as zero (lmerTest's tol).
@@ -85,32 +90,63 @@ class Satterthwaite:
                          for j in range(len(self.beta_cov))])
 
 
-def satterthwaite(theta: np.ndarray, sigma2: float, stats: NestedStats, structure: Structure,
-                  reml: bool) -> Satterthwaite:
-    """The pieces of Satterthwaite's approximation at the optimum ``(theta, sigma2)``.
+@dataclass(frozen=True)
+class Curvature:
+    """The deviance's gradient and Hessian in ``psi = (theta, sigma)`` at the optimum.
 
-    Parameters
-    ----------
-    theta
-        The relative covariance factors at the optimum (the engine's ``theta``).
-    sigma2
-        The residual variance at the optimum (REML or ML, matching ``reml``).
-    stats, structure
-        The model's sufficient statistics and layout.
-    reml
-        Whether the fit is REML (the deviance whose curvature gives ``A``).
+    Computed once per fit (:func:`curvature`) and shared by the Satterthwaite df
+    (:func:`satterthwaite`) and the covariance of the variance components
+    (:func:`alliance_analysis.multilevel.engine.nested.fit_nested`, which carries it to the
+    variances by the chain rule).
     """
+
+    varpar: np.ndarray
+    gradient: np.ndarray
+    hessian: np.ndarray
+
+
+def curvature(theta: np.ndarray, sigma2: float, stats: NestedStats, structure: Structure,
+              reml: bool) -> Curvature:
+    """The gradient and Hessian of the (REML or ML) deviance, the fixed effects profiled out,
+    at ``psi = (theta, sigma)``: central differences (relative step :data:`HESSIAN_STEP`) of
+    the exact gradient (reverse mode for two-level models,
+    :mod:`~alliance_analysis.multilevel.engine.gradient`; else the complex step), the ``2 m``
+    shifted points and the centre in one batched call."""
     varpar = np.append(np.asarray(theta, dtype=float), np.sqrt(sigma2))
 
     def dev(batch: np.ndarray) -> np.ndarray:
         return deviance(batch[:, :-1], batch[:, -1] ** 2, stats, structure, reml)
 
+    reverse = (TwoLevelGradient(stats, structure, reml, sigma=True).gradients
+               if reverse_mode(structure) else lambda points: gradients(dev, points))
     steps = numdiff.relative_steps(varpar, HESSIAN_STEP, 1e-2)
-    hess = central_hessian(lambda points: gradients(dev, points), varpar, steps)
+    centre: list[np.ndarray] = []
+
+    def with_centre(points: np.ndarray) -> np.ndarray:
+        grads = reverse(np.vstack([points, varpar]))
+        centre.append(grads[-1])
+        return grads[:-1]
+
+    hess = central_hessian(with_centre, varpar, steps)
+    return Curvature(varpar, centre[0], hess)
+
+
+def satterthwaite(curv: Curvature, stats: NestedStats, structure: Structure) -> Satterthwaite:
+    """The pieces of Satterthwaite's approximation at the optimum.
+
+    Parameters
+    ----------
+    curv
+        The deviance's curvature at the optimum ``(theta, sigma)`` (:func:`curvature`, of the
+        REML or ML deviance, matching the fit).
+    stats, structure
+        The model's sufficient statistics and layout.
+    """
+    hess = curv.hessian
     values, vectors = np.linalg.eigh((hess + hess.T) / 2)
     keep = values > EIGEN_TOL
     varpar_cov = 2 * (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
-    beta_cov, jacobian = _beta_cov_and_jacobian(varpar, stats, structure)
+    beta_cov, jacobian = _beta_cov_and_jacobian(curv.varpar, stats, structure)
     return Satterthwaite(beta_cov, jacobian, varpar_cov, int((~keep).sum()))
 
 
@@ -119,7 +155,8 @@ def _beta_cov_and_jacobian(varpar: np.ndarray, stats: NestedStats,
     """``C(psi) = sigma^2 (R_X'R_X)^{-1}`` and its exact Jacobian by the complex step."""
     m = varpar.size
     batch = varpar[None, :] + 1j * COMPLEX_STEP * np.vstack([np.zeros(m), np.eye(m)])
-    _, chol_f = eliminate(batch[:, :-1], stats, structure)
+    _, f = eliminate(batch[:, :-1], stats, structure)
+    chol_f = cholesky(f)
     covs = []
     for k in range(batch.shape[0]):
         _, unscaled = _fixed_effects(chol_f[:, :, k], structure.n_fixed)

@@ -45,7 +45,8 @@ def _data() -> pd.DataFrame:
     return pd.concat([data[single].head(1), data[~single]], ignore_index=True)
 
 
-def _stats(data: pd.DataFrame, random: list[str], three_level: bool) -> NestedStats:
+def _stats(data: pd.DataFrame, random: list[str], three_level: bool,
+           therapist_slope: bool = False) -> NestedStats:
     data = data.sort_values(["therapist", "client"], kind="stable")
     clients = data["client"].to_numpy()
     client_starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
@@ -53,7 +54,8 @@ def _stats(data: pd.DataFrame, random: list[str], three_level: bool) -> NestedSt
     owner = therapists[client_starts]
     ones = np.ones(len(data))
     zc = np.column_stack([ones if r == "1" else data[r].to_numpy() for r in random])
-    zt = ones[:, None] if three_level else np.zeros((len(data), 0))
+    zt = (np.column_stack([ones, data["session"]]) if therapist_slope else ones[:, None]
+          if three_level else np.zeros((len(data), 0)))
     return sufficient_statistics(
         zc, zt, np.column_stack([ones, data["session"], data["x"]]), data["y"].to_numpy(),
         client_starts,
@@ -81,13 +83,15 @@ def _per_client(theta: np.ndarray, stats: NestedStats,
 
 CASES = [(["1"], False, True), (["1", "session"], False, True),
          (["1", "session"], True, True), (["1", "session"], True, False),
-         (["1", "session", "z"], True, True), (["1", "session", "z"], False, False)]
+         (["1", "session", "z"], True, True), (["1", "session", "z"], False, False),
+         (["1", "session"], 2, True)]
 
 
 @pytest.mark.parametrize(("random", "three_level", "correlated"), CASES)
-def test_weights_form_is_the_per_client_factorisation(random: list[str], three_level: bool,
+def test_weights_form_is_the_per_client_factorisation(random: list[str], three_level: int,
                                                       correlated: bool) -> None:
-    stats = _stats(_data(), random, three_level)
+    """``three_level`` 2: a therapist intercept and slope."""
+    stats = _stats(_data(), random, bool(three_level), therapist_slope=three_level == 2)
     structure = Structure(len(random), int(three_level), correlated, True, 3)
     rng = np.random.default_rng(3)
     for _ in range(3):

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from bench_power import cluster_startup  # the benchmark folder is on sys.path when run
+from bench_machine import write_table  # the benchmark folder is on sys.path when run
+from bench_power import cluster_startup
 
 from alliance_analysis.data.simulate import SimulationDesign
 from alliance_analysis.multilevel.bootstrap import CHUNK_SIZE, bootstrap_random
@@ -123,11 +123,7 @@ def main() -> None:
     table["identical"] = True
     table["converged"] = int(serial["n_samples"].min())
     table["load_average"] = load
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, lineterminator="\n")
-    print(f"\n{platform.python_version()}, {os.cpu_count()} cores; design {DESIGN}")
-    print(table.round(3).to_string(index=False))
-    print(f"written to {args.out}")
+    write_table(table, args.out, f"design {DESIGN}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Packages whose versions the line names (those installed).
 PACKAGES = ("numpy", "scipy", "statsmodels", "alliance-analysis")
@@ -37,3 +41,13 @@ def machine() -> str:
             continue
     return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores{memory}; "
             f"Python {platform.python_version()}, {', '.join(versions)}")
+
+
+def write_table(table: pd.DataFrame, out: Path, note: str) -> None:
+    """Write a benchmark's table to ``out`` (CSV) and print it under a line naming Python,
+    the cores and ``note``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, lineterminator="\n")
+    print(f"\n{platform.python_version()}, {os.cpu_count()} cores; {note}")
+    print(table.round(3).to_string(index=False))
+    print(f"written to {out}")

@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import os
 import yaml
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+from bench_machine import write_table  # the benchmark folder is on sys.path when run
 
 from alliance_analysis.power.study import run_power
 from alliance_analysis.power.params import DaskSettings, parse_power_params
@@ -129,11 +129,7 @@ def main() -> None:
     baseline = serial.set_index("model")["replicates_per_second"]
     table["speedup_vs_statsmodels_serial"] = (table["replicates_per_second"]
                                               / table["model"].map(baseline))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, lineterminator="\n")
-    print(f"\n{platform.python_version()}, {os.cpu_count()} cores; design {DESIGN}")
-    print(table.round(3).to_string(index=False))
-    print(f"written to {args.out}")
+    write_table(table, args.out, f"design {DESIGN}")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,32 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     return pipeline.run(ROOT / "params" / "demo.yaml", out=folder / "run",
                         processed=folder / "processed")
+
+
+def nested_stats(data, random=("1", "session"), three_level=True, therapist_slope=False):
+    """The nested engine's sufficient statistics of ``data`` (``client``, ``therapist``, ``y``,
+    ``session``, ``x`` and the ``random`` columns): fixed effects ``1 + session + x``, client
+    effects ``random``, a therapist intercept (and slope) when ``three_level``.
+
+    Shared by the engine's tests of its runs of clients and of its block factorisation.
+    """
+    import numpy as np
+
+    from alliance_analysis.multilevel.engine.layout import sufficient_statistics
+
+    data = data.sort_values(["therapist", "client"], kind="stable")
+    clients = data["client"].to_numpy()
+    client_starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
+    therapists = data["therapist"].to_numpy()
+    owner = therapists[client_starts]
+    ones = np.ones(len(data))
+    zc = np.column_stack([ones if r == "1" else data[r].to_numpy() for r in random])
+    zt = (np.column_stack([ones, data["session"]]) if therapist_slope else ones[:, None]
+          if three_level else np.zeros((len(data), 0)))
+    return sufficient_statistics(
+        zc, zt, np.column_stack([ones, data["session"], data["x"]]), data["y"].to_numpy(),
+        client_starts,
+        np.flatnonzero(np.r_[True, therapists[1:] != therapists[:-1]]) if three_level
+        else np.array([0]),
+        np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if three_level
+        else np.array([0]))

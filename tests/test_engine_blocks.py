@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import nested_stats
+
 from alliance_analysis.multilevel.engine import deviance, small
 from alliance_analysis.multilevel.engine.blocks import client_step, eliminate, therapist_step
 from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, Structure,
                                                           profiled_deviance,
-                                                          sufficient_statistics,
                                                           value_and_gradient)
 from alliance_analysis.multilevel.engine.layout import NestedStats
 from alliance_analysis.multilevel.engine.small import outer_sum
@@ -45,42 +46,6 @@ def _data() -> pd.DataFrame:
     return pd.concat([data[single].head(1), data[~single]], ignore_index=True)
 
 
-def _stats(data: pd.DataFrame, random: list[str], three_level: bool,
-           therapist_slope: bool = False) -> NestedStats:
-    data = data.sort_values(["therapist", "client"], kind="stable")
-    clients = data["client"].to_numpy()
-    client_starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
-    therapists = data["therapist"].to_numpy()
-    owner = therapists[client_starts]
-    ones = np.ones(len(data))
-    zc = np.column_stack([ones if r == "1" else data[r].to_numpy() for r in random])
-    zt = (np.column_stack([ones, data["session"]]) if therapist_slope else ones[:, None]
-          if three_level else np.zeros((len(data), 0)))
-    return sufficient_statistics(
-        zc, zt, np.column_stack([ones, data["session"], data["x"]]), data["y"].to_numpy(),
-        client_starts,
-        np.flatnonzero(np.r_[True, therapists[1:] != therapists[:-1]]) if three_level
-        else np.array([0]),
-        np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if three_level
-        else np.array([0]))
-
-
-def _per_client(theta: np.ndarray, stats: NestedStats,
-                structure: Structure) -> tuple[float, np.ndarray]:
-    """``log|L|^2`` and ``F`` from the per-client factors ``L_i``, ``B_i`` (textbook form)."""
-    qt = structure.q_therapist
-    low, b = client_step(theta[None, :structure.n_client_theta], stats.client_cross,
-                         structure)
-    logdet = 2 * np.sum(np.log(np.stack([low[i, i] for i in range(low.shape[0])])))
-    if not qt:
-        return logdet, (stats.upper_cross[:, :, 0] - outer_sum(b, (3,))[:, :, 0])
-    low_t, b_t, schur = therapist_step(b, theta[None], np.zeros(1, dtype=int), stats,
-                                       structure)
-    logdet += 2 * np.sum(np.log(np.stack([low_t[i, i] for i in range(qt)])))
-    f = np.sum(schur[qt:, qt:, 0], axis=-1) - outer_sum(b_t, (3,))[:, :, 0]
-    return logdet, f
-
-
 CASES = [(["1"], False, True), (["1", "session"], False, True),
          (["1", "session"], True, True), (["1", "session"], True, False),
          (["1", "session", "z"], True, True), (["1", "session", "z"], False, False),
@@ -91,7 +56,7 @@ CASES = [(["1"], False, True), (["1", "session"], False, True),
 def test_weights_form_is_the_per_client_factorisation(random: list[str], three_level: int,
                                                       correlated: bool) -> None:
     """``three_level`` 2: a therapist intercept and slope."""
-    stats = _stats(_data(), random, bool(three_level), therapist_slope=three_level == 2)
+    stats = nested_stats(_data(), random, bool(three_level), therapist_slope=three_level == 2)
     structure = Structure(len(random), int(three_level), correlated, True, 3)
     rng = np.random.default_rng(3)
     for _ in range(3):
@@ -117,7 +82,7 @@ def test_complex_step_shortcuts_equal_complex_arithmetic() -> None:
 def test_criterion_from_lapack_equals_the_complex_factorisation(three_level: bool) -> None:
     """``_criterion_parts`` (LAPACK on the real parts, first-order imaginary parts) against
     the element-by-element complex Cholesky factorisation."""
-    stats = _stats(_data(), ["1", "session"], three_level)
+    stats = nested_stats(_data(), ["1", "session"], three_level)
     structure = Structure(2, int(three_level), True, True, 3)
     theta = np.array([0.9, -0.2, 0.4, 0.6])[:structure.n_theta]
     batch = theta[None, :] + 1j * COMPLEX_STEP * np.vstack([np.zeros(theta.size),
@@ -153,7 +118,7 @@ def test_gradient_is_as_accurate_as_the_per_client_factorisation(three_level: bo
     """Both forms' complex-step gradients against the per-client form in long double: the
     weights form's error is within 5 times the per-client form's float64 error (both are
     rounding, about 1e-13 of the gradient's scale here)."""
-    stats = _stats(_data(), ["1", "session"], three_level)
+    stats = nested_stats(_data(), ["1", "session"], three_level)
     structure = Structure(2, int(three_level), True, True, 3)
     theta = np.array([0.9, -0.2, 0.4, 0.6])[:structure.n_theta]
 
@@ -163,7 +128,7 @@ def test_gradient_is_as_accurate_as_the_per_client_factorisation(three_level: bo
             wide = NestedStats(cross, upper, stats.upper_starts, stats.n_obs,
                                stats.client_root, stats.therapist_products,
                                stats.fixed_products)
-            logdet, f = _per_client_complex(point, wide, structure)
+            logdet, f = _per_client(point, wide, structure)
             values.append(logdet + deviance_from(f, stats.n_obs - 3))
         return np.array(values)
 
@@ -179,9 +144,10 @@ def test_gradient_is_as_accurate_as_the_per_client_factorisation(three_level: bo
     assert np.abs(ours - reference).max() <= 5 * plain_error
 
 
-def _per_client_complex(theta: np.ndarray, stats: NestedStats,
-                        structure: Structure) -> tuple[complex, np.ndarray]:
-    """:func:`_per_client` at one (complex) point."""
+def _per_client(theta: np.ndarray, stats: NestedStats,
+                structure: Structure) -> tuple[complex, np.ndarray]:
+    """``log|L|^2`` and ``F`` from the per-client factors ``L_i``, ``B_i`` (textbook form), at
+    one real or complex point."""
     qt = structure.q_therapist
     low, b = client_step(theta[None, :structure.n_client_theta], stats.client_cross,
                          structure)
@@ -211,7 +177,7 @@ def test_two_level_reverse_gradient_equals_the_complex_step(random: list[str], c
     gradients 1e-8 of their scale (both exact; rounding)."""
     from alliance_analysis.multilevel.engine.gradient import TwoLevelGradient
 
-    stats = _stats(_data(), random, False)
+    stats = nested_stats(_data(), random, False)
     structure = Structure(len(random), 0, correlated, True, 3)
     rng = np.random.default_rng(8)
     points = rng.uniform(0.3, 1.2, (3, structure.n_theta))

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import nested_stats
+
 from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.multilevel.engine import blocks
-from alliance_analysis.multilevel.engine.deviance import (ComplexStep, NestedStats, Structure,
-                                                          profiled_deviance,
-                                                          sufficient_statistics,
-                                                          value_and_gradient)
+from alliance_analysis.multilevel.engine.deviance import (ComplexStep, Structure,
+                                                          profiled_deviance, value_and_gradient)
 from alliance_analysis.multilevel.engine.nested import fit_nested
 from alliance_analysis.multilevel.engine.optimize import hessian
 
@@ -83,18 +83,8 @@ def test_runs_of_clients_give_the_one_pass_results(monkeypatch, three_level: boo
 
 
 def test_runs_of_therapists_cover_every_client_once(monkeypatch) -> None:
-    data = _data().sort_values(["therapist", "client"], kind="stable")
     monkeypatch.setattr(blocks, "CHUNK_CELLS", 150)
-    clients = data["client"].to_numpy()
-    client_starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
-    therapists = data["therapist"].to_numpy()
-    row_starts = np.flatnonzero(np.r_[True, therapists[1:] != therapists[:-1]])
-    owner = therapists[client_starts]
-    ones = np.ones(len(data))
-    stats = sufficient_statistics(np.column_stack([ones, data["session"]]), ones[:, None],
-                                  ones[:, None], data["y"].to_numpy(), client_starts,
-                                  row_starts,
-                                  np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]))
+    stats = nested_stats(_data())
     parts = blocks.client_runs(stats, k=3)
     assert len(parts) > 2
     assert sum(p.client_cross.shape[-1] for p in parts) == stats.client_cross.shape[-1]
@@ -115,20 +105,7 @@ def test_independent_effects_in_runs(monkeypatch) -> None:
 
 @pytest.mark.parametrize("three_level", [False, True])
 def test_batched_hessian_is_the_point_by_point_one(three_level: bool) -> None:
-    data = _data().sort_values(["therapist", "client"], kind="stable")
-    clients = data["client"].to_numpy()
-    client_starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
-    therapists = data["therapist"].to_numpy()
-    row_starts = np.flatnonzero(np.r_[True, therapists[1:] != therapists[:-1]])
-    owner = therapists[client_starts]
-    ones = np.ones(len(data))
-    zt = ones[:, None] if three_level else np.zeros((len(data), 0))
-    stats: NestedStats = sufficient_statistics(
-        np.column_stack([ones, data["session"]]), zt,
-        np.column_stack([ones, data["session"], data["x"]]), data["y"].to_numpy(),
-        client_starts, row_starts if three_level else np.array([0]),
-        np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if three_level
-        else np.array([0]))
+    stats = nested_stats(_data(), three_level=three_level)
     structure = Structure(2, int(three_level), True, True, 3)
     theta = np.array([0.8, -0.1, 0.3, 0.5])[:structure.n_theta]
 

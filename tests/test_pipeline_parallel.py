@@ -22,7 +22,7 @@ NOTEBOOKS = ("01_clean", "02_describe", "03_multilevel", "04_sem", "05_change", 
 def _run_stages(monkeypatch, fail: str | None = None, interrupt: str | None = None):
     started: list[str] = []
 
-    def fake(name: str, run_dir: Path, parameters: dict[str, str]) -> None:
+    def fake(name: str, run_dir: Path, parameters: dict[str, str], kernels=None) -> None:
         started.append(name)
         # a failing stage fails early, while the stage beside it still runs
         time.sleep(0.05 if name in (fail, interrupt) else 0.2)

@@ -259,6 +259,11 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str],
 PARALLEL_AFTER = "01_clean"
 
 
+def stage_workers(jobs: int | None) -> int:
+    """Stages run at a time after :data:`PARALLEL_AFTER`: ``jobs``, else one per core."""
+    return max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+
+
 def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, str],
                  manifest: dict[str, Any],
                  on_progress: Callable[[str, int, int, float | None], None] | None,
@@ -279,7 +284,7 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
     from concurrent.futures import as_completed
 
     total = len(notebooks)
-    workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    workers = stage_workers(jobs)
 
     stop = threading.Event()  # set by the first failure: later stages do not start
 
@@ -291,10 +296,7 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
         running.append(name)
         start = time.perf_counter()
         try:
-            if kernels is None:
-                _execute(name, stage, parameters)
-            else:
-                _execute(name, stage, parameters, kernels)
+            _execute(name, stage, parameters, kernels)
         except BaseException:
             stop.set()
             raise
@@ -444,7 +446,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
                 rendered[name] = complete
 
         try:
-            workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+            workers = stage_workers(jobs)
             with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, notebooks,
                             ahead=workers) as kernels:
                 _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,

@@ -26,9 +26,9 @@ and then ``sum_i D_i' N_i D_i`` as one matrix product of the packed ``N_i`` with
 of the entries of ``D_i`` computed once per fit. Mathematically this is the three block steps
 of the deviance's module notes; numerically it moves the work that grows with ``r^2`` (fixed
 effects) per client out of the evaluation: an evaluation costs a few dozen vector operations
-over the clients plus one ``(k, n_clients * n_pairs) @ (n_clients * n_pairs, cells)`` product
-(BLAS ``dgemm``, twice for the real and imaginary parts of a complex-step batch), instead of
-hundreds. ``N_i``'s eigenvalues lie in ``[0, 1)``, so no term of the sum is larger than its
+over the clients plus stacked matrix products over blocks of clients and a pairwise sum
+(:func:`contract`; twice for the real and imaginary parts of a complex-step batch), instead
+of hundreds. ``N_i``'s eigenvalues lie in ``[0, 1)``, so no term of the sum is larger than its
 result's scale (in ``C_i``'s coordinates they can be as large as ``A_i^{-1}`` and cancel).
 
 Three levels: therapist ``j``'s Schur complement ``S_j = T'(W_j'W_j - sum over its clients of
@@ -142,7 +142,7 @@ def _eliminate_run(theta: np.ndarray, stats: NestedStats,
     else:
         client_theta, inverse = theta[:, :split], np.arange(theta.shape[0])
     logdet, weights = client_weights(client_theta, stats.client_root, structure)
-    removed = unpack_symmetric(_contract(weights, stats.fixed_products).T, qt + p + 1, qt)
+    removed = unpack_symmetric(contract(weights, stats.fixed_products).T, qt + p + 1, qt)
     if not qt:
         return logdet, -removed
     low_t, b_t = _therapist_factors(weights, inverse, theta, stats, structure)
@@ -227,11 +227,11 @@ def _small_weights(p: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     return np.sum(log(det), axis=-1), weights
 
 
-#: Clients per block of :func:`_contract`'s matrix products (see there).
+#: Clients per block of :func:`contract`'s matrix products (see there).
 BLOCK = 4
 
 
-def _contract(weights: np.ndarray, products: np.ndarray) -> np.ndarray:
+def contract(weights: np.ndarray, products: np.ndarray) -> np.ndarray:
     """``sum over clients and pairs of weights * products``: ``(k, cells)``.
 
     One stacked real matrix product over blocks of :data:`BLOCK` clients (two for complex
@@ -244,7 +244,7 @@ def _contract(weights: np.ndarray, products: np.ndarray) -> np.ndarray:
     contiguous block axis keeps the error at the per-client factorisation's level.
     """
     if np.iscomplexobj(weights):
-        return _contract(weights.real, products) + 1j * _contract(weights.imag, products)
+        return contract(weights.real, products) + 1j * contract(weights.imag, products)
     k, n, pairs = weights.shape
     whole = n - n % BLOCK
     parts = [np.matmul(weights[:, :whole].reshape(k, -1, BLOCK * pairs).transpose(1, 0, 2),
@@ -288,7 +288,7 @@ def _therapist_sums(weights: np.ndarray, stats: NestedStats) -> np.ndarray:
 
     One elementwise product, ``numpy.add.reduceat`` over the clients, then the sum over the
     pairs on the therapists' sums (``numpy.einsum`` over the pairs was several times slower
-    for these short contractions); real and imaginary parts apart, as in :func:`_contract`.
+    for these short contractions); real and imaginary parts apart, as in :func:`contract`.
     """
     if np.iscomplexobj(weights):
         return (_therapist_sums(weights.real, stats)

@@ -48,9 +48,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alliance_analysis.multilevel.engine.blocks import client_runs, client_weights, _contract
+from alliance_analysis.multilevel.engine.blocks import client_runs, client_weights, contract
 from alliance_analysis.multilevel.engine.layout import NestedStats, Structure
-from alliance_analysis.multilevel.engine.small import upper_pairs
+from alliance_analysis.multilevel.engine.small import unpack_symmetric, upper_pairs
 
 def applies(structure: Structure) -> bool:
     """Whether :class:`TwoLevelGradient` covers the model: two levels, one or two client
@@ -97,8 +97,9 @@ class TwoLevelGradient:
         for run in runs:
             run_logdet, weights = client_weights(theta, run.client_root, structure)
             logdet = logdet + run_logdet
-            removed = removed + _contract(weights, run.fixed_products)
-        f = stats.upper_cross[:, :, 0][None] - _unpack(removed, p + 1)
+            removed = removed + contract(weights, run.fixed_products)
+        f = stats.upper_cross[:, :, 0][None] - np.moveaxis(
+            unpack_symmetric(removed.T, p + 1), -1, 0)
         try:
             low = np.linalg.cholesky(f)
         except np.linalg.LinAlgError:
@@ -121,15 +122,6 @@ class TwoLevelGradient:
         if self.sigma:
             grads[:, -1] = 2 * n / sigma - 2 * r2 / sigma**3
         return values, grads
-
-
-def _unpack(packed: np.ndarray, r: int) -> np.ndarray:
-    """``(k, r, r)`` symmetric matrices from packed upper triangles ``(k, cells)``."""
-    rows, cols = upper_pairs(r)
-    out = np.empty((packed.shape[0], r, r))
-    out[:, rows, cols] = packed
-    out[:, cols, rows] = packed
-    return out
 
 
 def _omega(f: np.ndarray, p: int, weight: np.ndarray, reml: bool) -> np.ndarray:

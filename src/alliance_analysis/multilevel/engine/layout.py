@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alliance_analysis.multilevel.engine.small import cholesky, fill_lower, upper_pairs
+from alliance_analysis.multilevel.engine.small import (cholesky, fill_lower, forward_solve,
+                                                       upper_pairs)
 
 
 @dataclass(frozen=True)
@@ -204,21 +205,8 @@ def _client_basis(cross: np.ndarray, r: int, qt: int) -> tuple[np.ndarray, np.nd
     """
     qc = cross.shape[0]
     wide = cross.astype(np.longdouble)
-    a = wide[:, :qc]
-    low = np.zeros_like(a)
-    for j in range(qc):
-        pivot = a[j, j] - sum(low[j, m] ** 2 for m in range(j))
-        kept = pivot > 1e-13 * a[j, j]
-        low[j, j] = np.sqrt(np.where(kept, pivot, 1))
-        for i in range(j + 1, qc):
-            low[i, j] = np.where(kept, (a[i, j] - sum(low[i, m] * low[j, m] for m in range(j)))
-                                 / low[j, j], 0)
-        low[j, j] = np.where(kept, low[j, j], 0)
-    basis = np.zeros_like(wide[:, qc:])
-    for i in range(qc):
-        known = sum(low[i, j] * basis[j] for j in range(i))
-        pivot = low[i, i]
-        basis[i] = np.where(pivot > 0, (wide[i, qc:] - known) / np.where(pivot > 0, pivot, 1), 0)
+    low = cholesky(wide[:, :qc], rank_tol=1e-13)
+    basis = forward_solve(low, wide[:, qc:])
     root = np.swapaxes(low, 0, 1).astype(float)
     basis = basis.astype(float)
     return (root, _pair_products(basis, *upper_pairs(r, 0, qt)),

@@ -49,21 +49,26 @@ def fill_lower(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, q: int) -
     return out
 
 
-def cholesky(a: np.ndarray) -> np.ndarray:
+def cholesky(a: np.ndarray, rank_tol: float | None = None) -> np.ndarray:
     """Lower Cholesky factors of small symmetric matrices ``(q, q, ...)``, no conjugation.
 
     Explicit column-by-column formulas vectorised over the trailing (batch) axes, so that the
     result is an analytic function of ``a`` (complex-step derivatives pass through it). Only
     the lower triangle of ``a`` is read. The matrices must be positive definite (their real
-    parts, for complex input).
+    parts, for complex input), unless ``rank_tol`` is given: then they may be positive
+    semidefinite, and a pivot at most ``rank_tol`` times its diagonal element of ``a`` is a
+    dependent column, whose column of the factor is zero (real input only).
     """
     q = a.shape[0]
     low = np.zeros_like(a)
     for j in range(q):
         pivot = a[j, j] - sum(low[j, m] ** 2 for m in range(j))
-        low[j, j] = sqrt(pivot)
+        kept = None if rank_tol is None else pivot > rank_tol * a[j, j]
+        low[j, j] = sqrt(pivot if kept is None else np.where(kept, pivot, 1))
         for i in range(j + 1, q):
             low[i, j] = (a[i, j] - sum(low[i, m] * low[j, m] for m in range(j))) / low[j, j]
+        if kept is not None:  # a dependent column: zero
+            low[j:, j] = np.where(kept, low[j:, j], 0)
     return low
 
 
@@ -78,12 +83,20 @@ def backward_solve(low: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def forward_solve(low: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve ``low x = b``; ``low``: ``(q, q, ...)`` lower-triangular, ``b``: ``(q, r, ...)``."""
+    """Solve ``low x = b``; ``low``: ``(q, q, ...)`` lower-triangular, ``b``: ``(q, r, ...)``.
+
+    A zero diagonal element of ``low`` (a dependent column, :func:`cholesky` with
+    ``rank_tol``) gives a zero row of ``x``.
+    """
     x = np.empty(b.shape[:2] + np.broadcast_shapes(low.shape[2:], b.shape[2:]),
                  dtype=np.result_type(low, b))
     for i in range(low.shape[0]):
         known = sum(low[i, j][None] * x[j] for j in range(i))
-        x[i] = (b[i] - known) * (1 / low[i, i])[None]
+        pivot = low[i, i]
+        if np.iscomplexobj(pivot) or np.all(pivot != 0):
+            x[i] = (b[i] - known) * (1 / pivot)[None]
+        else:
+            x[i] = np.where(pivot != 0, (b[i] - known) / np.where(pivot != 0, pivot, 1), 0)
     return x
 
 

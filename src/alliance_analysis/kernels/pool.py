@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager
 
+    from alliance_analysis.kernels.forking import ForkServer
+
 #: nbclient adds this argument to every kernel it starts (no history database on disk); the
 #: kernels started here get it too, so they are started exactly as papermill would.
 HISTORY_ARGUMENT = "--HistoryManager.hist_file=:memory:"
@@ -95,15 +97,22 @@ class WarmKernel:
         The notebook that will run in the kernel.
     extra_arguments
         Arguments of the kernel command, as papermill is given them.
+    server
+        The fork server to launch the kernel by (None: started as papermill starts one).
     """
 
-    def __init__(self, notebook: Path, extra_arguments: Sequence[str]) -> None:
+    def __init__(self, notebook: Path, extra_arguments: Sequence[str],
+                 server: ForkServer | None = None) -> None:
         from jupyter_client.manager import KernelManager
 
         # A blocking manager is not tied to an event loop, so it can be started in one thread
         # and used by nbclient in another; nbclient gets the asynchronous client it expects.
         self.km: KernelManager = KernelManager(
             kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")
+        if server is not None:
+            from alliance_analysis.kernels.forking import use_fork_server
+
+            use_fork_server(self.km, server, notebook_modules(notebook))
         arguments = list(extra_arguments)
         if not any(a.startswith("--HistoryManager.hist_file") for a in arguments):
             arguments.append(HISTORY_ARGUMENT)
@@ -174,11 +183,16 @@ class KernelPool:
     """
 
     def __init__(self, folder: Path, extra_arguments: Sequence[str], order: Sequence[str],
-                 ahead: int = 1) -> None:
+                 ahead: int = 1, fork: bool = True) -> None:
         self.folder = Path(folder)
         self.extra_arguments = list(extra_arguments)
         self.order = list(order)
         self.ahead = ahead
+        self.server: ForkServer | None = None
+        if fork:
+            from alliance_analysis.kernels.forking import ForkServer
+
+            self.server = ForkServer(self.folder)
         self._kernels: dict[str, WarmKernel] = {}
         self._started: set[str] = set()
         self._lock = threading.Lock()
@@ -199,7 +213,8 @@ class KernelPool:
                     continue
                 self._started.add(name)  # each stage's kernel is started once at most
             try:
-                kernel = WarmKernel(self.folder / f"{name}.ipynb", self.extra_arguments)
+                kernel = WarmKernel(self.folder / f"{name}.ipynb", self.extra_arguments,
+                                    self.server)
             except Exception:  # noqa: BLE001 - the stage starts its own kernel instead
                 continue
             with self._lock:
@@ -234,6 +249,8 @@ class KernelPool:
             self._kernels.clear()
         for kernel in left:
             kernel.shutdown()
+        if self.server is not None:
+            self.server.close()
 
 
 def execute_in(km: KernelManager | None, source: str, executed: str, **kwargs: Any) -> Any:

@@ -1,0 +1,7 @@
+"""Notebook kernels for the stages of a run: started ahead of their stage
+(:mod:`~alliance_analysis.kernels.pool`) and forked from one process that imported the
+scientific stack once (:mod:`~alliance_analysis.kernels.forking`)."""
+
+from alliance_analysis.kernels.pool import KernelPool, execute_in, notebook_modules
+
+__all__ = ["KernelPool", "execute_in", "notebook_modules"]

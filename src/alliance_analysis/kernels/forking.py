@@ -1,0 +1,364 @@
+"""Kernels forked from one process that imported the scientific stack once.
+
+A stage's kernel spends about 3 s of one core before the notebook's first cell does any work:
+Python starts, IPython and ipykernel load, and the notebook's imports load numpy, pandas,
+scipy, matplotlib, seaborn and the workbench. Six stages pay that six times. A
+:class:`ForkServer` is one process that imports all of it once, as a kernel would, and then
+*forks* each kernel: the child already has every module loaded (shared with the server until
+written), and starts the kernel (``ipykernel``'s ``IPKernelApp``) with the command, working
+folder and environment jupyter_client asked for. :class:`ForkProvisioner` is jupyter_client's
+local provisioner with the ``Popen`` of the kernel command replaced by that fork, so the
+kernel manager, papermill and nbclient drive a forked kernel exactly as a started one.
+
+Why not a library: jupyter_client launches kernels with ``subprocess.Popen`` only, and the
+forking kernel managers published for it are unmaintained; the fork itself is the standard
+pre-fork pattern (as in gunicorn's ``preload_app``).
+
+What a notebook sees is unchanged:
+
+- the server sets ``MPLBACKEND`` as ``IPKernelApp`` does before anything imports matplotlib,
+  and removes its working folder from ``sys.path`` as ``ipykernel_launcher`` does;
+- each child takes the kernel's environment and working folder, a new session (as
+  jupyter_client's ``start_new_session``), stdin from ``/dev/null``, the default ``SIGCHLD``
+  handler, and the argument list of ``python -m ipykernel_launcher``;
+- an import that printed or warned (it would print in the notebook's cell of a new kernel)
+  makes the server refuse every fork, so those kernels are started as before
+  (:attr:`ForkServer.usable`); so does a kernel command other than this interpreter's
+  ``-m ipykernel_launcher``.
+
+Lifetime: the server reads requests until its pipe closes (:meth:`ForkServer.close`, or the
+run's process died); it then waits for its kernels to be shut down by their managers, or kills
+them when the run's process is gone. A kernel watches the server as its parent (the
+``JPY_PARENT_PID`` it gets), as any kernel watches its launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.provisioning import LocalProvisioner
+
+#: The matplotlib backend ``IPKernelApp`` sets when none is (ipykernel's ``init_gui_pylab``).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+#: What every kernel imports before the notebook's modules.
+KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline")
+
+#: Seconds the server may take to import everything before a fork request is given up.
+READY_TIMEOUT = 120.0
+
+
+class ForkServer:
+    """One process that imports ``modules`` once and forks notebook kernels from itself.
+
+    The server imports what every kernel imports (IPython, ipykernel) when it starts, and
+    each kernel's own modules (its notebook's imports) just before forking it, so the first
+    stage's kernel waits only for the first stage's imports.
+
+    Parameters
+    ----------
+    cwd
+        The server's working folder (the notebooks' folder, the kernels' usual one).
+    """
+
+    def __init__(self, cwd: str | Path) -> None:
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "alliance_analysis.kernels.forking", str(request_read),
+             str(reply_write)],
+            pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, cwd=str(cwd),
+            start_new_session=True)
+        os.close(request_read)
+        os.close(reply_write)
+        self._requests = os.fdopen(request_write, "w", encoding="utf-8")
+        self._replies = os.fdopen(reply_read, "r", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._ready: dict[str, Any] | None = None
+
+    @property
+    def usable(self) -> bool:
+        """True once the server imported every module quietly (waits for its imports)."""
+        with self._lock:
+            return self._wait_ready().get("ok", False)
+
+    def _wait_ready(self) -> dict[str, Any]:
+        if self._ready is None:
+            line = self._replies.readline()
+            self._ready = json.loads(line) if line else {"ok": False, "why": "server exited"}
+        return self._ready
+
+    def fork(self, cmd: Sequence[str], env: dict[str, str], cwd: str,
+             modules: Sequence[str] = ()) -> int:
+        """Fork a kernel running ``cmd`` (``python -m ipykernel_launcher ...``) in ``cwd``
+        with ``env``, once the server has imported ``modules``; its process ID.
+
+        Raises
+        ------
+        RuntimeError
+            The server could not import its modules quietly, or could not fork; the caller
+            starts the kernel as usual.
+        """
+        with self._lock:
+            ready = self._wait_ready()
+            if not ready.get("ok"):
+                raise RuntimeError(f"kernel fork server not usable: {ready.get('why')}")
+            self._requests.write(json.dumps({"cmd": list(cmd), "env": env, "cwd": cwd,
+                                             "modules": list(modules)}) + "\n")
+            self._requests.flush()
+            reply = json.loads(self._replies.readline() or '{"why": "server exited"}')
+        if "pid" not in reply:
+            raise RuntimeError(f"kernel fork failed: {reply.get('why')}")
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        """Stop taking requests; the server exits once its kernels are shut down."""
+        with self._lock:
+            for stream in (self._requests, self._replies):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a kernel still running: it exits after it
+            pass
+
+
+class ForkedKernel:
+    """The ``Popen``-like handle of a forked kernel (a child of the server, not of ours)."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """None while the kernel runs; 0 once it is gone (its exit status is the server's)."""
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until the kernel is gone."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(0.01)
+        return 0
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """jupyter_client's local provisioner, launching the kernel by a :class:`ForkServer`.
+
+    A command that is not this interpreter's ``-m ipykernel_launcher``, or a server that is
+    not usable, gets the usual ``Popen`` launch.
+    """
+
+    server: ForkServer | None = None
+    modules: Sequence[str] = ()
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        server = self.server
+        if server is None or not forkable(cmd):
+            return await super().launch_kernel(cmd, **kwargs)
+        env = dict(kwargs.get("env") or os.environ)
+        cwd = str(kwargs.get("cwd") or Path.cwd())
+        try:
+            pid = server.fork(cmd, env, cwd, self.modules)
+        except RuntimeError:
+            return await super().launch_kernel(cmd, **kwargs)
+        self.process = ForkedKernel(pid)
+        self.pid = self.pgid = pid  # the child starts its own session (process group)
+        self.cwd = cwd
+        return self.connection_info
+
+
+def forkable(cmd: Sequence[str]) -> bool:
+    """True for this interpreter's ``python -m ipykernel_launcher ...``."""
+    try:
+        same = os.path.samefile(cmd[0], sys.executable)
+    except (OSError, IndexError):
+        return False
+    return same and list(cmd[1:3]) == ["-m", "ipykernel_launcher"]
+
+
+def use_fork_server(km: Any, server: ForkServer, modules: Sequence[str] = ()) -> None:
+    """Make the kernel manager ``km`` launch its kernel through ``server``, forked once the
+    server has imported ``modules``."""
+    import uuid
+
+    km.kernel_id = km.kernel_id or str(uuid.uuid4())
+    provisioner = ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec,
+                                  parent=km)
+    provisioner.server = server
+    provisioner.modules = list(modules)
+    km.provisioner = provisioner
+
+
+# -- the server process -------------------------------------------------------------------
+
+def _import_quietly(modules: Sequence[str]) -> dict[str, Any]:
+    """Import ``modules`` as a kernel would; not ok if one failed, printed or warned.
+
+    What an import writes is caught at the file descriptors, not by replacing ``sys.stdout``
+    and ``sys.stderr``: a module keeping a reference to those streams keeps the real ones.
+    """
+    import importlib
+    import tempfile
+
+    if not os.environ.get("MPLBACKEND"):
+        os.environ["MPLBACKEND"] = INLINE_BACKEND
+    with tempfile.TemporaryFile() as capture:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - the notebook's own cell reports it
+            return {"ok": False, "why": f"importing {name}: {exc!r}"}
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+        capture.seek(0)
+        printed = capture.read().decode(errors="replace")
+    if printed:
+        return {"ok": False, "why": "an import printed: " + printed[:200]}
+    return {"ok": True}
+
+
+def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
+    """In the forked child: become the kernel of ``request``; never returns."""
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in keep:
+            os.close(fd)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the server is the launcher
+        cmd = request["cmd"]
+        import ipykernel_launcher
+        from ipykernel import kernelapp
+
+        sys.argv = [ipykernel_launcher.__file__, *cmd[3:]]
+        kernelapp.launch_new_instance(argv=cmd[3:])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - report, then leave the child
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110 - exiting anyway
+                pass
+        os._exit(code)
+
+
+def _reap(signum: int, frame: Any) -> None:
+    """SIGCHLD: collect every kernel that has exited."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serve(request_fd: int, reply_fd: int) -> None:
+    """The server's loop: import what every kernel imports, report, then import each
+    request's modules and fork its kernel."""
+    run_pid = os.getppid()
+    if sys.path and (sys.path[0] in ("", os.getcwd())):
+        del sys.path[0]  # as ipykernel_launcher does; IPython puts it back in the kernel
+    # forked kernels are reaped as soon as they exit (so that a kernel manager polling one sees
+    # it gone), and their CPU time is counted as the server's children's, as with Popen
+    signal.signal(signal.SIGCHLD, _reap)
+    requests = os.fdopen(request_fd, "r", encoding="utf-8")
+    replies = os.fdopen(reply_fd, "w", encoding="utf-8")
+
+    def reply(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    status = _import_quietly(KERNEL_MODULES)
+    reply(status)
+    children: list[int] = []
+    for line in requests:
+        request = json.loads(line)
+        if status["ok"]:  # a failed import leaves the server unusable from then on
+            status = _import_quietly(request.get("modules", ()))
+        if not status["ok"]:
+            reply({"why": status["why"]})
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            reply({"why": repr(exc)})
+            continue
+        if pid == 0:
+            _child(request, (request_fd, reply_fd))
+        children.append(pid)
+        reply({"pid": pid})
+    # no more requests: wait for the kernels, or end them when the run's process is gone
+    while any(_alive(pid) for pid in children):
+        if not _alive(run_pid) or os.getppid() != run_pid:
+            for pid in children:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            break
+        time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,135 @@
+"""Kernels forked from the fork server: a notebook runs in one as in a new kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from alliance_analysis.kernels import KernelPool, execute_in
+from alliance_analysis.kernels.forking import (ForkedKernel, ForkServer, forkable,
+                                                use_fork_server)
+from alliance_analysis.pipeline import KERNEL_ARGUMENTS
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+#: What a kernel's process looks like from inside; the same in a forked and a new kernel.
+PROBE = """\
+import json, os, signal, subprocess, sys
+import matplotlib
+print(json.dumps({
+    "cwd": os.getcwd(),
+    "argv0": os.path.basename(sys.argv[0]),
+    "path0": sys.path[0],
+    "mplbackend": os.environ.get("MPLBACKEND"),
+    "backend": matplotlib.get_backend(),
+    "own_session": os.getsid(0) == os.getpid(),
+    "sigchld_default": signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL,
+    "subprocess": subprocess.run([sys.executable, "-c", "pass"]).returncode,
+    "path": [p for p in sys.path if "site-packages" not in p],
+    "main": sys.modules["__main__"].__name__,
+}, sort_keys=True))
+"""
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    notebook = new_notebook(cells=[new_code_cell(source) for source in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+def _outputs(path: Path) -> list[tuple[int | None, list]]:
+    cells = json.loads(path.read_text())["cells"]
+    return [(c["execution_count"], c["outputs"]) for c in cells]
+
+
+def test_a_forked_kernel_runs_the_notebook_as_a_new_kernel_would(tmp_path: Path) -> None:
+    source = _notebook(tmp_path / "a.ipynb", "import json\nimport fractions", PROBE,
+                       "sorted(k for k in globals() if not k.startswith('_'))",
+                       "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+                       "plt.plot([1, 2]); plt.show()")
+    fresh, forked = tmp_path / "fresh.ipynb", tmp_path / "forked.ipynb"
+    arguments = dict(kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+                     extra_arguments=KERNEL_ARGUMENTS)
+    execute_in(None, str(source), str(fresh), **arguments)
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
+        km = pool.take("a")
+        assert km is not None and km.is_alive()
+        assert isinstance(km.provisioner.process, ForkedKernel)  # forked, not started
+        pid = km.provisioner.process.pid
+        execute_in(km, str(source), str(forked), **arguments)
+        assert not km.has_kernel  # shut down at the end, as papermill's own
+    assert ForkedKernel(pid).poll() == 0  # the kernel is gone
+    # the same execution counts and outputs, the same process environment and figure
+    assert _outputs(fresh) == _outputs(forked)
+    probe = json.loads("".join(_outputs(forked)[1][1][0]["text"]))
+    assert probe["cwd"] == str(tmp_path) and probe["own_session"] and probe["subprocess"] == 0
+    assert probe["sigchld_default"] and probe["argv0"] == "ipykernel_launcher.py"
+
+
+def test_a_printing_import_leaves_kernels_started_as_usual(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import that prints would print in the notebook of a new kernel, not in a forked
+    one: the server refuses that fork and every later one, and the kernel is started."""
+    from jupyter_client.manager import KernelManager
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "noisy_module.py").write_text("print('hello from an import')\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    server = ForkServer(tmp_path)
+    try:
+        assert server.usable  # what every kernel imports is quiet
+        km = KernelManager(kernel_name="python3")
+        use_fork_server(km, server, ["json", "noisy_module"])
+        km.start_kernel(extra_arguments=KERNEL_ARGUMENTS)
+        try:
+            assert isinstance(km.provisioner.process, subprocess.Popen)
+            assert km.is_alive()
+        finally:
+            km.shutdown_kernel(now=True)
+        command = [sys.executable, "-m", "ipykernel_launcher", "-f", "unused.json"]
+        with pytest.raises(RuntimeError, match="an import printed: hello from an import"):
+            server.fork(command, dict(os.environ), str(tmp_path), ["json"])
+    finally:
+        server.close()
+    assert server.process.returncode == 0
+
+
+def test_forkable_commands() -> None:
+    assert forkable([sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"])
+    assert not forkable(["/bin/sh", "-m", "ipykernel_launcher"])
+    assert not forkable([sys.executable, "-m", "other_kernel"])
+    assert not forkable([])
+
+
+def test_kernels_end_when_the_run_process_dies(tmp_path: Path) -> None:
+    """A run killed mid-way leaves no forked kernel behind."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        from jupyter_client.manager import KernelManager
+        from alliance_analysis.kernels.forking import ForkServer, use_fork_server
+        server = ForkServer({str(tmp_path)!r})
+        km = KernelManager(kernel_name="python3")
+        use_fork_server(km, server)
+        km.start_kernel(extra_arguments={KERNEL_ARGUMENTS!r})
+        print(km.provisioner.process.pid, server.process.pid, flush=True)
+        os._exit(0)  # dies without shutting anything down
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    kernel, server = (ForkedKernel(int(pid)) for pid in out.split())
+    deadline = time.monotonic() + 30
+    while (kernel.poll() is None or server.poll() is None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernel.poll() == 0 and server.poll() == 0

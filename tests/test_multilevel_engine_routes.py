@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from scipy.optimize import minimize_scalar
 
 from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
 from alliance_analysis.multilevel.icc import (bootstrap_variances, fit_random_intercepts,
+                                              level_variances, refit_level_variances,
                                               null_model_iccs)
 from alliance_analysis.multilevel.models import (alliance_growth, growth_model,
                                                  therapist_effects)
@@ -122,6 +124,31 @@ def test_null_model_bootstrap_is_seeded_and_agrees_with_lme4s() -> None:
     pd.testing.assert_frame_equal(icc, null_model_iccs(sessions(), "alliance", options, seed=1))
     assert (icc["ci_method"] == "bootstrap").all()
     assert icc["note"].iloc[0] == "20 bootstrap refits, seed 1"
+
+
+@pytest.mark.parametrize("levels", [("therapist", "client"), ("client",), ("therapist",)])
+def test_a_bootstrap_refit_gives_the_full_fits_variances_bit_for_bit(levels) -> None:
+    """The bootstrap refits the design laid out once (as lme4's ``refit(object, newresp)``):
+    its variances and convergence flag are those of the full fit of the new outcome, exactly;
+    the one-row-per-client layout too (the engine's lower level is the therapist)."""
+    data = _client_table() if levels == ("therapist",) else sessions()
+    outcome = "symptoms_post" if levels == ("therapist",) else "alliance_total"
+    predictors = ["symptoms_baseline"] if levels == ("therapist",) else ["session"]
+    model = fit_random_intercepts(data, outcome, predictors, levels, MultilevelOptions(), "m")
+    refitter = model.refitter()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        y = model.fixed_part() + rng.normal(0.0, 1.0, len(model.data))
+        full = model.refit(model.data.assign(**{outcome: y}))
+        fast, converged = refit_level_variances(refitter, y, levels)
+        np.testing.assert_array_equal(fast, level_variances(full, levels))
+        assert converged == full.fit["converged"]
+    with pytest.raises(ValueError, match="finite values"):
+        refitter.variances(np.zeros(len(model.data) + 1))
+    incomplete = model.data.assign(**{outcome: model.data[outcome].where(
+        model.data.index != 0)})
+    with pytest.raises(AllianceDataError, match="complete rows only"):
+        replace(model, data=incomplete).refitter()
 
 
 def test_delta_interval_at_the_boundary_is_replaced_by_the_bootstrap_with_a_note() -> None:

@@ -69,7 +69,7 @@ from scipy.special import expit, logit
 
 from alliance_analysis.errors import AllianceDataError, ConvergenceWarning
 from alliance_analysis.multilevel.derive import CLIENT, THERAPIST, score_column
-from alliance_analysis.multilevel.engine.nested import SINGULAR_TOL, fit_nested
+from alliance_analysis.multilevel.engine.nested import SINGULAR_TOL, NestedRefit, fit_nested
 from alliance_analysis.results import ModelResult, warn_if_flagged
 
 if TYPE_CHECKING:
@@ -140,6 +140,31 @@ class InterceptModel:
             return _fit_levels(data, self.outcome, self.predictors, self.levels, self.reml,
                                self.ci_level, self.max_iter, name or self.result.name,
                                inference)
+
+
+    def refitter(self) -> NestedRefit:
+        """The model laid out once for refits to new outcomes (one value per row of
+        :attr:`data`); its variances in :func:`refit_level_variances`."""
+        design = {("therapist", "client"): {"client": CLIENT, "therapist": THERAPIST},
+                  ("client",): {"client": CLIENT},
+                  # one row per client: the engine's lower level is the therapist
+                  ("therapist",): {"client": THERAPIST}}[self.levels]
+        return NestedRefit(self.data, self.outcome, list(self.predictors), random=["1"],
+                           therapist_random=["1"], reml=self.reml, max_iter=self.max_iter,
+                           **design)
+
+
+def refit_level_variances(refitter: NestedRefit, y: np.ndarray,
+                          levels: Sequence[str]) -> tuple[np.ndarray, bool]:
+    """The level variances (``levels`` order) and residual variance of the model of
+    :meth:`InterceptModel.refitter` refitted to outcome ``y``, and whether it converged: the
+    numbers :func:`level_variances` gives of ``model.refit`` with that outcome."""
+    refit = refitter.variances(y)
+    engine_levels = {"client": refit.client_cov, "therapist": refit.therapist_cov}
+    if tuple(levels) == ("therapist",):
+        engine_levels = {"therapist": refit.client_cov}
+    return (np.array([float(engine_levels[level][0, 0]) for level in levels] + [refit.sigma2]),
+            refit.converged)
 
 
 def level_variances(result: ModelResult, levels: Sequence[str]) -> np.ndarray:
@@ -379,20 +404,23 @@ def bootstrap_variances(model: InterceptModel, samples: int,
     mean = model.fixed_part()
     variances = model.variances()
     codes = [pd.factorize(model.data[LEVEL_COLUMN[level]])[0] for level in model.levels]
+    refitter = model.refitter()  # the design laid out once, as lme4's refit(object, newresp)
     draws, failed = [], 0
     for _ in range(samples):
         y = mean + rng.normal(0.0, np.sqrt(variances[-1]), mean.size)
         for code, variance in zip(codes, variances[:-1], strict=True):
             y = y + rng.normal(0.0, np.sqrt(max(variance, 0.0)), code.max() + 1)[code]
         try:
-            refit = model.refit(model.data.assign(**{model.outcome: y}))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                draw, converged = refit_level_variances(refitter, y, model.levels)
         except REFIT_FAILURES:
             failed += 1
             continue
-        if not refit.fit["converged"]:
+        if not converged:
             failed += 1
             continue
-        draws.append(level_variances(refit, model.levels))
+        draws.append(draw)
     return np.array(draws).reshape(-1, variances.size), failed
 
 

@@ -42,6 +42,9 @@ class Design:
     dropped
         Rows dropped for a missing value, by column (a row counts once, for its first
         missing column in model order).
+    rows
+        The position in the data of each row, in the arrays' order (to lay out a new outcome
+        the same way, as in :class:`alliance_analysis.multilevel.engine.nested.NestedRefit`).
     """
 
     x: np.ndarray
@@ -57,6 +60,7 @@ class Design:
     client_ids: np.ndarray
     therapist_ids: np.ndarray
     dropped: dict[str, int]
+    rows: np.ndarray
 
     @property
     def n_clients(self) -> int:
@@ -83,7 +87,7 @@ def build_design(data: pd.DataFrame, outcome: str, fixed: Sequence[str],
     ids = [client] + ([therapist] if therapist else [])
     variables = _variables([outcome, *fixed_terms, *client_terms, *therapist_terms])
     _require(data, ids + variables)
-    frame, dropped = _complete(data, [*variables, *ids])
+    frame, dropped, kept = _complete(data, [*variables, *ids])
     client_code = pd.factorize(frame[client])[0]
     therapist_code = pd.factorize(frame[therapist])[0] if therapist else np.zeros_like(client_code)
     _check_nested(frame, client, therapist, client_code, therapist_code)
@@ -101,7 +105,7 @@ def build_design(data: pd.DataFrame, outcome: str, fixed: Sequence[str],
         client_ids=_ids(frame[client], order[client_starts]),
         therapist_ids=(_ids(frame[therapist], order[therapist_starts]) if therapist
                        else np.array([], dtype=str)),
-        dropped=dropped)
+        dropped=dropped, rows=kept[order])
     _check_identifiable(design, client, therapist)
     return design
 
@@ -141,19 +145,21 @@ def _require(data: pd.DataFrame, columns: Sequence[str]) -> None:
                                 f"lack (it has {list(data.columns)[:15]})")
 
 
-def _complete(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Rows with every model variable present, numeric variables as float; drop counts."""
+def _complete(data: pd.DataFrame, columns: Sequence[str]
+              ) -> tuple[pd.DataFrame, dict[str, int], np.ndarray]:
+    """Rows with every model variable present; drop counts; the kept rows' positions."""
     frame = data[list(dict.fromkeys(columns))].copy()
     missing = frame.isna().to_numpy()
     first_missing = np.argmax(missing, axis=1)
     has_missing = missing.any(axis=1)
     dropped = {column: int(np.sum(has_missing & (first_missing == j)))
                for j, column in enumerate(frame.columns)}
+    kept = np.flatnonzero(~has_missing)
     if has_missing.any():
         frame = frame.loc[~has_missing]
     if frame.empty:
         raise NotEstimableError(f"fit_nested: no row has every model variable {list(columns)}")
-    return frame, {k: v for k, v in dropped.items() if v}
+    return frame, {k: v for k, v in dropped.items() if v}, kept
 
 
 def _columns(frame: pd.DataFrame, terms: Sequence[str], order: np.ndarray) -> np.ndarray:

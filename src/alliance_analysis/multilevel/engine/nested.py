@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance_analysis.errors import AllianceDataError
 from alliance_analysis.multilevel.derive import CLIENT
 from alliance_analysis.multilevel.engine.design import INTERCEPT, Design, build_design, column_rms
 from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, ComplexStep, NestedStats,
@@ -194,19 +195,7 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
                           intercept)
     structure = Structure(len(design.client_names), len(design.therapist_names),
                           correlated, therapist_correlated, len(design.fixed_names))
-    suff = sufficient_statistics(design.zc, design.zt, design.x, design.y,
-                                 design.client_starts, design.therapist_row_starts,
-                                 design.therapist_client_starts)
-
-    def values(theta: np.ndarray) -> np.ndarray:
-        return profiled_deviance(theta, suff, structure, reml)
-
-    # the reverse-mode gradient where it applies (two levels), else the complex step
-    value_grad = (TwoLevelGradient(suff, structure, reml) if reverse_mode(structure)
-                  else ComplexStep(values))
-    start = structure.start(column_rms(design.zc), column_rms(design.zt))
-    kept, attempts = minimise(value_grad, values, start, structure.lower_bounds(),
-                              max_iter, canonical=structure.canonical)
+    suff, kept, attempts = _optimise(design, structure, design.y, reml, max_iter)
     estimates = _estimates(kept, suff, structure, reml)
     modes = conditional_modes(kept.x, estimates.beta, estimates.sigma2, suff, structure)
     parameters = variance_parameters(design, structure)
@@ -225,6 +214,101 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
                "optimizer_attempts": _attempts_table(attempts, kept)})
     warn_if_flagged(result)
     return result
+
+
+def _optimise(design: Design, structure: Structure, y: np.ndarray, reml: bool,
+              max_iter: int) -> tuple[NestedStats, Attempt, list[Attempt]]:
+    """Minimise the REML criterion or deviance of outcome ``y`` (laid out as the design's
+    rows): the sufficient statistics, the kept optimizer run and every run."""
+    suff = sufficient_statistics(design.zc, design.zt, design.x, y, design.client_starts,
+                                 design.therapist_row_starts, design.therapist_client_starts)
+
+    def values(theta: np.ndarray) -> np.ndarray:
+        return profiled_deviance(theta, suff, structure, reml)
+
+    # the reverse-mode gradient where it applies (two levels), else the complex step
+    value_grad = (TwoLevelGradient(suff, structure, reml) if reverse_mode(structure)
+                  else ComplexStep(values))
+    start = structure.start(column_rms(design.zc), column_rms(design.zt))
+    kept, attempts = minimise(value_grad, values, start, structure.lower_bounds(),
+                              max_iter, canonical=structure.canonical)
+    return suff, kept, attempts
+
+
+@dataclass(frozen=True)
+class RefitVariances:
+    """The variance components of one refit (:meth:`NestedRefit.variances`).
+
+    Attributes
+    ----------
+    client_cov, therapist_cov
+        Covariance matrices of the client and therapist random effects (the therapist's
+        empty for two levels).
+    sigma2
+        Residual variance.
+    converged
+        lme4's convergence check passed (``fit["converged"]`` of :func:`fit_nested`).
+    """
+
+    client_cov: np.ndarray
+    therapist_cov: np.ndarray
+    sigma2: float
+    converged: bool
+
+
+class NestedRefit:
+    """A model of :func:`fit_nested` laid out once, to be refitted to new outcomes.
+
+    As lme4's ``refit(object, newresp)`` (used by its ``bootMer``): the design, its checks
+    and its sorting are done once, and each refit only recomputes the outcome's sufficient
+    statistics and minimises the criterion, from the same start with the same optimizer as
+    :func:`fit_nested`, so a refit's variance components are the same numbers
+    ``fit_nested`` gives for ``data`` with that outcome. Nothing else (fixed-effect tests,
+    random effects, tables) is computed: for parametric bootstraps of variance components.
+
+    Parameters
+    ----------
+    data, outcome, fixed
+        As :func:`fit_nested`; every row must be complete (no missing model variable), so
+        that a new outcome has one value per row of ``data``.
+    random, client, therapist, therapist_random, correlated, therapist_correlated, intercept,
+    reml, max_iter
+        As :func:`fit_nested`.
+
+    Raises
+    ------
+    AllianceDataError
+        As :func:`fit_nested`, or a row of ``data`` misses a model variable.
+    """
+
+    def __init__(self, data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
+                 random: Sequence[str] = ("1",), client: str = CLIENT,
+                 therapist: str | None = None, therapist_random: Sequence[str] = ("1",),
+                 correlated: bool = True, therapist_correlated: bool = True,
+                 intercept: bool = True, reml: bool = True, max_iter: int = 1000) -> None:
+        self.design = build_design(data, outcome, fixed, random, client, therapist,
+                                   therapist_random, intercept)
+        if self.design.dropped:
+            raise AllianceDataError(
+                f"NestedRefit: rows missing a model variable ({self.design.dropped}); give "
+                "the complete rows only, so that each new outcome has one value per row")
+        self.structure = Structure(len(self.design.client_names),
+                                   len(self.design.therapist_names), correlated,
+                                   therapist_correlated, len(self.design.fixed_names))
+        self.n_rows = len(data)
+        self.reml, self.max_iter = reml, max_iter
+
+    def variances(self, y: np.ndarray) -> RefitVariances:
+        """The variance components of the model refitted to outcome ``y`` (one value per row
+        of the data, in their order)."""
+        y = np.asarray(y, dtype=float)
+        if y.shape != (self.n_rows,) or not np.all(np.isfinite(y)):
+            raise ValueError(f"NestedRefit: the outcome must be {self.n_rows} finite values")
+        suff, kept, _ = _optimise(self.design, self.structure, y[self.design.rows], self.reml,
+                                  self.max_iter)
+        estimates = _estimates(kept, suff, self.structure, self.reml)
+        return RefitVariances(estimates.client_cov, estimates.therapist_cov, estimates.sigma2,
+                              bool(kept.ok))
 
 
 # -- the estimates --------------------------------------------------------------------------

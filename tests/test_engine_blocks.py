@@ -167,36 +167,66 @@ def deviance_from(f: np.ndarray, n: int) -> complex:
     return 2 * sum(np.log(chol[i, i]) for i in range(3)) + n * (1 + np.log(2 * np.pi * r2 / n))
 
 
-@pytest.mark.parametrize(("random", "correlated"), [(["1"], True), (["1", "session"], True),
-                                                    (["1", "session"], False)])
-@pytest.mark.parametrize("reml", [True, False])
-def test_two_level_reverse_gradient_equals_the_complex_step(random: list[str], correlated: bool,
-                                                           reml: bool) -> None:
-    """``gradient.TwoLevelGradient`` (real, reverse mode) against the complex step, for the
-    profiled deviance in ``theta`` and the deviance in ``(theta, sigma)``: values 1e-12,
-    gradients 1e-8 of their scale (both exact; rounding)."""
-    from alliance_analysis.multilevel.engine.gradient import TwoLevelGradient
+def _random_design(seed: int) -> pd.DataFrame:
+    """A random unbalanced three-level design: 4 to 9 therapists of 1 to 6 clients, each seen
+    1 to 12 times (``y``, ``session``, ``x`` as the fixture's)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for therapist in range(rng.integers(4, 10)):
+        for client in range(rng.integers(1, 7)):
+            for session in range(rng.integers(1, 13)):
+                rows.append((f"t{therapist}", f"t{therapist}c{client}", float(session)))
+    data = pd.DataFrame(rows, columns=["therapist", "client", "session"])
+    effects = {c: rng.normal(size=2) for c in data["client"].unique()}
+    offsets = {t: rng.normal() for t in data["therapist"].unique()}
+    return data.assign(x=rng.normal(size=len(data)), y=[
+        3 + effects[c][0] + offsets[t] + (0.5 + 0.2 * effects[c][1]) * s + rng.normal()
+        for t, c, s in zip(data["therapist"], data["client"], data["session"], strict=True)])
 
-    stats = nested_stats(_data(), random, False)
-    structure = Structure(len(random), 0, correlated, True, 3)
+
+REVERSE_CASES = [(["1"], True, False), (["1", "session"], True, False),
+                 (["1", "session"], False, False), (["1"], True, True),
+                 (["1", "session"], True, True), (["1", "session"], False, True)]
+
+
+@pytest.mark.parametrize(("random", "correlated", "three_level"), REVERSE_CASES)
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("design", ["fixture", 1, 2])
+def test_reverse_gradient_equals_the_complex_step(random: list[str], correlated: bool,
+                                                  three_level: bool, reml: bool,
+                                                  design: str | int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``gradient.ReverseGradient`` (real, reverse mode) against the complex step, for the
+    profiled deviance in ``theta`` and the deviance in ``(theta, sigma)``, two levels and three
+    (a therapist intercept), on the fixture and on random designs (the second in runs of a few
+    therapists, ``blocks.CHUNK_CELLS``): values 1e-12, gradients 1e-10 of their scale (both
+    exact; rounding)."""
+    from alliance_analysis.multilevel.engine import blocks
+    from alliance_analysis.multilevel.engine.gradient import ReverseGradient
+
+    if design == 2:
+        monkeypatch.setattr(blocks, "CHUNK_CELLS", 40)
+    data = _data() if design == "fixture" else _random_design(design)
+    stats = nested_stats(data, random, three_level)
+    structure = Structure(len(random), int(three_level), correlated, True, 3)
     rng = np.random.default_rng(8)
     points = rng.uniform(0.3, 1.2, (3, structure.n_theta))
     points[:, structure.lower_bounds() < 0] -= 0.6
-    profiled = TwoLevelGradient(stats, structure, reml)
+    profiled = ReverseGradient(stats, structure, reml)
     values, grads = profiled.evaluate(points)
     for point, value, grad in zip(points, values, grads, strict=True):
         expected_value, expected = value_and_gradient(
             lambda b: profiled_deviance(b, stats, structure, reml), point)
         assert value == pytest.approx(expected_value, rel=1e-12)
-        np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+        np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
     with_sigma = np.column_stack([points, rng.uniform(2, 4, 3)])
-    values, grads = TwoLevelGradient(stats, structure, reml, sigma=True).evaluate(with_sigma)
+    values, grads = ReverseGradient(stats, structure, reml, sigma=True).evaluate(with_sigma)
     for point, value, grad in zip(with_sigma, values, grads, strict=True):
         expected_value, expected = value_and_gradient(
             lambda b: deviance.deviance(b[:, :-1], b[:, -1] ** 2, stats, structure, reml),
             point)
         assert value == pytest.approx(expected_value, rel=1e-12)
-        np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+        np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("three_level", [False, True])

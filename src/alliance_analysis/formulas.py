@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from formulaic import Formula
 from formulaic.errors import FormulaicError
@@ -92,11 +93,11 @@ class MixedFormula:
 
     def variables(self) -> set[str]:
         """Every column the formula reads (outcome, fixed terms, slopes, groups)."""
-        names = {self.outcome} | set(Formula(self.fixed).required_variables)
+        names = {self.outcome} | _required_variables(self.fixed)
         for bar in self.random:
             names.add(bar.group)
             for slope in bar.slopes:
-                names |= set(Formula(slope).required_variables)
+                names |= _required_variables(slope)
         return {n for n in names if n not in _FUNCTIONS}
 
     def groups(self) -> tuple[str, ...]:
@@ -106,6 +107,17 @@ class MixedFormula:
 
 #: Names formulaic reports as variables that are functions of the formula language.
 _FUNCTIONS = {"C", "I", "np", "log", "exp", "center", "scale", "poly", "bs", "Q"}
+
+
+@lru_cache(maxsize=1024)
+def _required(terms: str) -> frozenset[str]:
+    """formulaic's required variables of ``terms``, cached by text."""
+    return frozenset(Formula(terms).required_variables)
+
+
+def _required_variables(terms: str) -> set[str]:
+    """The names formulaic reads in ``terms`` (parsed once per distinct text)."""
+    return set(_required(terms))
 
 
 def _caret(text: str, start: int, end: int) -> str:
@@ -215,10 +227,19 @@ def parse_formula(text: str) -> MixedFormula:
     effects independent, ``(0 + x | g)`` a slope without an intercept; the fixed part has an
     intercept unless it says ``0 +`` or ``- 1``. Checked against lme4's own expansion of
     ``||`` in ``tests/test_formulas.py``.
+
+    A formula is parsed once per distinct text (the result is immutable and shared): the
+    parameters' validation, the checks and each fit ask for it again.
     """
     if not isinstance(text, str) or "~" not in text:
         raise FormulaError(f"a model formula needs '~' between the outcome and the terms, "
                            f"e.g. 'phq9_total ~ I(session - 1) + (1 | client_id)'; got {text!r}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> MixedFormula:
+    """:func:`parse_formula` of a text with a ``~``."""
     lhs, _, rhs = text.partition("~")
     outcome = lhs.strip()
     if not _NAME.match(outcome):

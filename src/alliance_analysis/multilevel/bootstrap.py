@@ -50,10 +50,14 @@ CHUNK_SIZE = 10
 def level_covariance(vc: pd.DataFrame, level: str, terms: list[str]) -> np.ndarray:
     """A level's covariance matrix of its random effects from the variance components."""
     cov = np.zeros((len(terms), len(terms)))
-    for row in vc[vc["level"] == level].itertuples():
-        i = terms.index(row.term)
-        j = i if not isinstance(row.term2, str) else terms.index(row.term2)
-        cov[i, j] = cov[j, i] = row.vcov
+    # the columns as lists: a few rows, read without a filtered copy of the table
+    for row_level, term, term2, value in zip(*(vc[c].tolist() for c in
+                                               ("level", "term", "term2", "vcov")), strict=True):
+        if row_level != level:
+            continue
+        i = terms.index(term)
+        j = i if not isinstance(term2, str) else terms.index(term2)
+        cov[i, j] = cov[j, i] = value
     return cov
 
 

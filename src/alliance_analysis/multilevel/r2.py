@@ -174,7 +174,9 @@ def model_r2(prepared: PreparedModel, result: ModelResult) -> NakagawaR2:
     names = prepared.names
     columns = [prepared.outcome, *prepared.fixed.values(),
                *[c for block in prepared.blocks.values() for c in block.columns]]
-    table = prepared.table.dropna(subset=columns)
+    table = prepared.table
+    if np.isnan(table[columns].to_numpy(dtype=float)).any():
+        table = table.dropna(subset=columns)
     if len(table) != int(result.fit["n_obs"]):
         raise ValueError(f"{result.name}: {len(table)} complete rows, but the model was "
                          f"fitted on {result.fit['n_obs']}: not the rows of this fit")

@@ -96,7 +96,8 @@ def derive_columns(sessions: pd.DataFrame, names: set[str], early_sessions: int 
     See the module notes for each suffix. The input is not changed.
     """
     order = [CLIENT, "session"] if "session" in sessions.columns else [CLIENT]
-    ordered = sessions.sort_values(order, kind="stable").reset_index(drop=True)
+    ordered = (sessions if _in_order(sessions, order)
+               else sessions.sort_values(order, kind="stable")).reset_index(drop=True)
     added: dict[str, pd.Series] = {}
     by_client = ordered.groupby(CLIENT, sort=False)
     for name in sorted(names):
@@ -130,6 +131,26 @@ def derive_columns(sessions: pd.DataFrame, names: set[str], early_sessions: int 
             early = values.where(ordered["session"] <= early_sessions)
             added[name] = early.groupby(ordered[CLIENT], sort=False).transform("mean")
     return ordered.assign(**added)
+
+
+def _in_order(sessions: pd.DataFrame, order: list[str]) -> bool:
+    """Whether the rows are already in the order a stable sort by ``order`` (the client, then
+    the session number) gives, so that the sort can be skipped (the usual case: a processed
+    session table is written in that order). False when unsure (missing values, a session
+    column that is not numeric): then the table is sorted."""
+    codes, clients = pd.factorize(sessions[CLIENT])
+    # codes in order of first appearance (-1 a missing ID, sorted last): increasing from 0
+    # when each client's rows are one run
+    if (codes.size and codes[0] < 0) or not (np.all(np.diff(codes) >= 0)
+                                             and pd.Index(clients).is_monotonic_increasing):
+        return False
+    if len(order) == 1:
+        return True
+    session = sessions[order[1]]
+    if not (isinstance(session.dtype, np.dtype) and session.dtype.kind in "iuf"):
+        return False
+    values = session.to_numpy()
+    return bool(np.all((codes[1:] != codes[:-1]) | (values[1:] >= values[:-1])))
 
 
 def _detrended(ordered: pd.DataFrame, source: str) -> pd.Series:
@@ -252,6 +273,15 @@ def _matrix(formula: str, data: pd.DataFrame, name: str) -> pd.DataFrame:
                                   f"from the data ({type(exc).__name__}: {exc})") from None
 
 
+def _slope_columns(slopes: tuple[str, ...], data: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The random-slope columns of one bar: numeric columns named alone are taken as they are
+    (what formulaic builds for them), other terms are built by formulaic."""
+    if all(term in data.columns and isinstance(data[term].dtype, np.dtype)
+           and data[term].dtype.kind in "iuf" for term in slopes):
+        return data[list(slopes)]
+    return _matrix("0 + " + " + ".join(slopes), data, name)
+
+
 @dataclass(frozen=True)
 class _Block:
     """One grouping factor's random effects: columns (safe names), labels, correlation."""
@@ -286,7 +316,7 @@ def _random_blocks(parsed: MixedFormula, data: pd.DataFrame, name: str
         for bar in bars:
             if not bar.slopes:
                 continue
-            slopes = _matrix("0 + " + " + ".join(bar.slopes), data, name)
+            slopes = _slope_columns(bar.slopes, data, name)
             for label in slopes.columns:
                 safe = f"_r{len(extra)}"
                 extra[safe] = slopes[label].astype("float64")

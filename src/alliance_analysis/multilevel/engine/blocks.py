@@ -145,7 +145,7 @@ def _eliminate_run(theta: np.ndarray, stats: NestedStats,
     removed = unpack_symmetric(contract(weights, stats.fixed_products).T, qt + p + 1, qt)
     if not qt:
         return logdet, -removed
-    low_t, b_t = _therapist_factors(weights, inverse, theta, stats, structure)
+    low_t, b_t, _ = therapist_factors(weights, inverse, theta, stats, structure)
     # sum over therapists of B_j'B_j: one einsum (numpy's own loop, no BLAS)
     f = (stats.upper_cross[qt:, qt:].sum(axis=-1)[..., None] - removed[..., inverse]
          - np.einsum("qakt,qbkt->abk", b_t, b_t))
@@ -256,11 +256,13 @@ def contract(weights: np.ndarray, products: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(blocks, 0, -1)).sum(axis=-1)
 
 
-def _therapist_factors(weights: np.ndarray, inverse: np.ndarray, theta: np.ndarray,
-                       stats: NestedStats, structure: Structure
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def therapist_factors(weights: np.ndarray, inverse: np.ndarray, theta: np.ndarray,
+                      stats: NestedStats, structure: Structure
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``L_j`` and ``B_j`` of every therapist (three levels; module notes), shapes
-    ``(q_t, q_t, k, therapists)`` and ``(q_t, p + 1, k, therapists)``."""
+    ``(q_t, q_t, k, therapists)`` and ``(q_t, p + 1, k, therapists)``, and the rows of the
+    therapist effects of ``W_j'W_j - sum over its clients of D_i'N_i D_i`` (``S_j`` before
+    the scaling by ``Lambda_t``), ``(q_t, r, k, therapists)``."""
     qt = structure.q_therapist
     r = stats.upper_cross.shape[0]
     removed = np.moveaxis(_therapist_sums(weights, stats), -1, 0)
@@ -274,12 +276,12 @@ def _therapist_factors(weights: np.ndarray, inverse: np.ndarray, theta: np.ndarr
     if qt == 1:  # a therapist intercept: scalars, written out
         lam = lam_t[0, 0][:, None]
         low_t = sqrt(lam * lam * unscaled[0, 0] + 1)
-        return low_t[None, None], (unscaled[:, 1:] * (lam / low_t))
+        return low_t[None, None], (unscaled[:, 1:] * (lam / low_t)), unscaled
     # Lambda_t' (rows) and Lambda_t (therapist columns): S_j[t, :]
     scaled = scale_columns(np.swapaxes(scale_columns(np.swapaxes(unscaled, 0, 1), lam_t), 0, 1),
                            lam_t)
     low_t = cholesky(scaled[:, :qt] + np.eye(qt)[..., None, None])
-    return low_t, forward_solve(low_t, scaled[:, qt:])
+    return low_t, forward_solve(low_t, scaled[:, qt:]), unscaled
 
 
 def _therapist_sums(weights: np.ndarray, stats: NestedStats) -> np.ndarray:

@@ -1,15 +1,15 @@
-"""The deviance of a two-level model with one or two client random effects and its exact
-gradient, in real arithmetic (reverse mode).
+"""The deviance of a two- or three-level model with one or two client random effects (and at
+most a therapist intercept) and its exact gradient, in real arithmetic (reverse mode).
 
-This is the commonest model (sessions in clients, a random intercept and a random slope for
-time) and the one where lme4 is fastest, so it gets its own evaluation:
-:class:`TwoLevelGradient` gives what :class:`~alliance_analysis.multilevel.engine.deviance.
-ComplexStep` gives (a value and gradient at a point, gradients at a batch of points), for the
-profiled deviance in ``theta`` and for the deviance in ``(theta, sigma)``. A complex-step
-gradient evaluates the deviance once per parameter in complex arithmetic (four times the
-work of the real deviance for an intercept and a slope, each complex operation about three
-real ones); the gradient below costs about one more real evaluation. Other models (three
-levels, three or more client effects) use the complex step.
+These are the commonest models (sessions in clients, a random intercept and a random slope
+for time, perhaps a therapist intercept) and the ones where lme4 is fastest, so they get their
+own evaluation: :class:`ReverseGradient` gives what :class:`~alliance_analysis.multilevel.
+engine.deviance.ComplexStep` gives (a value and gradient at a point, gradients at a batch of
+points), for the profiled deviance in ``theta`` and for the deviance in ``(theta, sigma)``. A
+complex-step gradient evaluates the deviance once per parameter in complex arithmetic (four
+times the work of the real deviance for an intercept and a slope, each complex operation
+about three real ones); the gradient below costs about one more real evaluation. Other models
+(three or more client effects, therapist slopes) use the complex step.
 
 Notes
 -----
@@ -31,7 +31,20 @@ packed products of the ``D_i``). With ``H_i = G_i^{-1} P_i'`` and ``V_i = H_i E_
 
 for ``theta_m`` at ``(r_m, c_m)`` of ``Lambda`` (``dP_i = F_i dLambda``), and, given ``sigma``,
 ``d deviance / d sigma = 2 n' / sigma - 2 r^2 / sigma^3``. Every sum over clients is numpy's
-pairwise sum. Checked against the complex-step gradient in ``tests/test_engine_blocks.py``.
+pairwise sum.
+
+Three levels, a therapist intercept with factor ``lambda``: therapist ``j``'s rows of ``U_j =
+W_j'W_j - sum over its clients of D_i'N_i D_i`` are ``a_j = U_j[t, t]`` and ``u_j = U_j[t, (X,
+y)]``; with ``g_j = lambda^2 a_j + 1`` and ``c_j = lambda^2 / g_j``, the deviance adds ``sum_j
+log g_j`` and ``F = sum_j (U_j[(X, y), (X, y)] - c_j u_j u_j')``. Its differential in ``U_j``
+is ``tr(Gamma_j dU_j)`` with
+
+    Gamma_j = [[c_j + c_j^2 u_j' Omega u_j, -c_j u_j' Omega], [-c_j Omega u_j, Omega]],
+
+so the client terms are those of two levels with ``E_i = D_i Gamma_j D_i'`` (``D_i`` now with
+its therapist column; ``j`` the client's therapist), and ``d deviance / d lambda = sum_j 2
+lambda (a_j / g_j - u_j' Omega u_j / g_j^2)``. Checked against the complex-step gradient in
+``tests/test_engine_blocks.py``.
 
 References
 ----------
@@ -48,19 +61,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alliance_analysis.multilevel.engine.blocks import client_runs, client_weights, contract
+from alliance_analysis.multilevel.engine.blocks import (client_runs, client_weights, contract,
+                                                        therapist_factors)
 from alliance_analysis.multilevel.engine.layout import NestedStats, Structure
-from alliance_analysis.multilevel.engine.small import unpack_symmetric, upper_pairs
+from alliance_analysis.multilevel.engine.small import (log_determinant, unpack_symmetric,
+                                                       upper_pairs)
 
 def applies(structure: Structure) -> bool:
-    """Whether :class:`TwoLevelGradient` covers the model: two levels, one or two client
-    random effects."""
-    return structure.q_therapist == 0 and structure.q_client <= 2
+    """Whether :class:`ReverseGradient` covers the model: one or two client random effects,
+    and none or a therapist intercept alone."""
+    return structure.q_therapist <= 1 and structure.q_client <= 2
 
 
 @dataclass(frozen=True)
-class TwoLevelGradient:
-    """The deviance and its exact gradient for a two-level model (see the module notes).
+class ReverseGradient:
+    """The deviance and its exact gradient (see the module notes).
 
     Called at a point ``x`` it returns ``(value, gradient)``; :meth:`gradients` gives the
     gradients at a batch of points (the optimizer's Hessians). With ``sigma`` False, ``x`` is
@@ -89,17 +104,20 @@ class TwoLevelGradient:
         """Values ``(k,)`` and gradients ``(k, m)`` at the rows of ``points``."""
         structure, stats = self.structure, self.stats
         theta = points[:, :-1] if self.sigma else points
+        client_theta = theta[:, :structure.n_client_theta]
         p = structure.n_fixed
         n = stats.n_obs - (p if self.reml else 0)
-        logdet = np.zeros(len(points))
-        removed = 0
         runs = client_runs(stats, len(points))
-        for run in runs:
-            run_logdet, weights = client_weights(theta, run.client_root, structure)
-            logdet = logdet + run_logdet
-            removed = removed + contract(weights, run.fixed_products)
-        f = stats.upper_cross[:, :, 0][None] - np.moveaxis(
-            unpack_symmetric(removed.T, p + 1), -1, 0)
+        if structure.q_therapist:
+            logdet, f, therapists = _three_level_system(theta, runs, structure)
+        else:
+            logdet, removed = np.zeros(len(points)), 0
+            for run in runs:
+                run_logdet, weights = client_weights(theta, run.client_root, structure)
+                logdet = logdet + run_logdet
+                removed = removed + contract(weights, run.fixed_products)
+            f = stats.upper_cross[:, :, 0][None] - np.moveaxis(
+                unpack_symmetric(removed.T, p + 1), -1, 0)
         try:
             low = np.linalg.cholesky(f)
         except np.linalg.LinAlgError:
@@ -116,17 +134,65 @@ class TwoLevelGradient:
             weight = n / r2
             values = logdet + logdet_x + n * (1 + np.log(2 * np.pi * r2 / n))
         omega = _omega(f, p, weight, self.reml)
+        packed = _packed(omega)
         grads = np.zeros(points.shape)
-        for run in runs:
-            grads[:, :theta.shape[1]] += _theta_gradient(theta, run, structure, omega)
+        m = client_theta.shape[1]
+        for i, run in enumerate(runs):
+            # E_i = D_i Omega D_i' from the packed products: one (clients * pairs, cells) product
+            e = np.moveaxis(run.fixed_products @ packed.T, -1, 0)
+            if structure.q_therapist:
+                e, lam_gradient = _therapist_adjoint(e, omega, theta[:, m], therapists[i], run)
+                grads[:, m] += lam_gradient
+            grads[:, :m] += _theta_gradient(client_theta, run, structure, e)
         if self.sigma:
             grads[:, -1] = 2 * n / sigma - 2 * r2 / sigma**3
         return values, grads
 
 
+def _three_level_system(theta: np.ndarray, runs: list[NestedStats], structure: Structure
+                        ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``sum_i log det G_i + sum_j log g_j``, ``F`` (``(k, p+1, p+1)``) and, for each run of
+    therapists, ``(a_j, u_j)`` of the module notes (a therapist intercept), computed as
+    :func:`~alliance_analysis.multilevel.engine.blocks.eliminate` computes them."""
+    p = structure.n_fixed
+    client_theta = theta[:, :structure.n_client_theta]
+    every = np.arange(len(theta))
+    logdet, f, therapists = np.zeros(len(theta)), 0, []
+    for run in runs:
+        run_logdet, weights = client_weights(client_theta, run.client_root, structure)
+        removed = unpack_symmetric(contract(weights, run.fixed_products).T, p + 2, 1)
+        low_t, b_t, unscaled = therapist_factors(weights, every, theta, run, structure)
+        f = f + (run.upper_cross[1:, 1:].sum(axis=-1)[..., None] - removed
+                 - np.einsum("qakt,qbkt->abk", b_t, b_t))
+        logdet = logdet + (run_logdet + log_determinant(low_t))
+        therapists.append((unscaled[0, 0], unscaled[0, 1:]))
+    return logdet, np.moveaxis(f, -1, 0), therapists
+
+
+def _therapist_adjoint(e: np.ndarray, omega: np.ndarray, lam: np.ndarray,
+                       therapists: tuple[np.ndarray, np.ndarray], run: NestedStats
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``E_i = D_i Gamma_j D_i'`` (``(k, clients, pairs)``) of the clients of a run of
+    therapists, ``e`` holding its ``Omega`` part, and this run's term of the gradient in the
+    therapist intercept's ``theta`` (``(k,)``; module notes)."""
+    a, u = therapists
+    lam = lam[:, None]
+    g = lam * lam * a + 1
+    c = lam * lam / g
+    omega_u = np.einsum("kab,bkt->akt", omega, u)
+    quadratic = np.sum(u * omega_u, axis=0)
+    # Gamma_j's row of the therapist effect packed as the therapist products (the
+    # off-diagonal cells doubled): (r, k, therapists), then for each client its therapist's
+    gamma = np.concatenate([(c + c * c * quadratic)[None], -2 * c * omega_u])
+    owner = np.repeat(np.arange(a.shape[-1]),
+                      np.diff(np.r_[run.upper_starts, run.client_root.shape[-1]]))
+    # one stacked (pairs, cells) x (cells, k) product per client
+    e = e + np.moveaxis(run.therapist_products @ np.moveaxis(gamma[..., owner], -1, 0), -1, 0)
+    return e, np.sum(2 * lam * (a / g - quadratic / (g * g)), axis=-1)
+
+
 def _omega(f: np.ndarray, p: int, weight: np.ndarray, reml: bool) -> np.ndarray:
-    """``Omega`` of the module notes for each ``F`` (``(k, p+1, p+1)``), packed with the
-    off-diagonal cells doubled: ``(k, cells)``."""
+    """``Omega`` of the module notes for each ``F`` (``(k, p+1, p+1)``)."""
     inverse = np.linalg.inv(f[:, :p, :p])
     beta = np.einsum("kij,kj->ki", inverse, f[:, :p, p])
     omega = np.empty_like(f)
@@ -134,12 +200,18 @@ def _omega(f: np.ndarray, p: int, weight: np.ndarray, reml: bool) -> np.ndarray:
         beta[:, :, None] * beta[:, None, :])
     omega[:, :p, p] = omega[:, p, :p] = -weight[:, None] * beta
     omega[:, p, p] = weight
-    rows, cols = upper_pairs(p + 1)
+    return omega
+
+
+def _packed(omega: np.ndarray) -> np.ndarray:
+    """``Omega`` packed as the products of the ``D_i``, the off-diagonal cells doubled:
+    ``(k, cells)``."""
+    rows, cols = upper_pairs(omega.shape[-1])
     return omega[:, rows, cols] * np.where(rows < cols, 2.0, 1.0)
 
 
 def _theta_gradient(theta: np.ndarray, stats: NestedStats, structure: Structure,
-                    omega: np.ndarray) -> np.ndarray:
+                    e: np.ndarray) -> np.ndarray:
     """``2 sum_i (Y_i F_i)[c_m, r_m]`` over the clients of ``stats`` (``(k, m)``).
 
     With ``R_i = (I + P_i P_i')^{-1}``: ``H_i = P_i' R_i`` and ``N_i = I - R_i``, so ``Y_i =
@@ -151,8 +223,6 @@ def _theta_gradient(theta: np.ndarray, stats: NestedStats, structure: Structure,
     lam = np.zeros((structure.q_client,) * 2 + (len(theta),))
     lam[rows, cols] = theta.T
     lam = lam[..., None]
-    # E_i = D_i Omega D_i' from the packed products: one (clients * pairs, cells) product
-    e = np.moveaxis(stats.fixed_products @ omega.T, -1, 0)
     if structure.q_client == 1:
         p = root[0, 0] * lam[0, 0]
         r = 1 / (1 + p * p)

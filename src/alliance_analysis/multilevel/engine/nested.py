@@ -45,7 +45,7 @@ from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, ComplexS
                                                           Structure, eliminate, fixed_effects,
                                                           profiled_deviance,
                                                           sufficient_statistics)
-from alliance_analysis.multilevel.engine.gradient import TwoLevelGradient
+from alliance_analysis.multilevel.engine.gradient import ReverseGradient
 from alliance_analysis.multilevel.engine.gradient import applies as reverse_mode
 from alliance_analysis.multilevel.engine.modes import Modes, conditional_modes
 from alliance_analysis.multilevel.engine.optimize import Attempt, hessian, minimise
@@ -148,7 +148,9 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
     therapist-level block elimination for three levels
     (:mod:`alliance_analysis.multilevel.engine.deviance`). It is minimised over ``theta`` (lower bound 0
     on the diagonal of the factors) by scipy's bounded truncated-Newton method (TNC) on
-    exact complex-step gradients, from lme4's start on unit-scaled random-effect columns,
+    exact gradients (reverse mode, :mod:`alliance_analysis.multilevel.engine.gradient`, for
+    one or two client effects and at most a therapist intercept; else the complex step),
+    from lme4's start on unit-scaled random-effect columns,
     followed by Newton polishing, a restart when a parameter is stuck at its bound on a
     saddle, lme4's gradient check, and a Powell search when that check fails
     (:mod:`alliance_analysis.multilevel.engine.optimize`).
@@ -226,8 +228,9 @@ def _optimise(design: Design, structure: Structure, y: np.ndarray, reml: bool,
     def values(theta: np.ndarray) -> np.ndarray:
         return profiled_deviance(theta, suff, structure, reml)
 
-    # the reverse-mode gradient where it applies (two levels), else the complex step
-    value_grad = (TwoLevelGradient(suff, structure, reml) if reverse_mode(structure)
+    # the reverse-mode gradient where it applies (one or two client effects, at most a
+    # therapist intercept), else the complex step
+    value_grad = (ReverseGradient(suff, structure, reml) if reverse_mode(structure)
                   else ComplexStep(values))
     start = structure.start(column_rms(design.zc), column_rms(design.zt))
     kept, attempts = minimise(value_grad, values, start, structure.lower_bounds(),

@@ -1,7 +1,8 @@
 """Minimising a smooth deviance over bounded parameters, and checking the optimum.
 
 Used by :mod:`alliance_analysis.multilevel.engine.nested` on the profiled deviance of
-:mod:`alliance_analysis.multilevel.engine.deviance`, whose exact gradient comes from the complex step.
+:mod:`alliance_analysis.multilevel.engine.deviance`, whose exact gradient comes from reverse mode
+(:mod:`alliance_analysis.multilevel.engine.gradient`) or the complex step.
 
 Strategy (:func:`minimise`):
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from alliance_analysis.multilevel.engine.deviance import (COMPLEX_STEP, NestedStats, Structure,
                                                           deviance, eliminate, gradients)
-from alliance_analysis.multilevel.engine.gradient import TwoLevelGradient
+from alliance_analysis.multilevel.engine.gradient import ReverseGradient
 from alliance_analysis.multilevel.engine.gradient import applies as reverse_mode
 from alliance_analysis.multilevel.engine.optimize import central_hessian
 from alliance_analysis.multilevel.engine.small import cholesky
@@ -109,7 +109,7 @@ def curvature(theta: np.ndarray, sigma2: float, stats: NestedStats, structure: S
               reml: bool) -> Curvature:
     """The gradient and Hessian of the (REML or ML) deviance, the fixed effects profiled out,
     at ``psi = (theta, sigma)``: central differences (relative step :data:`HESSIAN_STEP`) of
-    the exact gradient (reverse mode for two-level models,
+    the exact gradient (reverse mode where it applies,
     :mod:`~alliance_analysis.multilevel.engine.gradient`; else the complex step), the ``2 m``
     shifted points and the centre in one batched call."""
     varpar = np.append(np.asarray(theta, dtype=float), np.sqrt(sigma2))
@@ -117,7 +117,7 @@ def curvature(theta: np.ndarray, sigma2: float, stats: NestedStats, structure: S
     def dev(batch: np.ndarray) -> np.ndarray:
         return deviance(batch[:, :-1], batch[:, -1] ** 2, stats, structure, reml)
 
-    reverse = (TwoLevelGradient(stats, structure, reml, sigma=True).gradients
+    reverse = (ReverseGradient(stats, structure, reml, sigma=True).gradients
                if reverse_mode(structure) else lambda points: gradients(dev, points))
     steps = numdiff.relative_steps(varpar, HESSIAN_STEP, 1e-2)
     centre: list[np.ndarray] = []

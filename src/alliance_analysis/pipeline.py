@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +53,11 @@ from alliance_analysis.report.runfolder import (FAILED, LOCK, PARTIAL, STAGED, c
                                                 stage_folder, write_json)
 from alliance_analysis.verify import (ATOL, NOT_RECORDED_FOLDERS, RTOL, compare_runs,
                                       read_manifest, rerun_parameters)
+
+# papermill and nbconvert validate notebooks with jsonschema, whose import builds the grammars
+# of the optional rfc3987_syntax package (about 1.2 s of one core) for its "iri" format checks,
+# which no notebook schema uses; marked absent, jsonschema leaves those two checks out.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,12 +202,12 @@ def _relocate(text: str, moves: dict[Path, Path]) -> str:
     return text
 
 
-def _relocate_notebook(executed: Path, parameters: dict[str, str]) -> None:
+def _relocate_notebook(executed: Path, parameters: dict[str, str]) -> Any:
     """Make an executed notebook name the folders it ends up in, not the staging folders.
 
     The injected parameters cell is written again by papermill's own translator, so the
     notebook reads as if it had been executed with ``parameters`` (whose ``run_dir`` is the
-    folder it ends up in).
+    folder it ends up in). Returns the notebook as written.
     """
     import nbformat
     from papermill.translators import translate_parameters
@@ -217,12 +223,14 @@ def _relocate_notebook(executed: Path, parameters: dict[str, str]) -> None:
         recorded["output_path"] = str(Path(parameters["run_dir"]) / "notebooks"
                                       / executed.name)
     nbformat.write(notebook, executed)
+    return notebook
 
 
-def _render_html(executed: Path) -> None:
+def _render_html(executed: Path, notebook: Any = None) -> None:
     from alliance_analysis.report.notebook_html import render_notebook_html
 
-    render_notebook_html(executed)  # maths from a local MathJax copy, answers kept hidden
+    # maths from a local MathJax copy, answers kept hidden
+    render_notebook_html(executed, notebook)
 
 
 def _execute(name: str, run_dir: Path, parameters: dict[str, str],
@@ -236,10 +244,12 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str],
     executed = run_dir / "notebooks" / f"{name}.ipynb"
     km = kernels.take(name) if kernels is not None else None  # waits for its imports
     try:
+        # written once at the end (and on a failure, before papermill raises), not after
+        # every cell: those saves serialise the whole notebook, images and all, each time
         execute_in(
             km, str(source), str(executed), parameters=parameters, kernel_name="python3",
             cwd=str(source.parent), progress_bar=False, log_output=False,
-            extra_arguments=KERNEL_ARGUMENTS,
+            extra_arguments=KERNEL_ARGUMENTS, request_save_on_cell_execute=False,
         )
     except PapermillExecutionError as exc:
         where = (f"notebook {name} failed in cell {exc.cell_index + 1} (execution count "
@@ -517,8 +527,7 @@ def _start_manifest(params: RunParams, params_path: Path,
 
 def _render_executed(executed: Path, parameters: dict[str, str]) -> None:
     """Make an executed notebook name the folders ``parameters`` name, then render its HTML."""
-    _relocate_notebook(executed, parameters)
-    _render_html(executed)
+    _render_html(executed, _relocate_notebook(executed, parameters))
 
 
 def _finish(stage: Path, stage_processed: Path, manifest: dict[str, Any], params: RunParams,

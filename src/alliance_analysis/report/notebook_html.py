@@ -21,8 +21,10 @@ opens with a click, a code cell's input is left out.
 from __future__ import annotations
 
 import copy
+import functools
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -132,26 +134,45 @@ def hide_collapsed_cells(notebook: Any) -> Any:
     return shown
 
 
-def render_notebook_html(executed: str | Path) -> Path:
+def render_notebook_html(executed: str | Path, notebook: Any = None) -> Path:
     """Write ``<executed>.html`` beside an executed notebook, readable offline.
 
     Renders with nbconvert's ``HTMLExporter`` and the ``lab`` template; formulas load MathJax
     from the copy in the same folder (:func:`copy_mathjax`, :data:`MATHJAX_URL`), never from
     the internet; collapsed cells stay collapsed (:func:`hide_collapsed_cells`).
 
+    Parameters
+    ----------
+    executed
+        The executed notebook (``.ipynb``).
+    notebook
+        Its contents when the caller has just read or written them (an ``nbformat``
+        notebook), so that it is not read again; None reads ``executed``.
+
     Returns
     -------
     pathlib.Path
         The HTML file.
     """
-    import nbconvert
     import nbformat
 
     executed = Path(executed)
     copy_mathjax(executed.parent)
-    notebook = hide_collapsed_cells(nbformat.read(executed, as_version=4))
-    exporter = nbconvert.HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)
-    body, _ = exporter.from_notebook_node(notebook)
+    if notebook is None:
+        notebook = nbformat.read(executed, as_version=4)
+    with _EXPORTER_LOCK:  # one exporter: its templates are compiled once per process
+        body, _ = _exporter().from_notebook_node(hide_collapsed_cells(notebook))
     target = executed.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
+
+
+_EXPORTER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _exporter() -> Any:
+    """nbconvert's ``lab`` HTML exporter with the local MathJax (made once, then reused)."""
+    import nbconvert
+
+    return nbconvert.HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)

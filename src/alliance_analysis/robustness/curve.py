@@ -33,7 +33,8 @@ from formulaic import Formula
 
 from alliance_analysis import __version__
 from alliance_analysis.errors import AllianceParamsError, ConvergenceWarning, NotEstimableError
-from alliance_analysis.multilevel.specified import check_models, fit_model, model_frame
+from alliance_analysis.multilevel.specified import (check_models, derive_columns, fit_model,
+                                                    model_frame)
 from alliance_analysis.specs import ModelSpec, RobustnessSpec
 
 #: Result columns of every specification, after its choices (``tables/robustness_specifications``).
@@ -184,10 +185,16 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
     from alliance_analysis.stats.dask_runner import (chunked, optional_client, progress_bar,
                                                      run_chunks)
 
+    settings = {"early_sessions": early_sessions, "ci_level": ci_level, "max_iter": max_iter}
+    key = curve_key(sessions, robustness, settings)
+    # the derived columns of every specification, made once: each specification's model
+    # frame then finds its columns made (the same values it would make from ``sessions``)
+    needed = set().union(*(model_spec(robustness, spec).parsed().variables()
+                           for spec in robustness.specifications()))
+    sessions = derive_columns(sessions, needed, early_sessions)
     check_curve(sessions, robustness, early_sessions)
     table = specification_table(robustness)
-    settings = {"early_sessions": early_sessions, "ci_level": ci_level, "max_iter": max_iter}
-    folder = (Path(store) / curve_key(sessions, robustness, settings)) if store else None
+    folder = (Path(store) / key) if store else None
     ids = list(table["spec_id"])
     size = robustness.chunk_size
     chunks = chunked(ids, size)

@@ -108,3 +108,16 @@ def test_the_cache_key_changes_when_columns_are_renamed():
     swapped = data.rename(columns={"a": "b", "b": "a"})
     assert curve_key(data, section, {}) != curve_key(swapped, section, {})
     assert curve_key(data, section, {}) == curve_key(data.copy(), section, {})
+
+
+def test_stages_after_the_clean_stage_start_longest_first() -> None:
+    from alliance_analysis.pipeline import NOTEBOOKS
+    from alliance_analysis.stages import start_order
+
+    assert start_order(NOTEBOOKS, jobs=2) == ["01_clean", "03_multilevel", "05_change",
+                                              "04_sem", "02_describe", "06_robustness"]
+    assert start_order(NOTEBOOKS, jobs=1) == list(NOTEBOOKS)  # one after another: as given
+    assert start_order(["01_clean", "07_mine", "04_sem"], jobs=2) == ["01_clean", "04_sem",
+                                                                      "07_mine"]
+    assert start_order(["02_describe", "03_multilevel"], jobs=2) == ["03_multilevel",
+                                                                     "02_describe"]

@@ -45,6 +45,7 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
                                       AllianceRunError)
 from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.kernels import KernelPool, execute_in
+from alliance_analysis.stages import PARALLEL_AFTER, stage_workers, start_order
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.report.manuscript import write_manuscript
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
@@ -263,23 +264,13 @@ def _execute(name: str, run_dir: Path, parameters: dict[str, str],
                    f"traceback, is {executed}") from None
 
 
-#: The stage after which the others may run at the same time: they read its processed table
-#: and nothing of each other; ``results.json`` and ``outputs.json`` are written under a lock
-#: with sorted keys, so the run folder does not depend on which stage finished first.
-PARALLEL_AFTER = "01_clean"
-
-
-def stage_workers(jobs: int | None) -> int:
-    """Stages run at a time after :data:`PARALLEL_AFTER`: ``jobs``, else one per core."""
-    return max(1, jobs if jobs is not None else (os.cpu_count() or 1))
-
-
 def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, str],
                  manifest: dict[str, Any],
                  on_progress: Callable[[str, int, int, float | None], None] | None,
                  jobs: int | None, running: list[str], kernels: KernelPool | None = None,
                  on_done: Callable[[str], None] | None = None) -> None:
-    """Run the notebooks: in order up to :data:`PARALLEL_AFTER`, then ``jobs`` at a time.
+    """Run the notebooks: in order up to :data:`PARALLEL_AFTER`, then ``jobs`` at a time,
+    longest first (:func:`start_order`).
 
     ``running`` holds the notebooks started and not finished (for the message of Ctrl-C).
     On the first failure or Ctrl-C the stages not started yet are cancelled; the failure (the
@@ -324,7 +315,8 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
     split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
     for index, name in enumerate(notebooks[:split], start=1):
         one(index, name)
-    rest = list(enumerate(notebooks[split:], start=split + 1))
+    number = {name: index for index, name in enumerate(notebooks, start=1)}
+    rest = [(number[name], name) for name in start_order(notebooks, jobs)[split:]]
     if workers == 1 or len(rest) <= 1:
         for index, name in rest:
             one(index, name)
@@ -457,7 +449,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
 
         try:
             workers = stage_workers(jobs)
-            with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, notebooks,
+            with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, start_order(notebooks, jobs),
                             ahead=workers) as kernels:
                 _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,
                              running, kernels,

@@ -1,0 +1,39 @@
+"""Which stages of a run start when: the clean stage first, then the others side by side.
+
+The stages after :data:`PARALLEL_AFTER` read only its processed table and nothing of each
+other, so they may run at the same time (``jobs`` of them, :func:`stage_workers`); they start
+longest first (:func:`start_order`), so that no long stage is left to run alone at the end.
+``results.json`` and ``outputs.json`` are written under a lock with sorted keys, so the run
+folder does not depend on which stage finished first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+#: The stage after which the others may run at the same time.
+PARALLEL_AFTER = "01_clean"
+
+#: The stages after :data:`PARALLEL_AFTER`, longest first (their seconds on the demo): side by
+#: side, the longest start first so that no long stage is left to run alone at the end.
+#: Stages not listed follow in notebook order.
+LONGEST_FIRST: tuple[str, ...] = ("03_multilevel", "05_change", "04_sem", "02_describe",
+                                  "06_robustness")
+
+
+def start_order(notebooks: Sequence[str], jobs: int | None) -> list[str]:
+    """The order the stages start in: up to :data:`PARALLEL_AFTER` as given, then (when
+    several run at a time) :data:`LONGEST_FIRST`."""
+    notebooks = list(notebooks)
+    split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
+    rest = notebooks[split:]
+    if stage_workers(jobs) > 1:
+        rest.sort(key=lambda name: (LONGEST_FIRST.index(name) if name in LONGEST_FIRST
+                                    else len(LONGEST_FIRST)))
+    return notebooks[:split] + rest
+
+
+def stage_workers(jobs: int | None) -> int:
+    """Stages run at a time after :data:`PARALLEL_AFTER`: ``jobs``, else one per core."""
+    return max(1, jobs if jobs is not None else (os.cpu_count() or 1))

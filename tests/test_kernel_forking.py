@@ -133,3 +133,24 @@ def test_kernels_end_when_the_run_process_dies(tmp_path: Path) -> None:
     while (kernel.poll() is None or server.poll() is None) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert kernel.poll() == 0 and server.poll() == 0
+
+
+def test_a_server_started_early_is_taken_by_the_next_pool(tmp_path: Path) -> None:
+    """``alliance run`` starts the server first thing (importing the first stage's modules);
+    the run's kernel pool takes it; one no pool took is stopped by ``close_early``."""
+    from alliance_analysis.kernels import forking
+
+    forking.start_early(tmp_path, ["fractions"])
+    early = forking._early
+    assert early is not None and early.usable
+    _notebook(tmp_path / "a.ipynb", "import fractions")
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
+        assert pool.server is early and forking.take_early() is None
+        km = pool.take("a")
+        assert km is not None and isinstance(km.provisioner.process, ForkedKernel)
+        km.shutdown_kernel(now=True)
+    assert early.process.returncode == 0  # closed with the pool
+    forking.start_early(tmp_path)
+    untaken = forking._early
+    forking.close_early()
+    assert untaken.process.returncode == 0 and forking.take_early() is None

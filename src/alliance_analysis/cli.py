@@ -32,6 +32,25 @@ _console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _run(args: argparse.Namespace) -> int:
+    # the kernels' fork server starts first: it imports the stack (and the first stage's
+    # modules) while this process imports the pipeline and sets up the run
+    from alliance_analysis.kernels.forking import close_early, start_early
+    from alliance_analysis.kernels.pool import notebook_modules
+    from alliance_analysis.stages import NOTEBOOKS, notebooks_dir
+
+    try:
+        folder = notebooks_dir()
+    except AllianceRunError:  # the run says so
+        pass
+    else:
+        start_early(folder, notebook_modules(folder / f"{NOTEBOOKS[0]}.ipynb"))
+    try:
+        return _run_pipeline(args)
+    finally:
+        close_early()
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
     from alliance_analysis import pipeline
 
     def progress(name: str, index: int, total: int, seconds: float | None) -> None:

@@ -45,7 +45,8 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
                                       AllianceRunError)
 from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.kernels import KernelPool, execute_in
-from alliance_analysis.stages import PARALLEL_AFTER, stage_workers, start_order
+from alliance_analysis.stages import (NOTEBOOKS, PARALLEL_AFTER, notebooks_dir, project_root,
+                                     stage_workers, start_order)
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.report.manuscript import write_manuscript
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
@@ -62,10 +63,6 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
     import pandas as pd
-
-#: The pipeline's notebooks, in the order they run.
-NOTEBOOKS: tuple[str, ...] = ("01_clean", "02_describe", "03_multilevel", "04_sem", "05_change",
-                              "06_robustness")
 
 #: Distributions whose installed versions go into the manifest.
 RECORDED_PACKAGES: tuple[str, ...] = (
@@ -91,22 +88,6 @@ class RunInterrupted(KeyboardInterrupt):
     A :class:`KeyboardInterrupt`, so code that catches Ctrl-C still does; the command line
     prints the message and exits with status 130.
     """
-
-
-def project_root() -> Path:
-    """The source checkout holding ``notebooks/`` (the package is installed editable)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def notebooks_dir() -> Path:
-    """Folder of the pipeline notebooks, found relative to the package."""
-    folder = project_root() / "notebooks"
-    if not (folder / f"{NOTEBOOKS[0]}.ipynb").is_file():
-        raise AllianceRunError(
-            f"cannot find the pipeline notebooks in {folder}. Install the workbench from its "
-            "source folder with `pip install -e .` (as `make report` does)"
-        )
-    return folder
 
 
 def package_versions() -> dict[str, str]:

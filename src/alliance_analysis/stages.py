@@ -1,4 +1,5 @@
-"""Which stages of a run start when: the clean stage first, then the others side by side.
+"""The stages of a run (its notebooks) and which start when: the clean stage first, then the
+others side by side.
 
 The stages after :data:`PARALLEL_AFTER` read only its processed table and nothing of each
 other, so they may run at the same time (``jobs`` of them, :func:`stage_workers`); they start
@@ -11,6 +12,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
+
+from alliance_analysis.errors import AllianceRunError
+
+#: The pipeline's notebooks, in the order they run.
+NOTEBOOKS: tuple[str, ...] = ("01_clean", "02_describe", "03_multilevel", "04_sem", "05_change",
+                              "06_robustness")
+
+
+def project_root() -> Path:
+    """The source checkout holding ``notebooks/`` (the package is installed editable)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def notebooks_dir() -> Path:
+    """Folder of the pipeline notebooks, found relative to the package."""
+    folder = project_root() / "notebooks"
+    if not (folder / f"{NOTEBOOKS[0]}.ipynb").is_file():
+        raise AllianceRunError(
+            f"cannot find the pipeline notebooks in {folder}. Install the workbench from its "
+            "source folder with `pip install -e .` (as `make report` does)"
+        )
+    return folder
+
 
 #: The stage after which the others may run at the same time.
 PARALLEL_AFTER = "01_clean"

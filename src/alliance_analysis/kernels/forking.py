@@ -6,9 +6,10 @@ scipy, matplotlib, seaborn and the workbench. Six stages pay that six times. A
 :class:`ForkServer` is one process that imports all of it once, as a kernel would, and then
 *forks* each kernel: the child already has every module loaded (shared with the server until
 written), and starts the kernel (``ipykernel``'s ``IPKernelApp``) with the command, working
-folder and environment jupyter_client asked for. :class:`ForkProvisioner` is jupyter_client's
-local provisioner with the ``Popen`` of the kernel command replaced by that fork, so the
-kernel manager, papermill and nbclient drive a forked kernel exactly as a started one.
+folder and environment jupyter_client asked for. ``ForkProvisioner``
+(:func:`provisioner_class`) is jupyter_client's local provisioner with the ``Popen`` of the
+kernel command replaced by that fork, so the kernel manager, papermill and nbclient drive a
+forked kernel exactly as a started one.
 
 Why not a library: jupyter_client launches kernels with ``subprocess.Popen`` only, and the
 forking kernel managers published for it are unmaintained; the fork itself is the standard
@@ -34,6 +35,7 @@ them when the run's process is gone. A kernel watches the server as its parent (
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -44,8 +46,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from jupyter_client.provisioning import LocalProvisioner
 
 #: The matplotlib backend ``IPKernelApp`` sets when none is (ipykernel's ``init_gui_pylab``).
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -68,14 +68,17 @@ class ForkServer:
     ----------
     cwd
         The server's working folder (the notebooks' folder, the kernels' usual one).
+    preload
+        Modules to import as soon as the server starts (the first stage's), before any
+        kernel is asked for.
     """
 
-    def __init__(self, cwd: str | Path) -> None:
+    def __init__(self, cwd: str | Path, preload: Sequence[str] = ()) -> None:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "alliance_analysis.kernels.forking", str(request_read),
-             str(reply_write)],
+             str(reply_write), json.dumps(list(preload))],
             pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, cwd=str(cwd),
             start_new_session=True)
         os.close(request_read)
@@ -134,6 +137,39 @@ class ForkServer:
             pass
 
 
+#: The server :func:`start_early` started, until a kernel pool takes it (:func:`take_early`).
+_early: ForkServer | None = None
+
+
+def start_early(cwd: str | Path, preload: Sequence[str] = ()) -> None:
+    """Start a fork server now, for the next kernel pool of this process to use.
+
+    The ``alliance run`` command calls this first thing, so that the server imports the
+    stack while the run reads its parameters and sets up its folders. Whoever calls it calls
+    :func:`close_early` when done (a server no pool took is then stopped).
+    """
+    global _early
+    close_early()
+    try:
+        _early = ForkServer(cwd, preload)
+    except OSError:  # the pool starts one, or starts its kernels as usual
+        _early = None
+
+
+def take_early() -> ForkServer | None:
+    """The server :func:`start_early` started (the caller owns it from now on), or None."""
+    global _early
+    server, _early = _early, None
+    return server
+
+
+def close_early() -> None:
+    """Stop the server :func:`start_early` started, if no pool took it."""
+    server = take_early()
+    if server is not None:
+        server.close()
+
+
 class ForkedKernel:
     """The ``Popen``-like handle of a forked kernel (a child of the server, not of ours)."""
 
@@ -172,30 +208,38 @@ class ForkedKernel:
         self.send_signal(signal.SIGKILL)
 
 
-class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
-    """jupyter_client's local provisioner, launching the kernel by a :class:`ForkServer`.
+@functools.cache
+def provisioner_class() -> type:
+    """:class:`ForkProvisioner`'s class (defined on first use: jupyter_client is imported only
+    when a kernel is started, not when the server is)."""
+    from jupyter_client.provisioning import LocalProvisioner
 
-    A command that is not this interpreter's ``-m ipykernel_launcher``, or a server that is
-    not usable, gets the usual ``Popen`` launch.
-    """
+    class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
+        """jupyter_client's local provisioner, launching the kernel by a :class:`ForkServer`.
 
-    server: ForkServer | None = None
-    modules: Sequence[str] = ()
+        A command that is not this interpreter's ``-m ipykernel_launcher``, or a server that
+        is not usable, gets the usual ``Popen`` launch.
+        """
 
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        server = self.server
-        if server is None or not forkable(cmd):
-            return await super().launch_kernel(cmd, **kwargs)
-        env = dict(kwargs.get("env") or os.environ)
-        cwd = str(kwargs.get("cwd") or Path.cwd())
-        try:
-            pid = server.fork(cmd, env, cwd, self.modules)
-        except RuntimeError:
-            return await super().launch_kernel(cmd, **kwargs)
-        self.process = ForkedKernel(pid)
-        self.pid = self.pgid = pid  # the child starts its own session (process group)
-        self.cwd = cwd
-        return self.connection_info
+        server: ForkServer | None = None
+        modules: Sequence[str] = ()
+
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            server = self.server
+            if server is None or not forkable(cmd):
+                return await super().launch_kernel(cmd, **kwargs)
+            env = dict(kwargs.get("env") or os.environ)
+            cwd = str(kwargs.get("cwd") or Path.cwd())
+            try:
+                pid = server.fork(cmd, env, cwd, self.modules)
+            except RuntimeError:
+                return await super().launch_kernel(cmd, **kwargs)
+            self.process = ForkedKernel(pid)
+            self.pid = self.pgid = pid  # the child starts its own session (process group)
+            self.cwd = cwd
+            return self.connection_info
+
+    return ForkProvisioner
 
 
 def forkable(cmd: Sequence[str]) -> bool:
@@ -213,8 +257,8 @@ def use_fork_server(km: Any, server: ForkServer, modules: Sequence[str] = ()) ->
     import uuid
 
     km.kernel_id = km.kernel_id or str(uuid.uuid4())
-    provisioner = ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec,
-                                  parent=km)
+    provisioner = provisioner_class()(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec,
+                                      parent=km)
     provisioner.server = server
     provisioner.modules = list(modules)
     km.provisioner = provisioner
@@ -311,7 +355,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def serve(request_fd: int, reply_fd: int) -> None:
+def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
     """The server's loop: import what every kernel imports, report, then import each
     request's modules and fork its kernel."""
     run_pid = os.getppid()
@@ -327,7 +371,7 @@ def serve(request_fd: int, reply_fd: int) -> None:
         replies.write(json.dumps(message) + "\n")
         replies.flush()
 
-    status = _import_quietly(KERNEL_MODULES)
+    status = _import_quietly([*KERNEL_MODULES, *preload])
     reply(status)
     children: list[int] = []
     for line in requests:
@@ -361,4 +405,4 @@ def serve(request_fd: int, reply_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]))
+    serve(int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]))

@@ -180,6 +180,10 @@ class KernelPool:
     ahead
         How many stages' kernels to start ahead of the stage asking (the number of stages
         that run at the same time).
+    fork
+        Fork the kernels from one process that imported the stack once
+        (:mod:`~alliance_analysis.kernels.forking`; the one :func:`~alliance_analysis.
+        kernels.forking.start_early` started, if any); False starts each as papermill would.
     """
 
     def __init__(self, folder: Path, extra_arguments: Sequence[str], order: Sequence[str],
@@ -190,9 +194,9 @@ class KernelPool:
         self.ahead = ahead
         self.server: ForkServer | None = None
         if fork:
-            from alliance_analysis.kernels.forking import ForkServer
+            from alliance_analysis.kernels.forking import ForkServer, take_early
 
-            self.server = ForkServer(self.folder)
+            self.server = take_early() or ForkServer(self.folder)
         self._kernels: dict[str, WarmKernel] = {}
         self._started: set[str] = set()
         self._lock = threading.Lock()

@@ -367,31 +367,40 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
     requests = os.fdopen(request_fd, "r", encoding="utf-8")
     replies = os.fdopen(reply_fd, "w", encoding="utf-8")
 
-    def reply(message: dict[str, Any]) -> None:
-        replies.write(json.dumps(message) + "\n")
-        replies.flush()
+    def reply(message: dict[str, Any]) -> bool:
+        """Send ``message``; False when the run has closed the server (stop serving)."""
+        try:
+            replies.write(json.dumps(message) + "\n")
+            replies.flush()
+        except BrokenPipeError:
+            return False
+        return True
 
     status = _import_quietly([*KERNEL_MODULES, *preload])
-    reply(status)
     children: list[int] = []
-    for line in requests:
+    lines = requests if reply(status) else iter(())
+    for line in lines:
         request = json.loads(line)
         if status["ok"]:  # a failed import leaves the server unusable from then on
             status = _import_quietly(request.get("modules", ()))
         if not status["ok"]:
-            reply({"why": status["why"]})
+            if not reply({"why": status["why"]}):
+                break
             continue
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             pid = os.fork()
         except OSError as exc:
-            reply({"why": repr(exc)})
+            if not reply({"why": repr(exc)}):
+                break
             continue
         if pid == 0:
             _child(request, (request_fd, reply_fd))
         children.append(pid)
-        reply({"pid": pid})
+        if not reply({"pid": pid}):  # nobody will use this kernel
+            os.kill(pid, signal.SIGKILL)
+            break
     # no more requests: wait for the kernels, or end them when the run's process is gone
     while any(_alive(pid) for pid in children):
         if not _alive(run_pid) or os.getppid() != run_pid:

@@ -410,7 +410,7 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
                 except OSError:
                     pass
             break
-        time.sleep(0.2)
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

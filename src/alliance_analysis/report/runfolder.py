@@ -53,13 +53,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+def write_json(path: Path, payload: Mapping[str, Any], plain: bool = False) -> None:
     """Write ``payload`` as deterministic JSON (sorted keys, 2-space indent, final newline).
 
     The file is written under a temporary name and renamed, so an interrupted run never
-    leaves a truncated ``results.json``, ``outputs.json`` or ``manifest.json``.
+    leaves a truncated ``results.json``, ``outputs.json`` or ``manifest.json``. ``plain``:
+    the payload is JSON-able already (read from JSON, new values through :func:`_plain`).
     """
-    text = json.dumps(_plain(payload), indent=2, sort_keys=True, ensure_ascii=False)
+    text = json.dumps(payload if plain else _plain(payload), indent=2, sort_keys=True,
+                      ensure_ascii=False)
     temporary = path.with_name(f".{path.name}.writing")
     try:
         temporary.write_text(text + "\n", encoding="utf-8")
@@ -172,13 +174,13 @@ class RunFolder:
 
     def _index(self, kind: str, name: str, files: Sequence[Path], title: str, note: str,
                flags: Sequence[Mapping[str, Any]]) -> None:
+        entry = _plain({"stage": self.stage, "title": title, "note": note,
+                        "files": sorted(p.relative_to(self.path).as_posix() for p in files),
+                        "flags": [dict(f) for f in flags]})
         with _locked(self.path):
             index = self.outputs()
-            index.setdefault(kind, {})[name] = {
-                "stage": self.stage, "title": title, "note": note,
-                "files": sorted(p.relative_to(self.path).as_posix() for p in files),
-                "flags": [dict(f) for f in flags]}
-            write_json(self.index_file, index)
+            index.setdefault(kind, {})[name] = entry
+            write_json(self.index_file, index, plain=True)
 
     @property
     def results_file(self) -> Path:
@@ -200,7 +202,7 @@ class RunFolder:
         with _locked(self.path):
             stored = self.results()
             stored.update(plain)
-            write_json(self.results_file, stored)
+            write_json(self.results_file, stored, plain=True)
         return plain
 
     def write_figure(self, name: str, fig: Figure, caption: str = "",

@@ -172,17 +172,11 @@ def client_weights(client_theta: np.ndarray, root: np.ndarray,
         :func:`~alliance_analysis.multilevel.engine.small.upper_pairs` order (module notes).
     """
     qc = structure.q_client
-    rows, cols = structure.block_positions("client")
-    lam = fill_lower(client_theta, rows, cols, qc)[..., None]
-    nonzero = set(zip(rows.tolist(), cols.tolist(), strict=True))
-    # P_i = F_i Lambda_c: (q_c, q_c) of (k, clients), zero elements of F_i (upper) and
-    # Lambda_c (lower) skipped
-    p = [[sum(root[a, c] * lam[c, e] for c in range(max(a, e), qc) if (c, e) in nonzero)
-          for e in range(qc)] for a in range(qc)]
+    p = _client_products(client_theta, root, structure)
     if qc <= 2:
-        return _small_weights(p)
-    shape = np.broadcast_shapes(root.shape[2:], lam.shape[2:])
-    transposed = np.zeros((qc, qc) + shape, dtype=np.result_type(root, lam))
+        return _small_weights(p)[:2]
+    shape = np.broadcast_shapes(root.shape[2:], p[0][0].shape)
+    transposed = np.zeros((qc, qc) + shape, dtype=np.result_type(root, client_theta))
     for a in range(qc):
         for e in range(qc):
             transposed[e, a] = p[a][e]
@@ -198,33 +192,69 @@ def client_weights(client_theta: np.ndarray, root: np.ndarray,
     return log_determinant(low), weights
 
 
-def _small_weights(p: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`client_weights` for one or two client random effects, in closed form.
+def _client_products(client_theta: np.ndarray, root: np.ndarray,
+                     structure: Structure) -> list[list[np.ndarray]]:
+    """``P_i = F_i Lambda_c`` of every client: ``(q_c, q_c)`` nested lists of ``(k, clients)``
+    arrays, zero elements of ``F_i`` (upper) and ``Lambda_c`` (lower) skipped (the integer 0
+    where every term is)."""
+    qc = structure.q_client
+    rows, cols = structure.block_positions("client")
+    lam = fill_lower(client_theta, rows, cols, qc)[..., None]
+    nonzero = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    return [[sum(root[a, c] * lam[c, e] for c in range(max(a, e), qc) if (c, e) in nonzero)
+             for e in range(qc)] for a in range(qc)]
+
+
+def small_weights(client_theta: np.ndarray, root: np.ndarray, structure: Structure
+                  ) -> tuple[np.ndarray, np.ndarray, list[list[np.ndarray]], list[np.ndarray]]:
+    """:func:`client_weights` of one or two client random effects (real), with the pieces the
+    reverse-mode gradient (:mod:`~alliance_analysis.multilevel.engine.gradient`) reuses.
+
+    Returns
+    -------
+    (logdet, weights, p, r)
+        As :func:`client_weights`; ``P_i`` (:func:`_client_products`) and ``R_i = (I + P_i
+        P_i')^{-1}``, the entries ``[r00, r01, r11]`` (``[r]`` for one effect), each
+        ``(k, clients)``.
+    """
+    p = _client_products(client_theta, root, structure)
+    logdet, weights, r = _small_weights(p, inverse=True)
+    return logdet, weights, p, r
+
+
+def _small_weights(p: list[list[np.ndarray]], inverse: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """:func:`client_weights` for one or two client random effects, in closed form, and the
+    entries of ``R = H^{-1}`` when ``inverse`` (else an empty list).
 
     With ``H = I + P P'`` (``det H = det G``), ``N = P G^{-1} P' = I - H^{-1}``; written out,
     every entry is a ratio of sums of squares (``det P`` the only difference), so nothing
     cancels: for ``q_c = 2``, ``det G = 1 + a + b + (det P)^2`` with ``a = p00^2 + p01^2``,
     ``b = p10^2 + p11^2``, and ``N = [[a + (det P)^2, c], [c, b + (det P)^2]] / det G`` with
-    ``c = p00 p10 + p01 p11`` (Lagrange's identity gives ``ab - c^2 = (det P)^2``); for
-    ``q_c = 1``, ``N = p^2 / (1 + p^2)``. A third of the operations of the factorisation.
+    ``c = p00 p10 + p01 p11`` (Lagrange's identity gives ``ab - c^2 = (det P)^2``), ``R =
+    [[1 + b, -c], [-c, 1 + a]] / det G``; for ``q_c = 1``, ``N = p^2 / (1 + p^2)`` and ``R =
+    1 / (1 + p^2)``. A third of the operations of the factorisation.
     """
     if len(p) == 1:
         square = p[0][0] * p[0][0]
         det = 1 + square
         weights = (square / det)[..., None]
+        r = [1 / det] if inverse else []
     else:
         (p00, p01), (p10, p11) = p
         det_p = p00 * p11 - p01 * p10
         det_p2 = det_p * det_p
         a = p00 * p00 + p01 * p01
         b = p10 * p10 + p11 * p11
+        c = p00 * p10 + p01 * p11
         det = 1 + a + b + det_p2
-        inverse = 1 / det
+        scale = 1 / det
         weights = np.empty(det.shape + (3,), dtype=det.dtype)
-        weights[..., 0] = (a + det_p2) * inverse
-        weights[..., 1] = (p00 * p10 + p01 * p11) * inverse
-        weights[..., 2] = (b + det_p2) * inverse
-    return np.sum(log(det), axis=-1), weights
+        weights[..., 0] = (a + det_p2) * scale
+        weights[..., 1] = c * scale
+        weights[..., 2] = (b + det_p2) * scale
+        r = [(1 + b) * scale, -c * scale, (1 + a) * scale] if inverse else []
+    return log(det).sum(axis=-1), weights, r
 
 
 #: Clients per block of :func:`contract`'s matrix products (see there).
@@ -253,7 +283,7 @@ def contract(weights: np.ndarray, products: np.ndarray) -> np.ndarray:
         parts.append((weights[:, whole:].reshape(k, -1)
                       @ products[whole:].reshape(-1, products.shape[-1]))[None])
     blocks = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return np.ascontiguousarray(np.moveaxis(blocks, 0, -1)).sum(axis=-1)
+    return np.ascontiguousarray(blocks.transpose(1, 2, 0)).sum(axis=-1)
 
 
 def therapist_factors(weights: np.ndarray, inverse: np.ndarray, theta: np.ndarray,
@@ -265,7 +295,7 @@ def therapist_factors(weights: np.ndarray, inverse: np.ndarray, theta: np.ndarra
     the scaling by ``Lambda_t``), ``(q_t, r, k, therapists)``."""
     qt = structure.q_therapist
     r = stats.upper_cross.shape[0]
-    removed = np.moveaxis(_therapist_sums(weights, stats), -1, 0)
+    removed = therapist_sums(weights, stats).transpose(2, 0, 1)
     rows, cols = upper_pairs(r, 0, qt)
     packed = (stats.upper_cross[rows, cols][:, None] - removed)[:, inverse]
     unscaled = np.empty((qt, r) + packed.shape[1:], dtype=packed.dtype)
@@ -284,7 +314,7 @@ def therapist_factors(weights: np.ndarray, inverse: np.ndarray, theta: np.ndarra
     return low_t, forward_solve(low_t, scaled[:, qt:]), unscaled
 
 
-def _therapist_sums(weights: np.ndarray, stats: NestedStats) -> np.ndarray:
+def therapist_sums(weights: np.ndarray, stats: NestedStats) -> np.ndarray:
     """``(k, therapists, cells)``: each therapist's sum over its clients and pairs of
     ``weights * therapist_products`` (the rows of the therapist effects in ``sum D_i'N_i D_i``).
 
@@ -293,14 +323,16 @@ def _therapist_sums(weights: np.ndarray, stats: NestedStats) -> np.ndarray:
     for these short contractions); real and imaginary parts apart, as in :func:`contract`.
     """
     if np.iscomplexobj(weights):
-        return (_therapist_sums(weights.real, stats)
-                + 1j * _therapist_sums(weights.imag, stats))
+        return (therapist_sums(weights.real, stats)
+                + 1j * therapist_sums(weights.imag, stats))
     products = stats.therapist_products
     k, n, pairs = weights.shape
-    # clients first, so that reduceat adds whole contiguous rows
-    terms = (np.swapaxes(weights, 0, 1)[..., None] * products[:, None]).reshape(n, -1)
-    sums = np.add.reduceat(terms, stats.upper_starts, axis=0)
-    return np.swapaxes(sums.reshape(-1, k, pairs, products.shape[-1]).sum(axis=2), 0, 1)
+    # clients first (written in that layout, so that the reshape is a view), so that
+    # reduceat adds whole contiguous rows
+    terms = np.empty((n, k, pairs, products.shape[-1]))
+    np.multiply(weights.swapaxes(0, 1)[..., None], products[:, None], out=terms)
+    sums = np.add.reduceat(terms.reshape(n, -1), stats.upper_starts, axis=0)
+    return sums.reshape(-1, k, pairs, products.shape[-1]).sum(axis=2).swapaxes(0, 1)
 
 
 # -- the factors at one theta, for the conditional modes -------------------------------------

@@ -148,7 +148,7 @@ def _require(data: pd.DataFrame, columns: Sequence[str]) -> None:
 def _complete(data: pd.DataFrame, columns: Sequence[str]
               ) -> tuple[pd.DataFrame, dict[str, int], np.ndarray]:
     """Rows with every model variable present; drop counts; the kept rows' positions."""
-    frame = data[list(dict.fromkeys(columns))].copy()
+    frame = data[list(dict.fromkeys(columns))]  # a new frame: the data are not changed
     missing = frame.isna().to_numpy()
     first_missing = np.argmax(missing, axis=1)
     has_missing = missing.any(axis=1)
@@ -174,7 +174,11 @@ def _columns(frame: pd.DataFrame, terms: Sequence[str], order: np.ndarray) -> np
 
 
 def _ids(column: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """The IDs at ``rows`` as text (only those rows are converted)."""
+    """The IDs at ``rows`` as text (only those rows are converted; of a categorical column,
+    only its categories)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        text = column.cat.categories.astype(str).to_numpy(dtype=object)
+        return text[column.cat.codes.to_numpy()[rows]]
     return column.iloc[rows].astype(str).to_numpy()
 
 

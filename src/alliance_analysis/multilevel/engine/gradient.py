@@ -57,20 +57,44 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from alliance_analysis.multilevel.engine.blocks import (client_runs, client_weights, contract,
-                                                        therapist_factors)
+from alliance_analysis.multilevel.engine.blocks import (client_runs, contract, small_weights,
+                                                        therapist_sums)
 from alliance_analysis.multilevel.engine.layout import NestedStats, Structure
-from alliance_analysis.multilevel.engine.small import (log_determinant, unpack_symmetric,
+from alliance_analysis.multilevel.engine.small import (log_determinant, sqrt, unpack_symmetric,
                                                        upper_pairs)
 
 def applies(structure: Structure) -> bool:
     """Whether :class:`ReverseGradient` covers the model: one or two client random effects,
     and none or a therapist intercept alone."""
     return structure.q_therapist <= 1 and structure.q_client <= 2
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A run of clients (:func:`~alliance_analysis.multilevel.engine.blocks.client_runs`) and
+    what every evaluation needs of it that does not depend on ``theta`` (three levels):
+    ``top``, the therapist rows of ``W_j'W_j`` (``(r, 1, therapists)``), ``upper``, the sum
+    over therapists of the rest (``(p + 1, p + 1, 1)``), and ``owner``, each client's
+    therapist (its position in the run)."""
+
+    stats: NestedStats
+    top: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    owner: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, run: NestedStats, three_levels: bool) -> _Run:
+        """The run ``run`` of a two-level (nothing to add) or three-level model."""
+        if not three_levels:
+            return cls(run)
+        sizes = np.diff(np.r_[run.upper_starts, run.client_root.shape[-1]])
+        return cls(run, run.upper_cross[0][:, None],
+                   run.upper_cross[1:, 1:].sum(axis=-1)[..., None],
+                   np.repeat(np.arange(run.upper_starts.size), sizes))
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,9 @@ class ReverseGradient:
     structure: Structure
     reml: bool
     sigma: bool = False
+    #: The runs of clients of each batch size, laid out once (:class:`_Run`).
+    run_cache: dict[int, list[_Run]] = field(default_factory=dict, init=False, repr=False,
+                                             compare=False)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         values, grads = self.evaluate(np.asarray(x, dtype=float)[None])
@@ -100,31 +127,41 @@ class ReverseGradient:
     def values(self, points: np.ndarray) -> np.ndarray:
         return self.evaluate(np.asarray(points, dtype=float))[0]
 
+    def _runs(self, k: int) -> list[_Run]:
+        """The runs of clients of a batch of ``k`` points."""
+        if k not in self.run_cache:
+            three = bool(self.structure.q_therapist)
+            self.run_cache[k] = [_Run.of(run, three) for run in client_runs(self.stats, k)]
+        return self.run_cache[k]
+
     def evaluate(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values ``(k,)`` and gradients ``(k, m)`` at the rows of ``points``."""
         structure, stats = self.structure, self.stats
         theta = points[:, :-1] if self.sigma else points
-        client_theta = theta[:, :structure.n_client_theta]
+        m = structure.n_client_theta
+        client_theta = theta[:, :m]
         p = structure.n_fixed
         n = stats.n_obs - (p if self.reml else 0)
-        runs = client_runs(stats, len(points))
+        runs = self._runs(len(points))
         if structure.q_therapist:
-            logdet, f, therapists = _three_level_system(theta, runs, structure)
+            logdet, f, forward = _three_level_system(theta, runs, structure)
         else:
-            logdet, removed = np.zeros(len(points)), 0
+            logdet, removed, forward = np.zeros(len(points)), 0, []
             for run in runs:
-                run_logdet, weights = client_weights(theta, run.client_root, structure)
+                run_logdet, weights, *parts = small_weights(theta, run.stats.client_root,
+                                                            structure)
                 logdet = logdet + run_logdet
-                removed = removed + contract(weights, run.fixed_products)
-            f = stats.upper_cross[:, :, 0][None] - np.moveaxis(
-                unpack_symmetric(removed.T, p + 1), -1, 0)
+                removed = removed + contract(weights, run.stats.fixed_products)
+                forward.append((parts, None))
+            removed = unpack_symmetric(removed.T, p + 1).transpose(2, 0, 1)
+            f = stats.upper_cross[:, :, 0][None] - removed
         try:
             low = np.linalg.cholesky(f)
         except np.linalg.LinAlgError:
             nan = np.full(len(points), np.nan)
             return nan, np.full(points.shape, np.nan)
         diagonal = np.diagonal(low, axis1=1, axis2=2)
-        logdet_x = 2 * np.sum(np.log(diagonal[:, :p]), axis=1) if self.reml else 0
+        logdet_x = 2 * np.log(diagonal[:, :p]).sum(axis=1) if self.reml else 0
         r2 = diagonal[:, p] ** 2
         if self.sigma:
             sigma = points[:, -1]
@@ -136,59 +173,65 @@ class ReverseGradient:
         omega = _omega(f, p, weight, self.reml)
         packed = _packed(omega)
         grads = np.zeros(points.shape)
-        m = client_theta.shape[1]
-        for i, run in enumerate(runs):
+        for run, (parts, therapists) in zip(runs, forward, strict=True):
             # E_i = D_i Omega D_i' from the packed products: one (clients * pairs, cells) product
-            e = np.moveaxis(run.fixed_products @ packed.T, -1, 0)
+            e = (run.stats.fixed_products @ packed.T).transpose(2, 0, 1)
             if structure.q_therapist:
-                e, lam_gradient = _therapist_adjoint(e, omega, theta[:, m], therapists[i], run)
+                e, lam_gradient = _therapist_adjoint(e, omega, theta[:, m], therapists, run)
                 grads[:, m] += lam_gradient
-            grads[:, :m] += _theta_gradient(client_theta, run, structure, e)
+            grads[:, :m] += _theta_gradient(parts, run.stats, structure, e)
         if self.sigma:
             grads[:, -1] = 2 * n / sigma - 2 * r2 / sigma**3
         return values, grads
 
 
-def _three_level_system(theta: np.ndarray, runs: list[NestedStats], structure: Structure
-                        ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+def _three_level_system(theta: np.ndarray, runs: list[_Run], structure: Structure
+                        ) -> tuple[np.ndarray, np.ndarray, list[tuple[list, tuple]]]:
     """``sum_i log det G_i + sum_j log g_j``, ``F`` (``(k, p+1, p+1)``) and, for each run of
-    therapists, ``(a_j, u_j)`` of the module notes (a therapist intercept), computed as
-    :func:`~alliance_analysis.multilevel.engine.blocks.eliminate` computes them."""
-    p = structure.n_fixed
-    client_theta = theta[:, :structure.n_client_theta]
-    every = np.arange(len(theta))
-    logdet, f, therapists = np.zeros(len(theta)), 0, []
+    therapists, the clients' ``P_i`` and ``R_i`` (:func:`~alliance_analysis.multilevel.
+    engine.blocks.small_weights`) and the therapists' ``(a_j, u_j, g_j)`` of the module notes
+    (a therapist intercept), computed as :func:`~alliance_analysis.multilevel.engine.blocks.
+    eliminate` computes them."""
+    p, m = structure.n_fixed, structure.n_client_theta
+    client_theta = theta[:, :m]
+    lam = theta[:, m][:, None]
+    logdet, f, forward = np.zeros(len(theta)), 0, []
     for run in runs:
-        run_logdet, weights = client_weights(client_theta, run.client_root, structure)
-        removed = unpack_symmetric(contract(weights, run.fixed_products).T, p + 2, 1)
-        low_t, b_t, unscaled = therapist_factors(weights, every, theta, run, structure)
-        f = f + (run.upper_cross[1:, 1:].sum(axis=-1)[..., None] - removed
-                 - np.einsum("qakt,qbkt->abk", b_t, b_t))
-        logdet = logdet + (run_logdet + log_determinant(low_t))
-        therapists.append((unscaled[0, 0], unscaled[0, 1:]))
-    return logdet, np.moveaxis(f, -1, 0), therapists
+        run_logdet, weights, *parts = small_weights(client_theta, run.stats.client_root,
+                                                    structure)
+        removed = unpack_symmetric(contract(weights, run.stats.fixed_products).T, p + 2, 1)
+        # the therapist rows of W_j'W_j - sum over its clients of D_i'N_i D_i: (r, k,
+        # therapists), in that (C) order, the layout the einsums below expect
+        removed_t = therapist_sums(weights, run.stats).transpose(2, 0, 1)
+        unscaled = np.subtract(run.top, removed_t, out=np.empty(removed_t.shape))
+        a, u = unscaled[0], unscaled[1:]
+        g = lam * lam * a + 1
+        low_t = sqrt(g)
+        b_t = (u * (lam / low_t))[None]
+        f = f + (run.upper - removed - np.einsum("qakt,qbkt->abk", b_t, b_t))
+        logdet = logdet + (run_logdet + log_determinant(low_t[None, None]))
+        forward.append((parts, (a, u, g)))
+    return logdet, f.transpose(2, 0, 1), forward
 
 
 def _therapist_adjoint(e: np.ndarray, omega: np.ndarray, lam: np.ndarray,
-                       therapists: tuple[np.ndarray, np.ndarray], run: NestedStats
+                       therapists: tuple[np.ndarray, np.ndarray, np.ndarray], run: _Run
                        ) -> tuple[np.ndarray, np.ndarray]:
     """``E_i = D_i Gamma_j D_i'`` (``(k, clients, pairs)``) of the clients of a run of
     therapists, ``e`` holding its ``Omega`` part, and this run's term of the gradient in the
     therapist intercept's ``theta`` (``(k,)``; module notes)."""
-    a, u = therapists
+    a, u, g = therapists
     lam = lam[:, None]
-    g = lam * lam * a + 1
     c = lam * lam / g
     omega_u = np.einsum("kab,bkt->akt", omega, u)
-    quadratic = np.sum(u * omega_u, axis=0)
+    quadratic = (u * omega_u).sum(axis=0)
     # Gamma_j's row of the therapist effect packed as the therapist products (the
     # off-diagonal cells doubled): (r, k, therapists), then for each client its therapist's
     gamma = np.concatenate([(c + c * c * quadratic)[None], -2 * c * omega_u])
-    owner = np.repeat(np.arange(a.shape[-1]),
-                      np.diff(np.r_[run.upper_starts, run.client_root.shape[-1]]))
     # one stacked (pairs, cells) x (cells, k) product per client
-    e = e + np.moveaxis(run.therapist_products @ np.moveaxis(gamma[..., owner], -1, 0), -1, 0)
-    return e, np.sum(2 * lam * (a / g - quadratic / (g * g)), axis=-1)
+    e = e + (run.stats.therapist_products
+             @ gamma[..., run.owner].transpose(2, 0, 1)).transpose(2, 0, 1)
+    return e, (2 * lam * (a / g - quadratic / (g * g))).sum(axis=-1)
 
 
 def _omega(f: np.ndarray, p: int, weight: np.ndarray, reml: bool) -> np.ndarray:
@@ -210,43 +253,40 @@ def _packed(omega: np.ndarray) -> np.ndarray:
     return omega[:, rows, cols] * np.where(rows < cols, 2.0, 1.0)
 
 
-def _theta_gradient(theta: np.ndarray, stats: NestedStats, structure: Structure,
-                    e: np.ndarray) -> np.ndarray:
+def _theta_gradient(parts: tuple[list[list[np.ndarray]], list[np.ndarray]],
+                    stats: NestedStats, structure: Structure, e: np.ndarray) -> np.ndarray:
     """``2 sum_i (Y_i F_i)[c_m, r_m]`` over the clients of ``stats`` (``(k, m)``).
 
     With ``R_i = (I + P_i P_i')^{-1}``: ``H_i = P_i' R_i`` and ``N_i = I - R_i``, so ``Y_i =
     H_i (I - E_i R_i) = P_i' S_i`` with ``S_i = R_i - R_i E_i R_i`` (symmetric), written out
-    for ``q_c = 1`` and ``2`` (``F_i`` is upper, ``Lambda`` lower triangular).
+    for ``q_c = 1`` and ``2`` (``F_i`` is upper, ``Lambda`` lower triangular); ``P_i`` and
+    ``R_i`` (``parts``) are the forward pass's
+    (:func:`~alliance_analysis.multilevel.engine.blocks.small_weights`).
     """
     rows, cols = structure.block_positions("client")
     root = stats.client_root
-    lam = np.zeros((structure.q_client,) * 2 + (len(theta),))
-    lam[rows, cols] = theta.T
-    lam = lam[..., None]
+    p, r = parts
     if structure.q_client == 1:
-        p = root[0, 0] * lam[0, 0]
-        r = 1 / (1 + p * p)
+        r = r[0]
         s = r - e[..., 0] * r * r
-        return 2 * np.sum(p * s * root[0, 0], axis=-1)[:, None]
+        return 2 * (p[0][0] * s * root[0, 0]).sum(axis=-1)[:, None]
     f00, f01, f11 = root[0, 0], root[0, 1], root[1, 1]
-    p00 = f00 * lam[0, 0] + f01 * lam[1, 0]
-    p01 = f01 * lam[1, 1]
-    p10 = f11 * lam[1, 0]
-    p11 = f11 * lam[1, 1]
-    a = p00 * p00 + p01 * p01
-    b = p10 * p10 + p11 * p11
-    c = p00 * p10 + p01 * p11
-    det_p = p00 * p11 - p01 * p10
-    inverse = 1 / (1 + a + b + det_p * det_p)
-    r00, r01, r11 = (1 + b) * inverse, -c * inverse, (1 + a) * inverse
+    (p00, p01), (p10, p11) = p
+    r00, r01, r11 = r
     e00, e01, e11 = e[..., 0], 0.5 * e[..., 1], e[..., 2]
     re00, re01 = r00 * e00 + r01 * e01, r00 * e01 + r01 * e11
     re10, re11 = r01 * e00 + r11 * e01, r01 * e01 + r11 * e11
     s00 = r00 - (re00 * r00 + re01 * r01)
     s01 = r01 - (re00 * r01 + re01 * r11)
     s11 = r11 - (re10 * r01 + re11 * r11)
-    q00, q01 = p00 * s00 + p10 * s01, p00 * s01 + p10 * s11
-    q10, q11 = p01 * s00 + p11 * s01, p01 * s01 + p11 * s11
-    yf = {(0, 0): q00 * f00, (0, 1): q00 * f01 + q01 * f11, (1, 1): q10 * f01 + q11 * f11}
-    return np.column_stack([2 * np.sum(yf[int(c), int(r)], axis=-1)
-                            for r, c in zip(rows, cols, strict=True)])
+    out = np.empty((e.shape[0], rows.size))
+    for j, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        # (Y_i F_i)[col, row], with the entries of Y_i = P_i' S_i it needs
+        if (col, row) == (0, 0):
+            yf = (p00 * s00 + p10 * s01) * f00
+        elif (col, row) == (0, 1):
+            yf = (p00 * s00 + p10 * s01) * f01 + (p00 * s01 + p10 * s11) * f11
+        else:
+            yf = (p01 * s00 + p11 * s01) * f01 + (p01 * s01 + p11 * s11) * f11
+        out[:, j] = 2 * yf.sum(axis=-1)
+    return out

@@ -15,11 +15,12 @@ Z_i'[Z_t, X, y]_i`` its ``q_c x r`` cross-products with the other columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from alliance_analysis.multilevel.engine.small import (cholesky, fill_lower, forward_solve,
-                                                       upper_pairs)
+                                                       read_only, upper_pairs)
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,11 @@ class Structure:
     n_fixed: int
 
     def block_positions(self, level: str) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and columns of ``theta``'s elements in one factor, lme4's column-major order."""
-        q, correlated = ((self.q_client, self.client_correlated) if level == "client"
-                         else (self.q_therapist, self.therapist_correlated))
-        pairs = [(i, j) for j in range(q) for i in range(j, q) if correlated or i == j]
-        rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
-        return np.array(rows, dtype=int), np.array(cols, dtype=int)
+        """Rows and columns of ``theta``'s elements in one factor, lme4's column-major order
+        (read-only arrays, computed once per layout)."""
+        if level == "client":
+            return _positions(self.q_client, self.client_correlated)
+        return _positions(self.q_therapist, self.therapist_correlated)
 
     @property
     def n_client_theta(self) -> int:
@@ -110,6 +110,14 @@ class Structure:
             parts.append(np.moveaxis(cholesky(cov)[rows, cols], 0, -1) if rows.size
                          else np.zeros(cov.shape[2:] + (0,), dtype=cov.dtype))
         return np.concatenate(parts, axis=-1)
+
+
+@lru_cache(maxsize=64)
+def _positions(q: int, correlated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Structure.block_positions` of a ``q x q`` factor."""
+    pairs = [(i, j) for j in range(q) for i in range(j, q) if correlated or i == j]
+    rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
+    return read_only(np.array(rows, dtype=int)), read_only(np.array(cols, dtype=int))
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,13 @@ def sufficient_statistics(zc: np.ndarray, zt: np.ndarray, x: np.ndarray, y: np.n
     -------
     NestedStats
     """
-    w = np.ascontiguousarray(np.column_stack([zc, zt, x, y]).T, dtype=float)
+    # W' (columns by rows), written in place: one array of the data's size
+    w = np.empty((zc.shape[1] + zt.shape[1] + x.shape[1] + 1, y.shape[0]))
+    first = 0
+    for part in (zc, zt, x):
+        w[first:first + part.shape[1]] = part.T
+        first += part.shape[1]
+    w[first] = y
     qc, qt = zc.shape[1], zt.shape[1]
     client_cross = _grouped_cross(w[:qc], w, client_starts)
     upper = _grouped_cross(w[qc:], w[qc:], therapist_row_starts)

@@ -486,17 +486,23 @@ def _variance_table(parameters: Sequence[VarianceParameter], estimates: Estimate
 def _random_effects_table(design: Design, modes: Modes, ci_level: float) -> pd.DataFrame:
     """Each client's and therapist's conditional modes with conditional SEs and intervals."""
     z = stats.norm.ppf(0.5 + ci_level / 2)
-    parts = []
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (
+        "level", "group", "term", "estimate", "se", "ci_low", "ci_high")}
     for level, ids, names, values, cov in (
             ("client", design.client_ids, design.client_names, modes.client, modes.client_cov),
             ("therapist", design.therapist_ids, design.therapist_names, modes.therapist,
              modes.therapist_cov)):
         for j, term in enumerate(names):
             se = np.sqrt(cov[:, j, j])
-            parts.append(pd.DataFrame({
-                "level": level, "group": ids, "term": term, "estimate": values[:, j], "se": se,
-                "ci_low": values[:, j] - z * se, "ci_high": values[:, j] + z * se}))
-    return pd.concat(parts, ignore_index=True)
+            for name, column in (("level", np.full(len(ids), level, dtype=object)),
+                                 ("group", ids),
+                                 ("term", np.full(len(ids), term, dtype=object)),
+                                 ("estimate", values[:, j]), ("se", se),
+                                 ("ci_low", values[:, j] - z * se),
+                                 ("ci_high", values[:, j] + z * se)):
+                columns[name].append(column)
+    # one table built from whole columns (one text conversion per column, not per part)
+    return pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
 
 
 def _fit_stats(design: Design, structure: Structure, kept: Attempt,

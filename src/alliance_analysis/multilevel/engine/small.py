@@ -10,6 +10,8 @@ and it calls LAPACK once per matrix instead of once per element over the whole b
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 def log(z: np.ndarray) -> np.ndarray:
@@ -129,14 +131,24 @@ def outer_sum(b: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=256)
 def upper_pairs(q: int, first: int = 0, stop: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices ``(u, v)``, ``u <= v``, of a ``q x q`` symmetric matrix's upper
     triangle row by row, rows ``first`` to ``stop - 1`` (default: to the last row); the packed
-    order of :class:`alliance_analysis.multilevel.engine.layout.NestedStats`."""
+    order of :class:`alliance_analysis.multilevel.engine.layout.NestedStats`.
+
+    Computed once per shape (every evaluation of the deviance asks for the same few): the
+    arrays are read-only."""
     pairs = [(u, v) for u in range(first, q if stop is None else stop) for v in range(u, q)]
     rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
-    return np.array(rows, dtype=int), np.array(cols, dtype=int)
+    return read_only(np.array(rows, dtype=int)), read_only(np.array(cols, dtype=int))
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, marked read-only (an index array cached and shared between calls)."""
+    array.flags.writeable = False
+    return array
 
 
 def unpack_symmetric(packed: np.ndarray, q: int, first: int = 0) -> np.ndarray:

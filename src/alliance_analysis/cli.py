@@ -31,26 +31,22 @@ from alliance_analysis.errors import AllianceDataError, AllianceParamsError, All
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _run(args: argparse.Namespace) -> int:
-    # the kernels' fork server starts first: it imports the stack (and the first stage's
-    # modules) while this process imports the pipeline and sets up the run
-    from alliance_analysis.kernels.forking import close_early, start_early
+def _start_kernels_early() -> None:
+    """Start the kernels' fork server now: it imports the stack (and the first stage's
+    modules) while this process builds its parser, imports the pipeline and sets up the run;
+    the run's kernel pool takes it (:func:`~alliance_analysis.kernels.forking.start_early`)."""
+    from alliance_analysis.kernels.forking import start_early
     from alliance_analysis.kernels.pool import notebook_modules
     from alliance_analysis.stages import NOTEBOOKS, notebooks_dir
 
     try:
         folder = notebooks_dir()
     except AllianceRunError:  # the run says so
-        pass
-    else:
-        start_early(folder, notebook_modules(folder / f"{NOTEBOOKS[0]}.ipynb"))
-    try:
-        return _run_pipeline(args)
-    finally:
-        close_early()
+        return
+    start_early(folder, notebook_modules(folder / f"{NOTEBOOKS[0]}.ipynb"))
 
 
-def _run_pipeline(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from alliance_analysis import pipeline
 
     def progress(name: str, index: int, total: int, seconds: float | None) -> None:
@@ -279,7 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alliance`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # ``alliance run``: the kernels' fork server starts before the parser is built (which
+    # imports the parameters' models, about a second); a server no run took is stopped
+    if argv[:1] == ["run"] and not {"-h", "--help"} & set(argv):
+        _start_kernels_early()
+    try:
+        return _main(build_parser().parse_args(argv))
+    finally:
+        if argv[:1] == ["run"]:
+            from alliance_analysis.kernels.forking import close_early
+
+            close_early()
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except (AllianceParamsError, AllianceDataError) as exc:

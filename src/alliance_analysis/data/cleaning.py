@@ -180,8 +180,11 @@ def _comma_decimals(frame: pd.DataFrame, columns: Sequence[str], ledger: _Ledger
     found = {}
     for column in columns:
         values = frame.loc[ledger.kept(), column]
-        hits = values[values.map(lambda v: isinstance(v, str)
-                                 and _DECIMAL_COMMA.fullmatch(v.strip()) is not None)]
+        if pd.api.types.is_numeric_dtype(values):  # no text cell at all
+            continue
+        # the text cells (others give NaN here), stripped, matched in one vectorised pass
+        text = values.where(values.map(type) == str).str.strip()
+        hits = values[text.str.fullmatch(_DECIMAL_COMMA).fillna(False).astype(bool)]
         if len(hits):
             found[column] = hits
     if not found:

@@ -51,7 +51,8 @@ from typing import Any
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 #: What every kernel imports before the notebook's modules.
-KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline")
+KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline",
+                  "matplotlib.backends.registry")
 
 #: Seconds the server may take to import everything before a fork request is given up.
 READY_TIMEOUT = 120.0
@@ -301,6 +302,21 @@ def _import_quietly(modules: Sequence[str]) -> dict[str, Any]:
     return {"ok": True}
 
 
+def _find_inline_backend() -> None:
+    """Look up the inline backend as ``%matplotlib inline`` does, once for every kernel.
+
+    matplotlib's backend registry reads every installed package's entry points the first
+    time a backend is looked up by name (about half a second); done here, the forked kernels
+    find them read. Only a cache of the registry is filled: nothing is drawn or set.
+    """
+    try:
+        from matplotlib.backends.registry import backend_registry
+
+        backend_registry.resolve_gui_or_backend("inline")
+    except Exception:  # noqa: BLE001, S110 - then each kernel looks it up itself, as before
+        pass
+
+
 def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
     """In the forked child: become the kernel of ``request``; never returns."""
     code = 1
@@ -377,6 +393,8 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
         return True
 
     status = _import_quietly([*KERNEL_MODULES, *preload])
+    if status["ok"]:
+        _find_inline_backend()
     children: list[int] = []
     lines = requests if reply(status) else iter(())
     for line in lines:

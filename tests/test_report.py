@@ -156,3 +156,19 @@ def test_stages_writing_at_the_same_time_lose_nothing(tmp_path) -> None:
         list(pool.map(stage, range(4)))
     assert len(RunFolder(tmp_path).results()) == 160
     assert not (tmp_path / LOCK).exists()
+
+
+def test_latex_tables_are_pandas_to_latex_line_for_line() -> None:
+    """The LaTeX of a table of text cells is written directly; it is pandas' ``to_latex``."""
+    from alliance_analysis.report.tables import _to_latex
+
+    frames = [pd.DataFrame({"term": ["(Intercept)", "wai\\_within", ""], "95\\% CI": [
+                  "[-0.11, 3.86]", "$<$ .001", "é ü"], "n": ["3", "12", "0"]}),
+              pd.DataFrame({"only": ["a & b", "line\nbreak"]})]
+    for frame in frames:
+        for caption in ("A caption", None):
+            assert _to_latex(frame, caption, "tab:x") == frame.to_latex(
+                index=False, caption=caption, label="tab:x", escape=False)
+    empty = pd.DataFrame({"a": pd.Series([], dtype=float)})
+    assert _to_latex(empty, "C", "tab:e") == empty.to_latex(index=False, caption="C",
+                                                            label="tab:e", escape=False)

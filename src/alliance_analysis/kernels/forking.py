@@ -230,7 +230,10 @@ def provisioner_class() -> type:
             if server is None or not forkable(cmd):
                 return await super().launch_kernel(cmd, **kwargs)
             env = dict(kwargs.get("env") or os.environ)
-            cwd = str(kwargs.get("cwd") or Path.cwd())
+            # as Popen: a relative folder is this process's, a missing one is its error
+            cwd = os.path.abspath(kwargs.get("cwd") or Path.cwd())
+            if not os.path.isdir(cwd):
+                return await super().launch_kernel(cmd, **kwargs)
             try:
                 pid = server.fork(cmd, env, cwd, self.modules)
             except RuntimeError:

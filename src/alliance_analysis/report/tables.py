@@ -233,12 +233,29 @@ def latex_table(shown: pd.DataFrame, name: str, caption: str = "", note: str = "
 
     body = shown.map(cell) if len(shown) else shown
     body.columns = [cell(c) for c in shown.columns]
-    tex = body.to_latex(index=False, caption=cell(caption) if caption else None,
-                        label=f"tab:{name}", escape=False)
+    tex = _to_latex(body, cell(caption) if caption else None, f"tab:{name}")
     if note:
         tex = tex.replace("\\end{tabular}", "\\end{tabular}\n\\par\\small\\textit{Note.} "
                           + cell(note))
     return "% needs \\usepackage{booktabs} in the preamble\n" + tex
+
+
+def _to_latex(body: pd.DataFrame, caption: str | None, label: str) -> str:
+    """``body.to_latex(index=False, caption=caption, label=label, escape=False)``.
+
+    Written out here for a table of text cells (every non-empty table :func:`latex_table`
+    makes): pandas renders it through a Styler and its jinja2 templates, about 15 ms a table
+    and a hundred tables a run. The same text, line for line (``tests/test_report.py``); an
+    empty table goes to pandas.
+    """
+    if body.empty or not all(body[c].map(type).eq(str).all() for c in body.columns):
+        return body.to_latex(index=False, caption=caption, label=label, escape=False)
+    lines = ["\\begin{table}"] + ([f"\\caption{{{caption}}}"] if caption is not None else [])
+    lines += [f"\\label{{{label}}}", "\\begin{tabular}{" + "l" * body.shape[1] + "}",
+              "\\toprule", " & ".join(map(str, body.columns)) + " \\\\", "\\midrule"]
+    lines += [" & ".join(row) + " \\\\" for row in body.itertuples(index=False, name=None)]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
 
 
 def _tex_escape(text: str) -> str:

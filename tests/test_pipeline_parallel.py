@@ -115,7 +115,7 @@ def test_stages_after_the_clean_stage_start_longest_first() -> None:
     from alliance_analysis.stages import start_order
 
     assert start_order(NOTEBOOKS, jobs=2) == ["01_clean", "03_multilevel", "05_change",
-                                              "04_sem", "02_describe", "06_robustness"]
+                                              "04_sem", "06_robustness", "02_describe"]
     assert start_order(NOTEBOOKS, jobs=1) == list(NOTEBOOKS)  # one after another: as given
     assert start_order(["01_clean", "07_mine", "04_sem"], jobs=2) == ["01_clean", "04_sem",
                                                                       "07_mine"]

@@ -154,3 +154,27 @@ def test_a_server_started_early_is_taken_by_the_next_pool(tmp_path: Path) -> Non
     untaken = forking._early
     forking.close_early()
     assert untaken.process.returncode == 0 and forking.take_early() is None
+
+
+def test_a_server_that_does_not_answer_is_not_used(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import that hangs does not hang the run: after the timeout the kernel is started
+    as usual."""
+    from alliance_analysis.kernels import forking
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "slow_module.py").write_text("import time\ntime.sleep(30)\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    monkeypatch.setattr(forking, "READY_TIMEOUT", 0.5)
+    server = ForkServer(tmp_path, ["slow_module"])
+    try:
+        started = time.monotonic()
+        assert not server.usable
+        assert time.monotonic() - started < 10
+        with pytest.raises(RuntimeError, match="did not answer"):
+            server.fork([sys.executable, "-m", "ipykernel_launcher"], dict(os.environ),
+                        str(tmp_path))
+    finally:
+        server.process.kill()
+        server.close()

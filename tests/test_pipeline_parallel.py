@@ -49,19 +49,20 @@ def test_all_stages_run_and_seconds_are_in_notebook_order(monkeypatch):
 
 
 def test_a_failure_cancels_the_stages_not_started(monkeypatch):
-    started, manifest, _, raised = _run_stages(monkeypatch, fail="02_describe")
-    assert isinstance(raised, AllianceRunError) and "02_describe failed" in str(raised)
-    # 02 and 03 started together; 02 failed, so 04-06 never started (03 ran to its end)
-    assert started == ["01_clean", "02_describe", "03_multilevel"]
+    started, manifest, _, raised = _run_stages(monkeypatch, fail="05_change")
+    assert isinstance(raised, AllianceRunError) and "05_change failed" in str(raised)
+    # 03 and 05 started together (longest first); 05 failed, so the others never started
+    # (03 ran to its end)
+    assert started == ["01_clean", "03_multilevel", "05_change"]
     assert "03_multilevel" in manifest["seconds"]
-    assert "02_describe" not in manifest["seconds"]
+    assert "05_change" not in manifest["seconds"]
 
 
 def test_ctrl_c_in_a_stage_cancels_the_rest_and_names_it(monkeypatch):
-    started, _, running, raised = _run_stages(monkeypatch, interrupt="03_multilevel")
+    started, _, running, raised = _run_stages(monkeypatch, interrupt="05_change")
     assert isinstance(raised, KeyboardInterrupt)
-    assert started == ["01_clean", "02_describe", "03_multilevel"]
-    assert running == ["03_multilevel"]
+    assert started == ["01_clean", "03_multilevel", "05_change"]
+    assert running == ["05_change"]
 
 
 def test_the_lock_admits_one_writer_and_refuses_to_break_a_live_lock(tmp_path):

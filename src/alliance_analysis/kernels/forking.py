@@ -11,9 +11,10 @@ folder and environment jupyter_client asked for. ``ForkProvisioner``
 kernel command replaced by that fork, so the kernel manager, papermill and nbclient drive a
 forked kernel exactly as a started one.
 
-Why not a library: jupyter_client launches kernels with ``subprocess.Popen`` only, and the
-forking kernel managers published for it are unmaintained; the fork itself is the standard
-pre-fork pattern (as in gunicorn's ``preload_app``).
+Why not a library: jupyter_client starts local kernels with ``subprocess.Popen``, and its
+kernel provisioners (7.0+) are the documented place to change how a kernel is launched; we
+found no maintained provisioner that forks local kernels from a preloaded process. The fork
+itself is the usual pre-fork pattern (as gunicorn's ``preload_app``).
 
 What a notebook sees is unchanged:
 
@@ -22,6 +23,8 @@ What a notebook sees is unchanged:
 - each child takes the kernel's environment and working folder, a new session (as
   jupyter_client's ``start_new_session``), stdin from ``/dev/null``, the default ``SIGCHLD``
   handler, and the argument list of ``python -m ipykernel_launcher``;
+- the server looks up the inline backend once (:func:`_find_inline_backend`), which only
+  fills matplotlib's cache of installed backends;
 - an import that printed or warned (it would print in the notebook's cell of a new kernel)
   makes the server refuse every fork, so those kernels are started as before
   (:attr:`ForkServer.usable`); so does a kernel command other than this interpreter's
@@ -55,7 +58,7 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline",
                   "matplotlib.backends.registry")
 
-#: Seconds the server may take to import everything before a fork request is given up.
+#: Seconds the server may take to answer (its imports, a fork) before it is not used again.
 READY_TIMEOUT = 120.0
 
 
@@ -98,9 +101,21 @@ class ForkServer:
 
     def _wait_ready(self) -> dict[str, Any]:
         if self._ready is None:
-            line = self._replies.readline()
-            self._ready = json.loads(line) if line else {"ok": False, "why": "server exited"}
+            self._ready = self._reply()
         return self._ready
+
+    def _reply(self) -> dict[str, Any]:
+        """The server's next reply line; a server that says nothing for
+        :data:`READY_TIMEOUT` seconds (an import that hangs) is not used again."""
+        import select
+
+        readable, _, _ = select.select([self._replies], [], [], READY_TIMEOUT)
+        line = self._replies.readline() if readable else ""
+        if not line:
+            self._ready = {"ok": False, "why": "the server exited or did not answer in "
+                                              f"{READY_TIMEOUT:.0f} s"}
+            return self._ready
+        return json.loads(line)
 
     def fork(self, cmd: Sequence[str], env: dict[str, str], cwd: str,
              modules: Sequence[str] = ()) -> int:
@@ -120,7 +135,7 @@ class ForkServer:
             self._requests.write(json.dumps({"cmd": list(cmd), "env": env, "cwd": cwd,
                                              "modules": list(modules)}) + "\n")
             self._requests.flush()
-            reply = json.loads(self._replies.readline() or '{"why": "server exited"}')
+            reply = self._reply()
         if "pid" not in reply:
             raise RuntimeError(f"kernel fork failed: {reply.get('why')}")
         return int(reply["pid"])

@@ -51,7 +51,7 @@ def test_all_stages_run_and_seconds_are_in_notebook_order(monkeypatch):
 def test_a_failure_cancels_the_stages_not_started(monkeypatch):
     started, manifest, _, raised = _run_stages(monkeypatch, fail="05_change")
     assert isinstance(raised, AllianceRunError) and "05_change failed" in str(raised)
-    # 03 and 05 started together (longest first); 05 failed, so the others never started
+    # 03 and 05 started together (the packed order); 05 failed, so the others never started
     # (03 ran to its end)
     assert started == ["01_clean", "03_multilevel", "05_change"]
     assert "03_multilevel" in manifest["seconds"]
@@ -111,12 +111,12 @@ def test_the_cache_key_changes_when_columns_are_renamed():
     assert curve_key(data, section, {}) == curve_key(data.copy(), section, {})
 
 
-def test_stages_after_the_clean_stage_start_longest_first() -> None:
+def test_stages_after_the_clean_stage_start_in_the_packed_order() -> None:
     from alliance_analysis.pipeline import NOTEBOOKS
     from alliance_analysis.stages import start_order
 
     assert start_order(NOTEBOOKS, jobs=2) == ["01_clean", "03_multilevel", "05_change",
-                                              "04_sem", "06_robustness", "02_describe"]
+                                              "06_robustness", "04_sem", "02_describe"]
     assert start_order(NOTEBOOKS, jobs=1) == list(NOTEBOOKS)  # one after another: as given
     assert start_order(["01_clean", "07_mine", "04_sem"], jobs=2) == ["01_clean", "04_sem",
                                                                       "07_mine"]

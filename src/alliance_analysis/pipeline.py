@@ -251,7 +251,7 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
                  jobs: int | None, running: list[str], kernels: KernelPool | None = None,
                  on_done: Callable[[str], None] | None = None) -> None:
     """Run the notebooks: in order up to :data:`PARALLEL_AFTER`, then ``jobs`` at a time,
-    longest first (:func:`start_order`).
+    in the packed order of :func:`start_order`.
 
     ``running`` holds the notebooks started and not finished (for the message of Ctrl-C).
     On the first failure or Ctrl-C the stages not started yet are cancelled; the failure (the

@@ -3,7 +3,7 @@ others side by side.
 
 The stages after :data:`PARALLEL_AFTER` read only its processed table and nothing of each
 other, so they may run at the same time (``jobs`` of them, :func:`stage_workers`); they start
-longest first (:func:`start_order`), so that no long stage is left to run alone at the end.
+in an order packed so that no long stage is left to run alone at the end (:func:`start_order`).
 ``results.json`` and ``outputs.json`` are written under a lock with sorted keys, so the run
 folder does not depend on which stage finished first.
 """
@@ -40,23 +40,25 @@ def notebooks_dir() -> Path:
 #: The stage after which the others may run at the same time.
 PARALLEL_AFTER = "01_clean"
 
-#: The stages after :data:`PARALLEL_AFTER`, longest first (their seconds on the demo, 2 cores:
-#: 7.5, 6.5, 5, then 06_robustness 5 when it fits its specifications, 2 when they are cached,
-#: and 02_describe 4): side by side, the longest start first so that no long stage is left
-#: to run alone at the end. Stages not listed follow in notebook order.
-LONGEST_FIRST: tuple[str, ...] = ("03_multilevel", "05_change", "04_sem", "06_robustness",
-                                  "02_describe")
+#: The order the stages after :data:`PARALLEL_AFTER` start in when several run at a time,
+#: packed for two cores from their seconds on the demo (03 7.8, 05 6.1, 04 5.3, 06 3.8 when it
+#: fits its specifications and 1.8 when they are cached, 02 3.4): 03 and 05 first, then 06
+#: beside 03 and 04 beside 05, so that the two cores end together (03 + 04 against
+#: 05 + 06 + 02) rather than one stage running alone at the end. Stages not listed follow in
+#: notebook order.
+START_ORDER: tuple[str, ...] = ("03_multilevel", "05_change", "06_robustness", "04_sem",
+                                "02_describe")
 
 
 def start_order(notebooks: Sequence[str], jobs: int | None) -> list[str]:
     """The order the stages start in: up to :data:`PARALLEL_AFTER` as given, then (when
-    several run at a time) :data:`LONGEST_FIRST`."""
+    several run at a time) :data:`START_ORDER`."""
     notebooks = list(notebooks)
     split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
     rest = notebooks[split:]
     if stage_workers(jobs) > 1:
-        rest.sort(key=lambda name: (LONGEST_FIRST.index(name) if name in LONGEST_FIRST
-                                    else len(LONGEST_FIRST)))
+        rest.sort(key=lambda name: (START_ORDER.index(name) if name in START_ORDER
+                                    else len(START_ORDER)))
     return notebooks[:split] + rest
 
 

@@ -15,11 +15,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from alliance_analysis.kernels import KernelPool, execute_in
-from alliance_analysis.kernels.forking import (ForkedKernel, ForkServer, forkable,
+from alliance_analysis.kernels.forking import (ForkedKernel, ForkServer, available, forkable,
                                                 use_fork_server)
 from alliance_analysis.pipeline import KERNEL_ARGUMENTS
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = pytest.mark.skipif(not available(), reason="kernels are forked on Linux only")
 
 #: What a kernel's process looks like from inside; the same in a forked and a new kernel.
 PROBE = """\
@@ -178,3 +178,19 @@ def test_a_server_that_does_not_answer_is_not_used(tmp_path: Path,
     finally:
         server.process.kill()
         server.close()
+
+
+def test_where_kernels_are_not_forked_they_are_started(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows and macOS (``available()`` False): no server, each kernel started as usual."""
+    from alliance_analysis.kernels import forking
+
+    monkeypatch.setattr(forking, "available", lambda: False)
+    forking.start_early(tmp_path)
+    assert forking.take_early() is None
+    _notebook(tmp_path / "a.ipynb", "import json")
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
+        assert pool.server is None
+        km = pool.take("a")
+        assert km is not None and isinstance(km.provisioner.process, subprocess.Popen)
+        km.shutdown_kernel(now=True)

@@ -62,6 +62,13 @@ KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline",
 READY_TIMEOUT = 120.0
 
 
+def available() -> bool:
+    """Whether kernels are forked here: on Linux. Windows has no ``fork``, and macOS's system
+    libraries are not safe to use in a forked child (Python's own ``multiprocessing`` spawns
+    there); elsewhere every kernel is started as papermill starts one."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
 class ForkServer:
     """One process that imports ``modules`` once and forks notebook kernels from itself.
 
@@ -167,6 +174,8 @@ def start_early(cwd: str | Path, preload: Sequence[str] = ()) -> None:
     """
     global _early
     close_early()
+    if not available():
+        return
     try:
         _early = ForkServer(cwd, preload)
     except OSError:  # the pool starts one, or starts its kernels as usual

@@ -218,7 +218,8 @@ class KernelPool:
     fork
         Fork the kernels from one process that imported the stack once
         (:mod:`~alliance_analysis.kernels.forking`; the one :func:`~alliance_analysis.
-        kernels.forking.start_early` started, if any); False starts each as papermill would.
+        kernels.forking.start_early` started, if any), where forking is available (Linux);
+        False starts each as papermill would.
     """
 
     def __init__(self, folder: Path, extra_arguments: Sequence[str], order: Sequence[str],
@@ -228,7 +229,9 @@ class KernelPool:
         self.order = list(order)
         self.ahead = ahead
         self.server: ForkServer | None = None
-        if fork:
+        from alliance_analysis.kernels.forking import available
+
+        if fork and available():
             from alliance_analysis.kernels.forking import ForkServer, take_early
 
             self.server = take_early() or ForkServer(self.folder)

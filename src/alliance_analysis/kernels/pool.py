@@ -319,7 +319,10 @@ def _engine() -> str:
     """Register (once) and name the papermill engine that runs a notebook in a given kernel."""
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
+    from jupyter_core.utils import ensure_async
     from papermill.utils import merge_kwargs, remove_args
+
+    from nbclient.util import run_hook
 
     class StartedKernelClient(PapermillNotebookClient):
         """papermill's client; the kernel it was given is shut down at the end, as its own
@@ -327,6 +330,20 @@ def _engine() -> str:
 
         def execute(self, **kwargs: Any) -> Any:
             return super().execute(cleanup_kc=True, **kwargs)
+
+        async def async_start_new_kernel_client(self) -> Any:
+            # as nbclient 0.10's, with connected() for the kernel client's wait_for_ready
+            assert self.km is not None
+            try:
+                self.kc = self.km.client()
+                await ensure_async(self.kc.start_channels())
+                await connected(self.kc, self.startup_timeout)
+            except Exception:
+                await self._async_cleanup_kernel()
+                raise
+            self.kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+            return self.kc
 
     class StartedKernelEngine(NBClientEngine):
         """papermill's nbclient engine with :class:`StartedKernelClient`."""
@@ -351,6 +368,43 @@ def _engine() -> str:
     name = "alliance-started-kernel"
     papermill_engines.register(name, StartedKernelEngine)
     return name
+
+
+async def connected(kc: Any, timeout: float) -> None:
+    """Wait until the kernel of the asynchronous client ``kc`` answers on its shell channel
+    and its IOPub channel is connected, as jupyter_client's ``wait_for_ready`` does, without
+    its last step: waiting until IOPub has been silent for 0.2 s (a fifth of a second at the
+    start of every stage). The messages that step would drop belong to no cell, and nbclient
+    reads only the messages of the cell it runs.
+
+    Raises
+    ------
+    RuntimeError
+        The kernel died, or did not answer within ``timeout`` seconds.
+    """
+    import time
+    from queue import Empty
+
+    deadline = time.monotonic() + timeout
+    while True:
+        kc.kernel_info()
+        try:
+            reply = await kc.shell_channel.get_msg(timeout=1)
+        except Empty:
+            pass
+        else:
+            if reply["msg_type"] == "kernel_info_reply":
+                try:  # a message on IOPub shows that it is connected; else ask again
+                    await kc.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    kc._handle_kernel_info_reply(reply)
+                    return
+        if not await kc._async_is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
 
 def logger() -> Any:

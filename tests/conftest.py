@@ -125,3 +125,43 @@ def nested_stats(data, random=("1", "session"), three_level=True, therapist_slop
         else np.array([0]),
         np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if three_level
         else np.array([0]))
+
+
+def notebook_file(path: Path, *sources: str) -> Path:
+    """Write a Python notebook of code cells ``sources`` to ``path``."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[new_code_cell(source) for source in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+def run_new_and_pooled(source: Path, fork: bool, check=None) -> tuple[list, list]:
+    """Execute notebook ``source`` in a kernel papermill starts and in the kernel a
+    ``KernelPool`` readied for it; ``(execution_count, outputs)`` of every cell, both ways.
+
+    ``check(km)`` is called with the pool's kernel manager before the notebook runs in it;
+    the kernel must be shut down at the end, as papermill's own.
+    """
+    import json
+
+    from alliance_analysis.kernels import KernelPool, execute_in
+    from alliance_analysis.pipeline import KERNEL_ARGUMENTS
+
+    folder = source.parent
+    new, pooled = folder / "new.ipynb", folder / "pooled.ipynb"
+    arguments = dict(kernel_name="python3", progress_bar=False, cwd=str(folder),
+                     extra_arguments=KERNEL_ARGUMENTS)
+    execute_in(None, str(source), str(new), **arguments)
+    with KernelPool(folder, KERNEL_ARGUMENTS, [source.stem], fork=fork) as pool:
+        km = pool.take(source.stem)
+        assert km is not None and km.is_alive()
+        if check is not None:
+            check(km)
+        execute_in(km, str(source), str(pooled), **arguments)
+        assert not km.has_kernel
+    return tuple([(c["execution_count"], c["outputs"])
+                  for c in json.loads(path.read_text())["cells"]] for path in (new, pooled))

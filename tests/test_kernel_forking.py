@@ -10,11 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from conftest import notebook_file, run_new_and_pooled
 
-from alliance_analysis.kernels import KernelPool, execute_in
+from alliance_analysis.kernels import KernelPool
 from alliance_analysis.kernels.forking import (ForkedKernel, ForkServer, available, forkable,
                                                 use_fork_server)
 from alliance_analysis.pipeline import KERNEL_ARGUMENTS
@@ -40,39 +39,22 @@ print(json.dumps({
 """
 
 
-def _notebook(path: Path, *sources: str) -> Path:
-    notebook = new_notebook(cells=[new_code_cell(source) for source in sources])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
-    nbformat.write(notebook, path)
-    return path
-
-
-def _outputs(path: Path) -> list[tuple[int | None, list]]:
-    cells = json.loads(path.read_text())["cells"]
-    return [(c["execution_count"], c["outputs"]) for c in cells]
-
-
 def test_a_forked_kernel_runs_the_notebook_as_a_new_kernel_would(tmp_path: Path) -> None:
-    source = _notebook(tmp_path / "a.ipynb", "import json\nimport fractions", PROBE,
-                       "sorted(k for k in globals() if not k.startswith('_'))",
-                       "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
-                       "plt.plot([1, 2]); plt.show()")
-    fresh, forked = tmp_path / "fresh.ipynb", tmp_path / "forked.ipynb"
-    arguments = dict(kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
-                     extra_arguments=KERNEL_ARGUMENTS)
-    execute_in(None, str(source), str(fresh), **arguments)
-    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
-        km = pool.take("a")
-        assert km is not None and km.is_alive()
+    source = notebook_file(tmp_path / "a.ipynb", "import json\nimport fractions", PROBE,
+                           "sorted(k for k in globals() if not k.startswith('_'))",
+                           "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+                           "plt.plot([1, 2]); plt.show()")
+    kernels: list[int] = []
+
+    def forked(km) -> None:
         assert isinstance(km.provisioner.process, ForkedKernel)  # forked, not started
-        pid = km.provisioner.process.pid
-        execute_in(km, str(source), str(forked), **arguments)
-        assert not km.has_kernel  # shut down at the end, as papermill's own
-    assert ForkedKernel(pid).poll() == 0  # the kernel is gone
+        kernels.append(km.provisioner.process.pid)
+
+    new, pooled = run_new_and_pooled(source, fork=True, check=forked)
+    assert ForkedKernel(kernels[0]).poll() == 0  # the kernel is gone
     # the same execution counts and outputs, the same process environment and figure
-    assert _outputs(fresh) == _outputs(forked)
-    probe = json.loads("".join(_outputs(forked)[1][1][0]["text"]))
+    assert new == pooled
+    probe = json.loads("".join(pooled[1][1][0]["text"]))
     assert probe["cwd"] == str(tmp_path) and probe["own_session"] and probe["subprocess"] == 0
     assert probe["sigchld_default"] and probe["argv0"] == "ipykernel_launcher.py"
 
@@ -143,7 +125,7 @@ def test_a_server_started_early_is_taken_by_the_next_pool(tmp_path: Path) -> Non
     forking.start_early(tmp_path, ["fractions"])
     early = forking._early
     assert early is not None and early.usable
-    _notebook(tmp_path / "a.ipynb", "import fractions")
+    notebook_file(tmp_path / "a.ipynb", "import fractions")
     with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
         assert pool.server is early and forking.take_early() is None
         km = pool.take("a")
@@ -183,12 +165,13 @@ def test_a_server_that_does_not_answer_is_not_used(tmp_path: Path,
 def test_where_kernels_are_not_forked_they_are_started(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows and macOS (``available()`` False): no server, each kernel started as usual."""
-    from alliance_analysis.kernels import forking
+    from alliance_analysis.kernels import forking, pool
 
-    monkeypatch.setattr(forking, "available", lambda: False)
+    for module in (forking, pool):
+        monkeypatch.setattr(module, "available", lambda: False)
     forking.start_early(tmp_path)
     assert forking.take_early() is None
-    _notebook(tmp_path / "a.ipynb", "import json")
+    notebook_file(tmp_path / "a.ipynb", "import json")
     with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
         assert pool.server is None
         km = pool.take("a")

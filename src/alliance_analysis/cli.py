@@ -278,12 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # ``alliance run``: the kernels' fork server starts before the parser is built (which
     # imports the parameters' models, about a second); a server no run took is stopped
-    if argv[:1] == ["run"] and not {"-h", "--help"} & set(argv):
+    early = argv[:1] == ["run"] and not {"-h", "--help"} & set(argv)
+    if early:
         _start_kernels_early()
     try:
         return _main(build_parser().parse_args(argv))
     finally:
-        if argv[:1] == ["run"]:
+        if early:
             from alliance_analysis.kernels.forking import close_early
 
             close_early()

@@ -42,11 +42,13 @@ import asyncio
 import functools
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,7 @@ def available() -> bool:
 
 
 class ForkServer:
-    """One process that imports ``modules`` once and forks notebook kernels from itself.
+    """One process that imports the kernels' modules once and forks notebook kernels from it.
 
     The server imports what every kernel imports (IPython, ipykernel) when it starts, and
     each kernel's own modules (its notebook's imports) just before forking it, so the first
@@ -102,7 +104,9 @@ class ForkServer:
 
     @property
     def usable(self) -> bool:
-        """True once the server imported every module quietly (waits for its imports)."""
+        """Whether the server's first imports (every kernel's, then ``preload``) were quiet;
+        waits for them. A later import that is not makes the server refuse that fork and
+        every later one."""
         with self._lock:
             return self._wait_ready().get("ok", False)
 
@@ -114,8 +118,6 @@ class ForkServer:
     def _reply(self) -> dict[str, Any]:
         """The server's next reply line; a server that says nothing for
         :data:`READY_TIMEOUT` seconds (an import that hangs) is not used again."""
-        import select
-
         readable, _, _ = select.select([self._replies], [], [], READY_TIMEOUT)
         line = self._replies.readline() if readable else ""
         if not line:
@@ -197,7 +199,9 @@ def close_early() -> None:
 
 
 class ForkedKernel:
-    """The ``Popen``-like handle of a forked kernel (a child of the server, not of ours)."""
+    """The ``Popen``-like handle of a forked kernel (a child of the server, not of ours): what
+    jupyter_client's local provisioner calls on its process. Waiting is the provisioner's
+    own (``ForkProvisioner.wait``), since the kernel cannot be waited for from here."""
 
     stdin = stdout = stderr = None
 
@@ -207,21 +211,9 @@ class ForkedKernel:
 
     def poll(self) -> int | None:
         """None while the kernel runs; 0 once it is gone (its exit status is the server's)."""
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                self.returncode = 0
+        if self.returncode is None and not _alive(self.pid):
+            self.returncode = 0
         return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until the kernel is gone."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
-            time.sleep(0.01)
-        return 0
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
@@ -293,8 +285,6 @@ def forkable(cmd: Sequence[str]) -> bool:
 def use_fork_server(km: Any, server: ForkServer, modules: Sequence[str] = ()) -> None:
     """Make the kernel manager ``km`` launch its kernel through ``server``, forked once the
     server has imported ``modules``."""
-    import uuid
-
     km.kernel_id = km.kernel_id or str(uuid.uuid4())
     provisioner = provisioner_class()(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec,
                                       parent=km)
@@ -402,6 +392,7 @@ def _reap(signum: int, frame: Any) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -459,7 +450,7 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
             break
     # no more requests: wait for the kernels, or end them when the run's process is gone
     while any(_alive(pid) for pid in children):
-        if not _alive(run_pid) or os.getppid() != run_pid:
+        if os.getppid() != run_pid:  # the run's process is gone: the server was adopted
             for pid in children:
                 try:
                     os.killpg(pid, signal.SIGKILL)

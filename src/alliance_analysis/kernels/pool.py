@@ -14,6 +14,10 @@ namespace; every cell then runs as it would in a new kernel, so the executed not
 every file the stage writes are the same bytes. A kernel whose start or imports fail is shut
 down and the stage starts a kernel of its own as before, so the error is reported where it
 always was: in the notebook's cell.
+
+Where kernels are forked (:mod:`~alliance_analysis.kernels.forking`, on Linux), the fork
+server has imported the notebook's modules already and checked that they printed nothing; such
+a kernel is ready as soon as it answers, with no silent import.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alliance_analysis.kernels.forking import (ForkedKernel, ForkServer, available, take_early,
+                                               use_fork_server)
+
 if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager
-
-    from alliance_analysis.kernels.forking import ForkServer
 
 #: nbclient adds this argument to every kernel it starts (no history database on disk); the
 #: kernels started here get it too, so they are started exactly as papermill would.
@@ -130,17 +135,15 @@ class WarmKernel:
         self.km: KernelManager = _manager_class()(
             kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient",
             kernel_spec_manager=_kernel_specs())
-        self.forked = server is not None
+        modules = notebook_modules(notebook)
         if server is not None:
-            from alliance_analysis.kernels.forking import use_fork_server
-
-            use_fork_server(self.km, server, notebook_modules(notebook))
+            use_fork_server(self.km, server, modules)
         arguments = list(extra_arguments)
         if not any(a.startswith("--HistoryManager.hist_file") for a in arguments):
             arguments.append(HISTORY_ARGUMENT)
         self.km.start_kernel(extra_arguments=arguments, cwd=str(notebook.parent))
         self.ready = False
-        self._thread = threading.Thread(target=self._import, args=(notebook_modules(notebook),),
+        self._thread = threading.Thread(target=self._import, args=(modules,),
                                         name=f"warm-{notebook.stem}", daemon=True)
         self._thread.start()
 
@@ -151,7 +154,7 @@ class WarmKernel:
                                       **self.km.get_connection_info(session=True))
         try:
             client.start_channels()
-            if self.forked and self._was_forked():
+            if self._was_forked():
                 # its modules are imported already, quietly (the fork server checked): the
                 # kernel answering is all there is to wait for
                 client.kernel_info()
@@ -175,8 +178,6 @@ class WarmKernel:
 
     def _was_forked(self) -> bool:
         """Whether the fork server launched the kernel (not a ``Popen`` fallback)."""
-        from alliance_analysis.kernels.forking import ForkedKernel
-
         return isinstance(getattr(self.km.provisioner, "process", None), ForkedKernel)
 
     def wait(self) -> bool:
@@ -229,11 +230,7 @@ class KernelPool:
         self.order = list(order)
         self.ahead = ahead
         self.server: ForkServer | None = None
-        from alliance_analysis.kernels.forking import available
-
         if fork and available():
-            from alliance_analysis.kernels.forking import ForkServer, take_early
-
             self.server = take_early() or ForkServer(self.folder)
         self._kernels: dict[str, WarmKernel] = {}
         self._started: set[str] = set()
@@ -319,10 +316,9 @@ def _engine() -> str:
     """Register (once) and name the papermill engine that runs a notebook in a given kernel."""
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
-    from jupyter_core.utils import ensure_async
     from papermill.utils import merge_kwargs, remove_args
 
-    from nbclient.util import run_hook
+    from nbclient.util import ensure_async, run_hook
 
     class StartedKernelClient(PapermillNotebookClient):
         """papermill's client; the kernel it was given is shut down at the end, as its own

@@ -85,6 +85,10 @@ BOUNDARY_SE_LOG = 2.0
 LEVEL_COLUMN = {"therapist": THERAPIST, "client": CLIENT}
 #: The random-intercept structures :func:`fit_random_intercepts` fits (top level first).
 LEVELS = (("therapist", "client"), ("client",), ("therapist",))
+#: The engine's grouping of each structure: for one row per client with a therapist intercept,
+#: the engine's lower level is the therapist (its "client" level is then named "therapist").
+ENGINE_GROUPS = {("therapist", "client"): {"client": CLIENT, "therapist": THERAPIST},
+                 ("client",): {"client": CLIENT}, ("therapist",): {"client": THERAPIST}}
 #: Failures of one bootstrap refit that leave it out (counted) instead of stopping.
 REFIT_FAILURES = (AllianceDataError, np.linalg.LinAlgError, ValueError, FloatingPointError)
 
@@ -141,17 +145,12 @@ class InterceptModel:
                                self.ci_level, self.max_iter, name or self.result.name,
                                inference)
 
-
     def refitter(self) -> NestedRefit:
         """The model laid out once for refits to new outcomes (one value per row of
         :attr:`data`); its variances in :func:`refit_level_variances`."""
-        design = {("therapist", "client"): {"client": CLIENT, "therapist": THERAPIST},
-                  ("client",): {"client": CLIENT},
-                  # one row per client: the engine's lower level is the therapist
-                  ("therapist",): {"client": THERAPIST}}[self.levels]
         return NestedRefit(self.data, self.outcome, list(self.predictors), random=["1"],
                            therapist_random=["1"], reml=self.reml, max_iter=self.max_iter,
-                           **design)
+                           **ENGINE_GROUPS[self.levels])
 
 
 def refit_level_variances(refitter: NestedRefit, y: np.ndarray,
@@ -241,18 +240,16 @@ def _fit_levels_unchecked(frame: pd.DataFrame, outcome: str, predictors: Sequenc
                           name: str, inference: Literal["satterthwaite", "wald"]) -> ModelResult:
     if levels not in LEVELS:
         raise ValueError(f"fit_random_intercepts: levels must be one of {LEVELS}, not {levels}")
-    common = {"random": ["1"], "reml": reml, "ci_level": ci_level, "max_iter": max_iter,
-              "name": name, "inference": inference}
-    if levels == ("therapist", "client"):
-        return fit_nested(frame, outcome, list(predictors), client=CLIENT, therapist=THERAPIST,
-                          therapist_random=["1"], **common)
-    if levels == ("client",):
-        return fit_nested(frame, outcome, list(predictors), client=CLIENT, **common)
+    common = {"random": ["1"], "therapist_random": ["1"], "reml": reml, "ci_level": ci_level,
+              "max_iter": max_iter, "name": name, "inference": inference,
+              **ENGINE_GROUPS[levels]}
+    if levels != ("therapist",):
+        return fit_nested(frame, outcome, list(predictors), **common)
     # One row per client with a therapist intercept: the engine's lower grouping factor is the
     # therapist (its docstring allows this); its "client" level is renamed "therapist".
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = fit_nested(frame, outcome, list(predictors), client=THERAPIST, **common)
+        result = fit_nested(frame, outcome, list(predictors), **common)
     for message in caught:
         if not issubclass(message.category, ConvergenceWarning):
             warnings.warn_explicit(message.message, message.category, message.filename,

@@ -114,10 +114,13 @@ class Structure:
 
 @lru_cache(maxsize=64)
 def _positions(q: int, correlated: bool) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`Structure.block_positions` of a ``q x q`` factor."""
-    pairs = [(i, j) for j in range(q) for i in range(j, q) if correlated or i == j]
-    rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
-    return read_only(np.array(rows, dtype=int)), read_only(np.array(cols, dtype=int))
+    """:meth:`Structure.block_positions` of a ``q x q`` factor: its lower triangle column by
+    column (the transpose of :func:`upper_pairs`' order), or its diagonal."""
+    if correlated:
+        rows_upper, cols_upper = upper_pairs(q)
+        return cols_upper, rows_upper
+    diagonal = read_only(np.arange(q))
+    return diagonal, diagonal
 
 
 @dataclass(frozen=True)

@@ -195,8 +195,7 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
     """
     design = build_design(data, outcome, fixed, random, client, therapist, therapist_random,
                           intercept)
-    structure = Structure(len(design.client_names), len(design.therapist_names),
-                          correlated, therapist_correlated, len(design.fixed_names))
+    structure = _structure(design, correlated, therapist_correlated)
     suff, kept, attempts = _optimise(design, structure, design.y, reml, max_iter)
     estimates = _estimates(kept, suff, structure, reml)
     modes = conditional_modes(kept.x, estimates.beta, estimates.sigma2, suff, structure)
@@ -216,6 +215,12 @@ def fit_nested(data: pd.DataFrame, outcome: str, fixed: Sequence[str] = (), *,
                "optimizer_attempts": _attempts_table(attempts, kept)})
     warn_if_flagged(result)
     return result
+
+
+def _structure(design: Design, correlated: bool, therapist_correlated: bool) -> Structure:
+    """The parameter layout of ``design``'s random effects and fixed effects."""
+    return Structure(len(design.client_names), len(design.therapist_names), correlated,
+                     therapist_correlated, len(design.fixed_names))
 
 
 def _optimise(design: Design, structure: Structure, y: np.ndarray, reml: bool,
@@ -295,9 +300,7 @@ class NestedRefit:
             raise AllianceDataError(
                 f"NestedRefit: rows missing a model variable ({self.design.dropped}); give "
                 "the complete rows only, so that each new outcome has one value per row")
-        self.structure = Structure(len(self.design.client_names),
-                                   len(self.design.therapist_names), correlated,
-                                   therapist_correlated, len(self.design.fixed_names))
+        self.structure = _structure(self.design, correlated, therapist_correlated)
         self.n_rows = len(data)
         self.reml, self.max_iter = reml, max_iter
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from alliance_analysis.data import describe
 from alliance_analysis.report import plots
@@ -72,6 +73,39 @@ def test_figures_are_byte_identical(sessions: pd.DataFrame, tmp_path: Path) -> N
             plots.save(fig, tmp_path / attempt, name)
         digests.append({p.name: p.read_bytes() for p in sorted((tmp_path / attempt).iterdir())})
     assert digests[0] == digests[1] and len(digests[0]) == 10
+
+
+def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> None:
+    """plots.save runs the constrained layout once for both files; the bytes are exactly
+    those of savefig laying the figure out for the PNG and printing the SVG from that layout."""
+    import matplotlib as mpl
+
+    phq9, wai = get_instrument("phq9"), get_instrument("wai")
+
+    def figures() -> dict[str, Figure]:
+        summaries = {i.key: describe.trajectory_summary(sessions, i.score_column())
+                     for i in (wai, phq9)}
+        params = pd.DataFrame({"term": ["Intercept", "x", "z"], "estimate": [1.0, 0.5, -0.2],
+                               "se": [0.1, 0.1, 0.3], "ci_low": [0.8, 0.3, -0.8],
+                               "ci_high": [1.2, 0.7, 0.4], "p": [0.01, 0.02, 0.5]})
+        return {**plots.describe_figures(sessions, wai, phq9, [wai, phq9],
+                                         describe.attendance(sessions), summaries, seed=1),
+                "coefficients": plots.coefficients(
+                    ModelResult("m", params, {"converged": True, "warnings": []}, "y ~ x + z"))}
+
+    for name, fig in figures().items():
+        engine = fig.get_layout_engine()
+        plots.save(fig, tmp_path / "save", name)
+        assert fig.get_layout_engine() is engine is not None  # the figure's engine is kept
+    for name, fig in figures().items():  # new figures: a layout run twice moves by rounding
+        with mpl.rc_context(plots._RC):
+            fig.savefig(tmp_path / f"{name}.png", dpi=300, metadata={"Software": None},
+                        pil_kwargs={"compress_level": plots.PNG_COMPRESS_LEVEL})
+            fig.set_layout_engine("none")
+            fig.savefig(tmp_path / f"{name}.svg", metadata={"Date": None, "Creator": None})
+        for suffix in (".png", ".svg"):
+            assert ((tmp_path / "save" / f"{name}{suffix}").read_bytes()
+                    == (tmp_path / f"{name}{suffix}").read_bytes()), name + suffix
 
 
 def test_coefficient_plot_flags_non_convergence() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from conftest import notebook_file, run_new_and_pooled
@@ -33,9 +35,37 @@ def test_the_pool_shuts_down_kernels_not_taken(tmp_path: Path) -> None:
     notebook_file(tmp_path / "a.ipynb", "import json")
     notebook_file(tmp_path / "b.ipynb", "import json")
     with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a", "b"], ahead=1) as pool:
-        km = pool.take("a")  # starts b's kernel too
+        km = pool.take("a")  # starts b's kernel too, in a thread of its own
         assert km is not None
         km.shutdown_kernel(now=True)
+        for thread in pool._ahead:
+            thread.join()
         waiting = pool._kernels["b"].km
         assert waiting.has_kernel
     assert not waiting.has_kernel
+
+
+def test_a_kernel_being_started_ahead_is_waited_for(tmp_path: Path, monkeypatch) -> None:
+    """A stage asking for its kernel while the kernel is still being started ahead (in the
+    thread of the stage before) gets that kernel, not none."""
+    from alliance_analysis.kernels import pool as pool_module
+
+    notebook_file(tmp_path / "a.ipynb", "import json")
+    notebook_file(tmp_path / "b.ipynb", "import json")
+    real = pool_module.WarmKernel.__init__
+    started = threading.Event()
+
+    def slow(self, notebook: Path, *args, **kwargs) -> None:
+        if notebook.stem == "b":
+            started.set()
+            time.sleep(1.0)
+        real(self, notebook, *args, **kwargs)
+
+    monkeypatch.setattr(pool_module.WarmKernel, "__init__", slow)
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a", "b"], ahead=1) as pool:
+        first = pool.take("a")
+        assert started.wait(10)
+        second = pool.take("b")  # b is being started: wait for it
+        assert first is not None and second is not None
+        for km in (first, second):
+            km.shutdown_kernel(now=True)

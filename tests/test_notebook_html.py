@@ -14,7 +14,7 @@ import pytest
 
 from alliance_analysis.report import notebook_html
 from alliance_analysis.report.notebook_html import (MATHJAX_FILES, copy_mathjax, mathjax_source,
-                                                    render_notebook_html)
+                                                    prepare, render_notebook_html)
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "notebooks" / "tutorials").glob("*.ipynb"))
@@ -84,6 +84,18 @@ def test_the_same_notebook_gives_the_same_bytes(tmp_path: Path) -> None:
         pages.append(render_notebook_html(maths_notebook(folder)).read_bytes())
     assert pages[0] == pages[1]
     assert tree_digest(tmp_path / "a" / "mathjax") == tree_digest(tmp_path / "b" / "mathjax")
+
+
+def test_prepare_copies_mathjax_and_leaves_the_page_unchanged(tmp_path: Path) -> None:
+    """The pipeline readies the exporter and MathJax while its first stage runs; the page is
+    the one rendered without that."""
+    plain, prepared = tmp_path / "plain", tmp_path / "prepared"
+    plain.mkdir()
+    prepared.mkdir()
+    page = render_notebook_html(maths_notebook(plain)).read_bytes()
+    prepare(prepared)
+    assert (prepared / "mathjax" / "MathJax.js").is_file()
+    assert render_notebook_html(maths_notebook(prepared)).read_bytes() == page
 
 
 class _Visible(HTMLParser):

@@ -215,6 +215,12 @@ def _render_html(executed: Path, notebook: Any = None) -> None:
     render_notebook_html(executed, notebook)
 
 
+def _prepare_pages(folder: Path) -> None:
+    from alliance_analysis.report.notebook_html import prepare
+
+    prepare(folder)
+
+
 def _execute(name: str, run_dir: Path, parameters: dict[str, str],
              kernels: KernelPool | None = None) -> None:
     """Execute notebook ``name`` with papermill into ``run_dir/notebooks``: in the kernel
@@ -428,6 +434,8 @@ def run(params_file: str | Path, out: str | Path | None = None,
                 _render_executed(executed, complete)
                 rendered[name] = complete
 
+        # the first page's set-up (MathJax copy, templates) is done while 01_clean runs
+        pages.append(renderer.submit(_prepare_pages, stage / "notebooks"))
         try:
             workers = stage_workers(jobs)
             with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, start_order(notebooks, jobs),

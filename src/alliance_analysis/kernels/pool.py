@@ -233,7 +233,9 @@ class KernelPool:
         if fork and available():
             self.server = take_early() or ForkServer(self.folder)
         self._kernels: dict[str, WarmKernel] = {}
-        self._started: set[str] = set()
+        #: Set once a stage's kernel is started (or failed to start), by stage.
+        self._started: dict[str, threading.Event] = {}
+        self._ahead: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -250,27 +252,41 @@ class KernelPool:
             with self._lock:
                 if self._closed or name in self._started:
                     continue
-                self._started.add(name)  # each stage's kernel is started once at most
+                done = self._started[name] = threading.Event()  # started once at most
             try:
                 kernel = WarmKernel(self.folder / f"{name}.ipynb", self.extra_arguments,
                                     self.server)
             except Exception:  # noqa: BLE001 - the stage starts its own kernel instead
+                done.set()
                 continue
             with self._lock:
                 if not self._closed:
                     self._kernels[name] = kernel
+                    done.set()
                     continue
+            done.set()
             kernel.shutdown()
 
     def take(self, name: str) -> KernelManager | None:
         """The manager of the kernel started for ``name``, once its imports are done; the
         caller owns it from now on. None when no usable kernel could be started for it.
 
-        Starts the kernels of ``name`` and of the ``ahead`` stages after it first (those not
-        started yet).
+        Starts the kernel of ``name`` (if not started yet), then those of the ``ahead``
+        stages after it in a thread of their own, so that the fork server imports their
+        modules while the stage's kernel gets ready.
         """
         position = self.order.index(name) if name in self.order else len(self.order)
-        self.start([name, *self.order[position + 1:][:self.ahead]])
+        self.start([name])
+        ahead = self.order[position + 1:][:self.ahead]
+        with self._lock:
+            if not self._closed and not set(ahead) <= set(self._started):
+                thread = threading.Thread(target=self.start, args=(ahead,), daemon=True,
+                                          name=f"kernels-after-{name}")
+                self._ahead.append(thread)
+                thread.start()
+            done = self._started.get(name)
+        if done is not None:  # started by this call, or being started by another thread
+            done.wait()
         with self._lock:
             kernel = self._kernels.pop(name, None)
         if kernel is None:
@@ -284,6 +300,10 @@ class KernelPool:
         """Shut down every kernel not taken."""
         with self._lock:
             self._closed = True
+            threads = list(self._ahead)
+        for thread in threads:  # a kernel being started is shut down by its thread
+            thread.join()
+        with self._lock:
             left = list(self._kernels.values())
             self._kernels.clear()
         for kernel in left:

@@ -94,8 +94,14 @@ def copy_mathjax(folder: str | Path) -> Path:
     """
     folder = Path(folder)
     target = folder / MATHJAX_FOLDER
-    if (target / "MathJax.js").is_file():
-        return target
+    with _MATHJAX_LOCK:  # one copy at a time in a process (the others find it made)
+        if not (target / "MathJax.js").is_file():
+            _copy_mathjax(target)
+    return target
+
+
+def _copy_mathjax(target: Path) -> None:
+    folder = target.parent
     source = mathjax_source()
     staging = Path(tempfile.mkdtemp(prefix=".mathjax-", dir=folder))
     try:
@@ -112,7 +118,6 @@ def copy_mathjax(folder: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if not (target / "MathJax.js").is_file():
             raise
-    return target
 
 
 def hide_collapsed_cells(notebook: Any) -> Any:
@@ -168,6 +173,30 @@ def render_notebook_html(executed: str | Path, notebook: Any = None) -> Path:
 
 
 _EXPORTER_LOCK = threading.Lock()
+_MATHJAX_LOCK = threading.Lock()
+
+
+def prepare(folder: str | Path) -> None:
+    """Do now what the first page of a run would wait for: copy MathJax into ``folder``
+    (:func:`copy_mathjax`) and make the exporter, its templates compiled by rendering a
+    small notebook (about a second in all).
+
+    The pipeline calls it while its first stage runs, when a core is free; the pages are
+    the same with or without it.
+    """
+    import nbformat
+
+    copy_mathjax(folder)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Title\n\nText with $x^2$ and a [link](#title)."),
+        nbformat.v4.new_code_cell("x = 1\nx", execution_count=1, outputs=[
+            nbformat.v4.new_output("execute_result", {"text/plain": "1",
+                                                      "text/html": "<b>1</b>"},
+                                   execution_count=1),
+            nbformat.v4.new_output("stream", name="stdout", text="printed\n")])]
+    with _EXPORTER_LOCK:
+        _exporter().from_notebook_node(hide_collapsed_cells(notebook))
 
 
 @functools.cache

@@ -367,3 +367,26 @@ def test_published_method_explains_the_missing_rc_column(demo_sessions: pd.DataF
     assert "rc" not in result.table.columns
     caption = change_captions(ChangeOptions(), PHQ9, WAI, result.criteria)["change_reliable"]
     assert "at least 6 points" in caption.note and "no rc column" in caption.note
+
+
+def test_scored_series_are_each_clients_groupby_series() -> None:
+    """Cut from the sorted arrays, the series equal pandas' groupby of the scored rows: same
+    clients in order, same session index and values (missing scores and clients dropped)."""
+    from alliance_analysis.change.client_series import scored_series
+
+    rng = np.random.default_rng(5)
+    n = 200
+    sessions = pd.DataFrame({
+        "client_id": pd.array(rng.choice(["b", "a", "c10", "c2", None], n), dtype="str"),
+        "session": pd.array(rng.integers(1, 15, n), dtype="Int64"),
+        "score": np.where(rng.random(n) < 0.2, np.nan, rng.normal(12, 4, n))})
+    sessions = sessions.iloc[rng.permutation(n)]
+    got = scored_series(sessions, "score")
+    scored = sessions[sessions["score"].notna()].assign(
+        session=lambda d: d["session"].astype(int)).sort_values(["client_id", "session"],
+                                                                kind="stable")
+    expected = {str(client): group.set_index("session")["score"].astype(float)
+                for client, group in scored.groupby("client_id", sort=True)}
+    assert list(got) == list(expected)
+    for client, series in expected.items():
+        pd.testing.assert_series_equal(got[client], series, check_exact=True)

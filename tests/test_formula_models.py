@@ -204,6 +204,30 @@ def test_where_filters_rows_and_counts_them() -> None:
     assert result.fit["n_obs"] == kept["symptoms"].notna().sum()
 
 
+@pytest.mark.parametrize("where", [
+    "session <= 6", "session > 2 and symptoms > 10", "`my col` == 1 or index < 3", "index >= 5",
+    "client_id in ['c1', 'c2']", "symptoms != symptoms", "session", "nosuch > 1"])
+def test_rows_where_is_pandas_query(where: str) -> None:
+    """The condition evaluated on the columns it names keeps exactly pandas' rows (or gives
+    pandas' result when it is not a row condition)."""
+    from alliance_analysis.multilevel.derive import rows_where
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"client_id": [f"c{k % 4}" for k in range(12)],
+                          "session": np.arange(12) % 7, "my col": rng.integers(0, 2, 12),
+                          "symptoms": np.where(np.arange(12) == 4, np.nan,
+                                               rng.normal(10, 3, 12)),
+                          **{f"x{k}": rng.normal(size=12) for k in range(30)}},
+                         index=pd.RangeIndex(12) * 2)
+    try:
+        expected = frame.query(where, engine="python")
+    except Exception as exc:  # noqa: BLE001 - the same error as pandas' (a bad condition)
+        with pytest.raises(type(exc)):
+            rows_where(frame, where)
+        return
+    pd.testing.assert_frame_equal(rows_where(frame, where), expected)
+
+
 @pytest.fixture(scope="module")
 def demo_sessions(tmp_path_factory: pytest.TempPathFactory):
     from alliance_analysis.data.prepare import prepare

@@ -214,11 +214,16 @@ def _scan(sessions: pd.DataFrame, score: str, identify: Identify, min_change: fl
     """Every sudden gain or loss of every client (columns :data:`GAIN_COLUMNS` or
     :data:`LOSS_COLUMNS`)."""
     word = identify  # "gain" or "loss": the column stems
+    sign = 1.0 if identify == "gain" else -1.0
     rows = []
     for client, series in scored_series(sessions, score).items():
         values = series.to_dict()
         for n in series.index:
             if n + 1 not in values:
+                continue
+            # criterion 1 (the change is at least min_change) computed as check_interval
+            # computes it: an interval that misses it is not sudden, so it is not checked
+            if not at_least(sign * (float(values[n]) - float(values[n + 1])), min_change):
                 continue
             pre = [values.get(s, np.nan) for s in (n - 2, n - 1, n)]
             post = [values.get(s, np.nan) for s in (n + 1, n + 2, n + 3)]

@@ -20,6 +20,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ from alliance_analysis.data.clients import CLIENT, THERAPIST, require_columns, s
 from alliance_analysis.instruments import Instrument
 
 __all__ = ["CLIENT", "THERAPIST", "add_lag", "code_time", "count_lag_gaps", "detrend",
-           "in_session_order", "person_mean_centre", "pomp", "require_columns",
+           "in_session_order", "person_mean_centre", "pomp", "require_columns", "rows_where",
            "score_column"]
 
 
@@ -130,3 +131,18 @@ def pomp(scores: pd.Series, instrument: Instrument) -> pd.Series:
     factor = 1 if instrument.scoring == "mean" else instrument.n_items
     low, high = instrument.item_min * factor, instrument.item_max * factor
     return 100 * (scores.astype("float64") - low) / (high - low)
+
+
+def rows_where(frame: pd.DataFrame, where: str) -> Any:
+    """``frame.query(where, engine="python")``, evaluated on the columns ``where`` names.
+
+    pandas' query makes a Series of every column of the frame to resolve names (here about
+    a hundred, for a condition naming one or two): the condition is evaluated on the columns
+    whose names occur in its text (every column it names, and maybe a few more) and the rows
+    it keeps are taken from the whole frame by their (unique) labels.
+    """
+    if not frame.index.is_unique:
+        return frame.query(where, engine="python")
+    named = [c for c in frame.columns if str(c) in where]
+    kept = frame[named].query(where, engine="python")
+    return frame.loc[kept.index] if isinstance(kept, pd.DataFrame) else kept

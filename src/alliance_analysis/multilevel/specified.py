@@ -188,7 +188,7 @@ def model_frame(sessions: pd.DataFrame, name: str, spec: ModelSpec,
     n_rows = len(frame)
     if spec.where:
         try:
-            kept = frame.query(spec.where, engine="python")
+            kept = derive.rows_where(frame, spec.where)
         except Exception as exc:  # pandas raises many types for a bad expression
             raise AllianceParamsError(
                 f"models.{name}.where: {spec.where!r} cannot be evaluated on the session "

@@ -177,3 +177,15 @@ def test_where_kernels_are_not_forked_they_are_started(tmp_path: Path,
         km = pool.take("a")
         assert km is not None and isinstance(km.provisioner.process, subprocess.Popen)
         km.shutdown_kernel(now=True)
+
+
+def test_the_server_starts_and_ends_without_a_word(tmp_path: Path) -> None:
+    """The fork server prints nothing on the run's terminal (no runpy warning about its
+    module) and exits when the run closes it."""
+    code = ("from alliance_analysis.kernels.forking import ForkServer\n"
+            "server = ForkServer('.')\nassert server.usable\nserver.close()\n"
+            "assert server.process.returncode == 0, server.process.returncode\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""

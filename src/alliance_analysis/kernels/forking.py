@@ -91,7 +91,7 @@ class ForkServer:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "alliance_analysis.kernels.forking", str(request_read),
+            [sys.executable, "-m", "alliance_analysis.kernels", str(request_read),
              str(reply_write), json.dumps(list(preload))],
             pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, cwd=str(cwd),
             start_new_session=True)
@@ -459,6 +459,3 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
             break
         time.sleep(0.02)
 
-
-if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]))

@@ -41,6 +41,18 @@ def test_console_script_is_installed(root: Path) -> None:
     assert "run" in done.stdout and "simulate" in done.stdout and "validate" in done.stdout
 
 
+def test_run_from_the_console_script_keeps_its_status_and_message(tmp_path: Path) -> None:
+    """``alliance run`` exits without finalising the interpreter: its message still reaches
+    the terminal and its status the shell."""
+    params = tmp_path / "p.yaml"
+    params.write_text("data: nowhere.csv\n", encoding="utf-8")
+    done = subprocess.run([str(Path(sys.executable).parent / "alliance"), "run", str(params),
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "p.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_make_help_lists_every_target(root: Path) -> None:
     done = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
                           check=True)

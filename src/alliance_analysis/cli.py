@@ -18,6 +18,8 @@ and exits with status 130. A failed or interrupted ``run`` leaves the previous r
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -288,6 +290,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             from alliance_analysis.kernels.forking import close_early
 
             close_early()
+
+
+def console() -> None:
+    """The ``alliance`` command (``[project.scripts]``): :func:`main`, then exit.
+
+    After ``alliance run`` the process exits without finalising the interpreter: the run has
+    written, closed and renamed every file and shut down its kernels, threads and pools, and
+    an orderly exit only tears down the libraries it imported (pandas, nbconvert, jupyter),
+    about half a second the user waits for the prompt. Everything else exits as usual.
+    """
+    argv = sys.argv[1:]
+    status = main(argv)
+    if argv[:1] == ["run"]:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _main(args: argparse.Namespace) -> int:

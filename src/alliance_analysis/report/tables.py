@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,14 +30,25 @@ def format_p(p: float) -> str:
     return f"{p:.3f}".lstrip("0")
 
 
+def _numbers(values: pd.Series) -> np.ndarray:
+    """``pd.to_numeric(values, errors="coerce")`` as a float array (missing as NaN), without
+    pandas' conversion for the columns that are numbers already (most of them)."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        return values.to_numpy(dtype=float)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def is_count(column: str, values: pd.Series) -> bool:
     """Whether a column holds counts: a count-like name (``n``, ``n_*``, ``*_n``, ``count``,
     ``clients`` ...) or an integer type, and every value whole."""
     name = column.lower()
     named = (name in ("n", "df", "k", "npar", "n_obs") or name.startswith(COUNT_PREFIXES)
              or name.endswith(("_n", "_count", "_clients", "_sessions", "_therapists")))
-    numbers = pd.to_numeric(values, errors="coerce").dropna()
-    if pd.api.types.is_bool_dtype(values) or not len(numbers):
+    if pd.api.types.is_bool_dtype(values):
+        return False
+    numbers = _numbers(values)
+    numbers = numbers[~np.isnan(numbers)]
+    if not len(numbers):
         return False
     whole = bool(np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)))
     return whole and (named or pd.api.types.is_integer_dtype(values))
@@ -57,7 +69,7 @@ def decimals_for(values: pd.Series, decimals: int = 2, significant: int = 0) -> 
     absolute value gets two, so that a column of small estimates does not print as 0.00
     (an estimate of 0.004 with CI [0.002, 0.006] stays readable). At most 6 decimals.
     """
-    numbers = pd.to_numeric(values, errors="coerce").abs()
+    numbers = np.abs(_numbers(values))
     numbers = numbers[np.isfinite(numbers) & (numbers > 0)]
     if not len(numbers):
         return decimals
@@ -140,7 +152,7 @@ def format_apa(table: pd.DataFrame, ci_level: float = 0.95) -> pd.DataFrame:
     .. [1] American Psychological Association (2020). *Publication Manual of the American
        Psychological Association* (7th ed.), sections 6.36 and 7.21.
     """
-    out = pd.DataFrame(index=table.index)
+    out: dict[Any, Any] = {}  # made into a frame at once (inserting column by column is slow)
     for column in table.columns:
         if column == "ci_high" and "ci_low" in table.columns:
             continue
@@ -157,7 +169,7 @@ def format_apa(table: pd.DataFrame, ci_level: float = 0.95) -> pd.DataFrame:
                                          for a, b in zip(low, high, strict=True)]
         else:
             out[column] = format_column(column, table[column])
-    return out
+    return pd.DataFrame(out, index=table.index)
 
 
 #: Text columns whose longest value is longer than this go into the table's note.

@@ -98,6 +98,8 @@ def test_chunks_are_stored_and_a_rerun_resumes(sessions, section, curve, tmp_pat
         raise AssertionError("a stored specification was fitted again")
 
     monkeypatch.setattr(robustness_curve, "fit_chunk", no_fit)
+    # nor checked again: the run that stored them checked this data and these specifications
+    monkeypatch.setattr(robustness_curve, "check_curve", no_fit)
     pd.testing.assert_frame_equal(run_curve(sessions, section, tmp_path, progress=False), curve)
 
 

@@ -187,12 +187,6 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
 
     settings = {"early_sessions": early_sessions, "ci_level": ci_level, "max_iter": max_iter}
     key = curve_key(sessions, robustness, settings)
-    # the derived columns of every specification, made once: each specification's model
-    # frame then finds its columns made (the same values it would make from ``sessions``)
-    needed = set().union(*(model_spec(robustness, spec).parsed().variables()
-                           for spec in robustness.specifications()))
-    sessions = derive_columns(sessions, needed, early_sessions)
-    check_curve(sessions, robustness, early_sessions)
     table = specification_table(robustness)
     folder = (Path(store) / key) if store else None
     ids = list(table["spec_id"])
@@ -206,6 +200,16 @@ def run_curve(sessions: pd.DataFrame, robustness: RobustnessSpec, store: str | P
             if path.is_file():
                 done[chunk] = pd.read_parquet(path)
     todo = [c for c in chunks if c not in done]
+    if todo:
+        # the derived columns of every specification, made once: each specification's model
+        # frame then finds its columns made (the same values it would make from
+        # ``sessions``). The data are checked before anything is fitted; with every chunk
+        # stored there is nothing to check: the run that stored them checked this data and
+        # these specifications (the key is a hash of both) first.
+        needed = set().union(*(model_spec(robustness, spec).parsed().variables()
+                               for spec in robustness.specifications()))
+        sessions = derive_columns(sessions, needed, early_sessions)
+        check_curve(sessions, robustness, early_sessions)
 
     def keep(chunk: tuple[int, ...], rows: pd.DataFrame) -> None:
         done[chunk] = rows

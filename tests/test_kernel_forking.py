@@ -189,3 +189,24 @@ def test_the_server_starts_and_ends_without_a_word(tmp_path: Path) -> None:
                             cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
+
+
+def test_the_server_preloads_only_what_a_starting_kernel_imports(tmp_path: Path) -> None:
+    """Every module of KERNEL_START_MODULES exists here and is one a kernel imports while it
+    starts anyway (so importing it in the server changes nothing a kernel does)."""
+    from alliance_analysis.kernels.forking import KERNEL_START_MODULES
+
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        from ipykernel.kernelapp import IPKernelApp
+        app = IPKernelApp.instance()
+        app.initialize(["-f", {str(tmp_path / "kernel.json")!r},
+                        "--HistoryManager.hist_file=:memory:"])
+        modules = {list(KERNEL_START_MODULES)!r}
+        sys.__stdout__.write(json.dumps([m for m in modules if m not in sys.modules]))
+        sys.__stdout__.flush()
+        os._exit(0)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=180)
+    assert json.loads(result.stdout.splitlines()[-1]) == [], result.stderr

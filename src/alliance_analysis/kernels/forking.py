@@ -60,6 +60,16 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline",
                   "matplotlib.backends.registry")
 
+#: What ipykernel imports while each kernel starts (its debugger and debugpy, IPython's
+#: completer and inspector, ...), about 0.15 s of every kernel's start: the server imports
+#: them once, after :data:`KERNEL_MODULES`. Best effort: one that another ipykernel version
+#: does not have is skipped (a kernel imports what it needs itself), and what they print is
+#: discarded (a kernel prints it at start, before any cell, not into the notebook).
+KERNEL_START_MODULES = ("ipykernel.debugger", "IPython.core.completerlib",
+                        "IPython.core.debugger", "IPython.core.oinspect",
+                        "IPython.extensions.storemagic", "IPython.utils.wildcard",
+                        "faulthandler", "psutil", "sqlite3", "tornado.platform.asyncio")
+
 #: Seconds the server may take to answer (its imports, a fork) before it is not used again.
 READY_TIMEOUT = 120.0
 
@@ -424,6 +434,8 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
     status = _import_quietly([*KERNEL_MODULES, *preload])
     if status["ok"]:
         _find_inline_backend()
+        for name in KERNEL_START_MODULES:
+            _import_quietly([name])  # best effort (see KERNEL_START_MODULES)
     children: list[int] = []
     lines = requests if reply(status) else iter(())
     for line in lines:

@@ -103,12 +103,18 @@ def early_alliance(sessions: pd.DataFrame, score: str, early_sessions: int) -> p
     early = sessions.loc[sessions["session"] <= early_sessions, [CLIENT, "session", score]]
     scored = early[early[score].notna()].sort_values([CLIENT, "session"], kind="stable")
     slopes = {}
-    for client, group in scored.groupby(CLIENT, sort=True):
-        t = group["session"].to_numpy(dtype=float)
-        a = group[score].to_numpy(dtype=float)
+    # each client's rows of the sorted arrays (the groups of scored.groupby(CLIENT), without
+    # a frame per client), missing clients dropped as groupby drops them
+    scored = scored[scored[CLIENT].notna()]
+    ids = scored[CLIENT].to_numpy()
+    times = scored["session"].to_numpy(dtype=float)
+    values = scored[score].to_numpy(dtype=float)
+    starts = list(np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])) if len(ids) else []
+    for first, end in zip(starts, [*starts[1:], len(ids)][:len(starts)], strict=True):
+        t, a = times[first:end], values[first:end]
         if len(t) >= 2:
-            slopes[client] = float(np.sum((t - t.mean()) * (a - a.mean()))
-                                   / np.sum((t - t.mean()) ** 2))
+            slopes[ids[first]] = float(np.sum((t - t.mean()) * (a - a.mean()))
+                                       / np.sum((t - t.mean()) ** 2))
     clients = pd.Index(sorted(sessions[CLIENT].unique()), name=CLIENT)
     grouped = early.groupby(CLIENT, sort=True)[score]
     table = pd.DataFrame({

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance_analysis.report.tables import format_apa
+from alliance_analysis.report.tables import format_apa, format_column
 
 #: Rows shown of a longer table (the rest is summarised in a line under it).
 MAX_ROWS = 200
@@ -201,8 +201,9 @@ def _one(value: object, kind: str) -> str:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     column = kind if (kind != "p" or number) else "value"
     column = "value" if column in ("ci_low", "ci_high") else column
-    cell = pd.DataFrame({column: pd.Series([value], dtype=None if number else object)})
-    return str(format_apa(cell)[column].iloc[0])
+    # format_apa of a one-column table is format_column of that column
+    return str(format_column(column, pd.Series([value], dtype=None if number else object))
+               .iloc[0])
 
 
 def _value(value: object, kind: str) -> str:

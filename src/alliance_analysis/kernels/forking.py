@@ -57,8 +57,13 @@ from typing import Any
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 #: What every kernel imports before the notebook's modules.
-KERNEL_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline",
-                  "matplotlib.backends.registry")
+KERNEL_MODULES = ("ipykernel.kernelapp",)
+
+#: What ``%matplotlib inline`` imports (the stages that draw figures run it first). A kernel
+#: does not import them as it starts, so the server imports them, and looks up the inline
+#: backend once (:func:`_find_inline_backend`), after forking its first kernel: the first
+#: stage (``01_clean``, which draws nothing) does not wait for matplotlib (about 0.5 s).
+FIGURE_MODULES = ("matplotlib_inline.backend_inline", "matplotlib.backends.registry")
 
 #: What ipykernel imports while each kernel starts (its debugger and debugpy, IPython's
 #: completer and inspector, ...), about 0.15 s of every kernel's start: the server imports
@@ -433,9 +438,9 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
 
     status = _import_quietly([*KERNEL_MODULES, *preload])
     if status["ok"]:
-        _find_inline_backend()
         for name in KERNEL_START_MODULES:
             _import_quietly([name])  # best effort (see KERNEL_START_MODULES)
+    figures = False  # FIGURE_MODULES imported
     children: list[int] = []
     lines = requests if reply(status) else iter(())
     for line in lines:
@@ -460,6 +465,11 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
         if not reply({"pid": pid}):  # nobody will use this kernel
             os.kill(pid, signal.SIGKILL)
             break
+        if not figures:  # while the first kernel runs (see FIGURE_MODULES)
+            figures = True
+            status = _import_quietly(FIGURE_MODULES)
+            if status["ok"]:
+                _find_inline_backend()
     # no more requests: wait for the kernels, or end them when the run's process is gone
     while any(_alive(pid) for pid in children):
         if os.getppid() != run_pid:  # the run's process is gone: the server was adopted

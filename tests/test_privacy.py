@@ -418,3 +418,22 @@ def test_national_identifiers_are_caught_by_content(values: list, what: str) -> 
 def test_look_alikes_pass(values: list) -> None:
     frame = pd.DataFrame({"code": values})
     assert find_identifiers(frame) == []
+
+
+def test_columns_of_short_numbers_are_not_checked_by_value_but_others_are() -> None:
+    """A column whose text cells are all short plain numbers (item scores) cannot hold an
+    identifier by value and is skipped; one identifier among such numbers is still found."""
+    from alliance_analysis.data.identifiers import _short_numbers, find_identifiers
+
+    def column(*values: object) -> pd.Series:
+        return pd.Series(values, dtype="str")
+
+    scores = column("3", "2.5", "-1,25", "100", None, " 4 ")
+    assert _short_numbers(scores, scores.dropna().str.strip())
+    for cells in (("3", "07123 456789"), ("3", "a@b.de"), ("3", "1.1.1990"),
+                  ("3", "1234567"), ("3", "4" * 31)):
+        values = column(*cells)
+        assert not _short_numbers(values, values)
+    frame = pd.DataFrame({"item": column(*["3"] * 20, "someone@example.org")})
+    assert [f.column for f in find_identifiers(frame)] == ["item"]
+    assert find_identifiers(pd.DataFrame({"item": column(*["3", "2.5"] * 10)})) == []

@@ -277,8 +277,9 @@ def _date_order(frame: pd.DataFrame, ledger: _Ledger, option: str) -> None:
     if "day" not in frame.columns:
         return
     kept = frame[ledger.kept()].sort_values(["client_id", "session"])
-    earlier_max = kept.groupby("client_id")["day"].transform(
-        lambda days: days.cummax().shift(1))
+    # the latest day of each client's earlier sessions (a cumulative maximum shifted by one
+    # within the client), with groupby's own cummax and shift rather than one per client
+    earlier_max = kept.groupby("client_id")["day"].cummax().groupby(kept["client_id"]).shift(1)
     backwards = kept["day"] < earlier_max
     mask = pd.Series(frame.index.isin(backwards[backwards].index), index=frame.index)
     if option == "exclude":

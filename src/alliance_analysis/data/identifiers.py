@@ -188,6 +188,24 @@ def parse_dates(values: pd.Series, formats: Sequence[str]) -> pd.Series:
     return parsed
 
 
+#: A short plain number written as text: at most three digits, a decimal point or comma,
+#: at most three more (item scores, totals, counts, as a CSV file holds them).
+_SHORT_NUMBER = re.compile(r"[+-]?\d{1,3}(?:[.,]\d{1,3})?")
+
+
+def _short_numbers(values: pd.Series, text: pd.Series) -> bool:
+    """Whether every present cell of a column is text holding a short plain number.
+
+    No check by value can match such a column, so it is not checked (most columns of a
+    session table, each otherwise parsed against every identifier and date format): the
+    national identifiers have letters or at least eight digits, telephone numbers seven
+    digits or more, e-mail addresses and URLs letters, the date formats two separators and
+    free text over thirty characters.
+    """
+    return _all_text(values) and all(_SHORT_NUMBER.fullmatch(value)
+                                     for value in text.unique())
+
+
 def _share(count: int, total: int) -> str:
     return f"{count} of {total} values"
 
@@ -418,6 +436,8 @@ def find_identifiers(frame: pd.DataFrame, skip: Collection[str] = ()) -> list[Id
             reason = None
             if not pd.api.types.is_numeric_dtype(values):
                 text = _text_values(values)
+                if _short_numbers(values, text):  # no check by value can match
+                    continue
                 reason = _text_reason(text, rows) if not text.empty else None
                 reason = reason or _dob_reason(values, rows)
             finding = IdentifierFinding(str(column), reason) if reason else None

@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from alliance_analysis.data.clients import runs
 from alliance_analysis.errors import AllianceDataError
 
 #: Slack of every threshold comparison. Scores are item means or prorated sums, whose float
@@ -62,15 +63,10 @@ def scored_series(sessions: pd.DataFrame, score: str) -> dict[str, pd.Series]:
                           ["client_id", "session", score]]
     scored = scored.assign(session=scored["session"].astype(int)).sort_values(
         ["client_id", "session"], kind="stable")
-    # cut at the client boundaries of the sorted arrays: the groups of
-    # scored.groupby("client_id"), without a DataFrame per client (ten times faster)
+    # each client's rows of the sorted arrays (ten times faster than a frame per client)
     clients = scored["client_id"].to_numpy()
     numbers = scored["session"].to_numpy()
     values = scored[score].to_numpy(dtype=float)
-    if not len(clients):
-        return {}
-    starts = np.flatnonzero(np.r_[True, clients[1:] != clients[:-1]])
-    ends = np.r_[starts[1:], len(clients)]
     return {str(clients[a]): pd.Series(values[a:b], index=pd.Index(numbers[a:b], name="session"),
                                        name=score)
-            for a, b in zip(starts, ends, strict=True)}
+            for a, b in runs(clients)}

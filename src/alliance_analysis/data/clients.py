@@ -66,6 +66,19 @@ def client_table(sessions: pd.DataFrame, symptoms: str) -> pd.DataFrame:
     return table.reset_index()
 
 
+def runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of equal consecutive values: in a table sorted by client,
+    each client's rows (the groups of ``groupby(CLIENT)``, without a frame per client).
+
+    The mixed-model engine has its own (``multilevel.engine.design._starts``): it depends on
+    nothing of the package but its errors.
+    """
+    if not len(values):
+        return []
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return list(zip(starts.tolist(), [*starts[1:].tolist(), len(values)], strict=True))
+
+
 def early_alliance(sessions: pd.DataFrame, score: str, early_sessions: int) -> pd.DataFrame:
     """Each client's early alliance: level and change of a score over sessions ``1..k``.
 
@@ -103,14 +116,12 @@ def early_alliance(sessions: pd.DataFrame, score: str, early_sessions: int) -> p
     early = sessions.loc[sessions["session"] <= early_sessions, [CLIENT, "session", score]]
     scored = early[early[score].notna()].sort_values([CLIENT, "session"], kind="stable")
     slopes = {}
-    # each client's rows of the sorted arrays (the groups of scored.groupby(CLIENT), without
-    # a frame per client), missing clients dropped as groupby drops them
+    # missing clients dropped as groupby drops them
     scored = scored[scored[CLIENT].notna()]
     ids = scored[CLIENT].to_numpy()
     times = scored["session"].to_numpy(dtype=float)
     values = scored[score].to_numpy(dtype=float)
-    starts = list(np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])) if len(ids) else []
-    for first, end in zip(starts, [*starts[1:], len(ids)][:len(starts)], strict=True):
+    for first, end in runs(ids):
         t, a = times[first:end], values[first:end]
         if len(t) >= 2:
             slopes[ids[first]] = float(np.sum((t - t.mean()) * (a - a.mean()))

@@ -12,9 +12,17 @@ an empty cluster started and closed) and taken out in ``replicates_per_second_ru
 
 ``--study`` also times the shipped study of ``params/power.yaml`` with ``--study-replicates``
 replicates per design point (default 60: 6 design points x 60 replicates, the study of the
-speed issue), serially and on the local cluster, asserts that both give the same replicate
-results, and writes ``reports/bench/power_study.csv``: the target is the cluster's time at
-most 0.65 of the serial time.
+speed issue), serially and on the local cluster, ``--study-repeats`` times each (default 3),
+alternating serial and cluster runs so that a machine that slows down or speeds up during
+the benchmark does not favour either; it asserts that every run gives the same replicate
+results and writes ``reports/bench/power_study.csv`` (one row per run) with the medians'
+ratio: the target is the cluster's time at most 0.65 of the serial time.
+
+Every timed run is a fresh Python process (this script with ``--one``), as ``alliance
+power`` is: a local cluster then starts its fork server from nothing (a second cluster in
+one process would find it running and start its workers in a fraction of the time). The
+time is that of :func:`~alliance_analysis.power.study.run_power` in that process, after its
+imports, as before.
 
 Writes ``reports/bench/power.csv`` (and prints the table). Run from any directory::
 
@@ -25,71 +33,109 @@ Writes ``reports/bench/power.csv`` (and prints the table). Run from any director
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import yaml
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 import pandas as pd
 from bench_machine import write_table  # the benchmark folder is on sys.path when run
 
+from alliance_analysis.power.params import parse_power_params
 from alliance_analysis.power.study import run_power
-from alliance_analysis.power.params import DaskSettings, parse_power_params
-from alliance_analysis.power.run import dask_client
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = {"therapists": 20, "clients_per_therapist": 8, "max_sessions": 12}
 MODELS = ("within_between", "therapist_alliance")
 
 
+def timed_run(raw: dict[str, object], folder: Path) -> float:
+    """Seconds of one power study (parameters ``raw``, relative to ``folder``) run from an
+    empty output folder in a fresh process; its replicates are left in ``<out>.parquet``."""
+    done = subprocess.run([sys.executable, __file__, "--one", json.dumps(raw), str(folder)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the timed run failed:\n{done.stderr}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def one_run(raw: dict[str, object], folder: Path) -> None:
+    """The body of ``--one``: time ``run_power`` here, print ``{"seconds": ...}``."""
+    params = parse_power_params(raw, folder)
+    start = time.perf_counter()
+    result = run_power(params, progress=False)
+    seconds = time.perf_counter() - start
+    result.replicates.to_parquet(folder / f"{raw['out']}.parquet", index=False)
+    print(json.dumps({"seconds": seconds}))
+
+
 def time_study(model: str, engine: str, scheduler: str, workers: int, replicates: int,
                folder: Path) -> dict[str, object]:
     """Run one power study from scratch; its timing as one table row."""
     dask = {"scheduler": scheduler, **({"workers": workers} if scheduler == "local" else {})}
-    params = parse_power_params(
-        {"model": model, "engine": engine, "design": DESIGN, "replicates": replicates,
-         "chunk_size": max(1, replicates // (2 * workers)), "dask": dask,
-         "out": f"{model}-{engine}-{scheduler}"}, folder)
-    start = time.perf_counter()
-    result = run_power(params, progress=False)
-    seconds = time.perf_counter() - start
+    out = f"{model}-{engine}-{scheduler}"
+    seconds = timed_run({"model": model, "engine": engine, "design": DESIGN,
+                         "replicates": replicates,
+                         "chunk_size": max(1, replicates // (2 * workers)), "dask": dask,
+                         "out": out}, folder)
+    rows = pd.read_parquet(folder / f"{out}.parquet")
     return {"model": model, "engine": engine, "scheduler": scheduler,
             "workers": workers if scheduler == "local" else 1, "replicates": replicates,
             "seconds": seconds, "replicates_per_second": replicates / seconds,
-            "convergence_rate": float(result.replicates["converged"].mean())}
+            "convergence_rate": float(rows["converged"].mean())}
 
 
-def time_shipped_study(workers: int, replicates: int, folder: Path) -> pd.DataFrame:
-    """The study of ``params/power.yaml`` serially and on ``workers`` local workers."""
+def time_shipped_study(workers: int, replicates: int, repeats: int,
+                       folder: Path) -> pd.DataFrame:
+    """The study of ``params/power.yaml`` serially and on ``workers`` local workers,
+    ``repeats`` times each, alternating; one row per run, the medians' ratio on each."""
     raw = yaml.safe_load((ROOT / "params" / "power.yaml").read_text(encoding="utf-8"))
-    rows, results = [], {}
-    for scheduler in ("none", "local"):
-        dask = {"scheduler": scheduler, **({"workers": workers} if scheduler == "local"
-                                           else {})}
-        params = parse_power_params({**raw, "replicates": replicates, "dask": dask,
-                                     "out": f"study-{scheduler}"}, folder)
-        start = time.perf_counter()
-        result = run_power(params, progress=False)
-        seconds = time.perf_counter() - start
-        results[scheduler] = result.replicates.sort_values(list(result.replicates.columns[:2]))
-        rows.append({"study": "params/power.yaml", "scheduler": scheduler,
-                     "workers": workers if scheduler == "local" else 1,
-                     "design_points": int(result.replicates.iloc[:, 0].nunique()),
-                     "replicates": len(result.replicates), "seconds": seconds})
-    identical = results["none"].reset_index(drop=True).equals(
-        results["local"].reset_index(drop=True))
-    table = pd.DataFrame(rows).assign(identical=identical)
-    table["ratio_to_serial"] = table["seconds"] / table.loc[0, "seconds"]
+    rows, reference = [], None
+    for repeat in range(repeats):
+        for scheduler in ("none", "local"):
+            dask = {"scheduler": scheduler,
+                    **({"workers": workers} if scheduler == "local" else {})}
+            out = f"study-{scheduler}-{repeat}"
+            seconds = timed_run({**raw, "replicates": replicates, "dask": dask, "out": out},
+                                folder)
+            replicates_table = pd.read_parquet(folder / f"{out}.parquet")
+            reference = replicates_table if reference is None else reference
+            rows.append({"study": "params/power.yaml", "scheduler": scheduler,
+                         "workers": workers if scheduler == "local" else 1, "repeat": repeat,
+                         "design_points": int(replicates_table["point"].nunique()),
+                         "replicates": len(replicates_table), "seconds": seconds,
+                         "identical": replicates_table.equals(reference)})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    medians = table.groupby("scheduler")["seconds"].median()
+    table["median_seconds"] = table["scheduler"].map(medians)
+    table["ratio_to_serial"] = table["median_seconds"] / medians["none"]
+    table["identical"] = bool(table["identical"].all())
     return table
 
 
 def cluster_startup(workers: int) -> float:
-    """Seconds to start and close an empty LocalCluster of ``workers`` processes."""
-    start = time.perf_counter()
-    with dask_client(DaskSettings(scheduler="local", workers=workers)):
-        pass
-    return time.perf_counter() - start
+    """Seconds to start and close an empty LocalCluster of ``workers`` processes in a fresh
+    process (its fork server started from nothing), up to the moment every worker is up."""
+    code = ("import time, json\n"
+            "from alliance_analysis.specs import DaskSettings\n"
+            "from alliance_analysis.stats.dask_runner import dask_client\n"
+            "if __name__ == '__main__':\n"
+            "    start = time.perf_counter()\n"
+            f"    with dask_client(DaskSettings(scheduler='local', workers={workers})) as c:\n"
+            f"        c.wait_for_workers({workers})\n"
+            "    print(json.dumps({'seconds': time.perf_counter() - start}))\n")
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        script = Path(tmp) / "startup.py"
+        script.write_text(code, encoding="utf-8")
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
 
 
 def main() -> None:
@@ -101,11 +147,18 @@ def main() -> None:
     parser.add_argument("--study", action="store_true",
                         help="also time the shipped study of params/power.yaml")
     parser.add_argument("--study-replicates", type=int, default=60)
+    parser.add_argument("--study-repeats", type=int, default=3)
     parser.add_argument("--study-only", action="store_true", help="only the shipped study")
+    parser.add_argument("--one", nargs=2, metavar=("PARAMS_JSON", "FOLDER"),
+                        help=argparse.SUPPRESS)  # one timed run (timed_run's child process)
     args = parser.parse_args()
+    if args.one:
+        one_run(json.loads(args.one[0]), Path(args.one[1]))
+        return
     if args.study or args.study_only:
         with tempfile.TemporaryDirectory(prefix="bench-power-study-") as tmp:
-            study = time_shipped_study(args.workers, args.study_replicates, Path(tmp))
+            study = time_shipped_study(args.workers, args.study_replicates,
+                                       args.study_repeats, Path(tmp))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         study.to_csv(args.out.with_name("power_study.csv"), index=False, lineterminator="\n")
         print(study.round(3).to_string(index=False), flush=True)

@@ -82,8 +82,10 @@ def power(folder: Path) -> list[Measured]:
             f"x {int(local['replicates']) // int(local['design_points'])} replicates: "
             f"{int(local['workers'])} workers' time / serial time",
             local["ratio_to_serial"] if bool(local["identical"]) else None, 0.65, "x",
-            f"{serial['seconds']:.1f} s serial, {local['seconds']:.1f} s on Dask (cluster "
-            f"start included); identical replicates: {bool(local['identical'])}"))
+            f"{serial['median_seconds']:.1f} s serial, {local['median_seconds']:.1f} s on Dask "
+            f"(medians of {int((study['scheduler'] == 'local').sum())} runs, alternating, each "
+            "a fresh process; cluster start included); identical replicates: "
+            f"{bool(local['identical'])}"))
     table = _read(folder, "power.csv")
     if table is not None:
         for model, rows in table[table["engine"] == "engine"].groupby("model", sort=False):

@@ -46,7 +46,7 @@ from alliance_analysis.power.params import PowerParams, load_power_params, parse
 from alliance_analysis.power.replicate import (FITTERS, boundary_lrt_p, drop_planted_faults,
                                                replicate_seed, replicate_sessions)
 from alliance_analysis.data.simulate import SimulationDesign, simulate
-from alliance_analysis.stats import dask_runner
+from alliance_analysis.stats import dask_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def test_existing_scheduler_by_address_gives_the_same_results(tmp_path: Path) ->
 
 def test_unreachable_scheduler_is_a_run_error(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dask_runner, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT", 1)
     params = study(tmp_path, dask={"scheduler": "tcp://127.0.0.1:9"})
     with pytest.raises(AllianceRunError, match="cannot reach the Dask scheduler"):
         power.run_power(params, progress=False)

@@ -8,11 +8,15 @@ use it:
 
 - :func:`dask_client` starts a :class:`distributed.LocalCluster` or connects to a running
   scheduler, and closes both whatever happens (``try/finally``, also on Ctrl-C);
-  :func:`optional_client` gives ``None`` for ``scheduler: none``;
+  :func:`optional_client` gives ``None`` for ``scheduler: none`` and otherwise starts the
+  client in the background (both in :mod:`alliance_analysis.stats.dask_cluster`, importable
+  from here);
 - :func:`run_chunks` calls ``function(*shared, *call)`` for each chunk: one after another in
   this process without a client, or as Dask tasks (the shared arguments sent to every
   worker once, with ``scatter``) with one; the results come back in chunk order, and a
-  callback sees each as soon as it is done (to store it, to advance a bar);
+  callback sees each as soon as it is done (to store it, to advance a bar). Given a client
+  that is still starting, it runs chunks here meanwhile and hands the rest to the workers
+  the moment they are up (:func:`run_with_head_start`);
 - :func:`progress_bar` is the bar the runs show on standard error.
 
 Results independent of the workers
@@ -39,8 +43,11 @@ https://numpy.org/doc/stable/reference/random/parallel.html
 
 from __future__ import annotations
 
-import os
+import queue
+import sys
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,101 +56,31 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from alliance_analysis.errors import AllianceRunError
+from alliance_analysis.stats.dask_cluster import (  # re-exported: the runs' one import
+    CONNECT_TIMEOUT,
+    LOCAL_WORKER_CONFIG,
+    StartingClient,
+    dask_client,
+    optional_client,
+)
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
-    from alliance_analysis.specs import DaskSettings
+__all__ = ["CONNECT_TIMEOUT", "LOCAL_WORKER_CONFIG", "StartingClient", "chunked",
+           "dask_client", "optional_client", "progress_bar", "run_chunks",
+           "run_with_head_start"]
 
-#: Seconds to wait for an existing Dask scheduler to answer.
-CONNECT_TIMEOUT = 30
-#: Dask settings of a local cluster's workers (see :func:`dask_client`).
-LOCAL_WORKER_CONFIG = {
-    # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in its workers to return memory to the system
-    # sooner. Any fixed trim threshold also switches off glibc's adaptive mmap threshold, so
-    # every large numpy array is mapped and unmapped afresh: it nearly doubled the CPU time
-    # of bootstrap refits (0.8 -> 1.4 s for ten refits of benchmarks/bench_bootstrap.py's
-    # model, in a plain process with only this variable set).
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-    # The statistical profiler samples the running task every 10 ms for the dashboard,
-    # which these clusters do not start.
-    "distributed.worker.profile.enabled": False,
-}
+#: Seconds a thread may hold the GIL while another waits for it, during a head start
+#: (:func:`run_with_head_start`; Python's default is 0.005). The cluster starts in threads of
+#: this process (its event loop: the scheduler, the nannies) that take the GIL for a moment
+#: at every step; while this thread computes, each such step waited up to the full default
+#: interval, and the start of a 2-worker cluster took 18-26 s instead of 3-4 s beside a
+#: busy pure-Python loop (6.9 s at 0.001, 4.6 s at 0.00005).
+HEAD_START_SWITCH_INTERVAL = 0.00005
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-@contextmanager
-def dask_client(settings: DaskSettings) -> Iterator[Client]:
-    """A Dask client on a new local cluster or an existing scheduler, closed on exit.
-
-    ``scheduler: local`` starts a :class:`distributed.LocalCluster` of single-threaded worker
-    processes (``workers`` of them, or one per core) without a dashboard, with
-    :data:`LOCAL_WORKER_CONFIG`; an address connects to a running scheduler (its workers
-    need this package installed, and run as they were started: ``dask worker`` sets the
-    trim threshold this module leaves out).
-
-    A local cluster's nannies write their workers' environment (``OMP_NUM_THREADS=1``,
-    ``PYTHONHASHSEED`` ...) into this process's ``os.environ`` before starting them; it is
-    put back as it was when the client closes, so processes started later (a notebook, a
-    stage of the pipeline) do not inherit it.
-
-    Raises
-    ------
-    AllianceRunError
-        When the scheduler at the given address does not answer within
-        :data:`CONNECT_TIMEOUT` seconds.
-    """
-    import dask
-    from distributed import Client, LocalCluster
-
-    cluster = client = None
-    environment = dict(os.environ)
-    try:
-        if settings.scheduler == "local":
-            with dask.config.set(LOCAL_WORKER_CONFIG):
-                # no dashboard; the scheduler's small HTTP server (health checks) on a free
-                # port, not on 8787 with a warning when another cluster holds that one
-                cluster = LocalCluster(n_workers=settings.workers or os.cpu_count() or 1,
-                                       threads_per_worker=1, processes=True,
-                                       dashboard_address=None,
-                                       scheduler_kwargs={"dashboard_address": ":0"})
-            client = Client(cluster)
-        else:
-            try:
-                client = Client(settings.scheduler, timeout=CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                raise AllianceRunError(
-                    f"cannot reach the Dask scheduler at {settings.scheduler} "
-                    f"({type(exc).__name__}: {exc}). Start it (`dask scheduler`) and its "
-                    "workers, check the address under dask.scheduler, or use "
-                    "scheduler: local") from None
-        yield client
-    finally:
-        try:
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
-        finally:
-            for key in set(os.environ) - set(environment):
-                del os.environ[key]
-            for key, value in environment.items():
-                if os.environ.get(key) != value:
-                    os.environ[key] = value
-
-
-@contextmanager
-def optional_client(settings: DaskSettings | None) -> Iterator[Client | None]:
-    """:func:`dask_client` for ``settings``; ``None`` (run serially) for no settings or
-    ``scheduler: none``."""
-    if settings is None or settings.scheduler == "none":
-        yield None
-    else:
-        with dask_client(settings) as client:
-            yield client
 
 
 def chunked(items: Sequence[T], size: int) -> list[tuple[T, ...]]:
@@ -154,7 +91,7 @@ def chunked(items: Sequence[T], size: int) -> list[tuple[T, ...]]:
 
 
 def run_chunks(function: Callable[..., R], calls: Sequence[tuple[Any, ...]],
-               shared: tuple[Any, ...] = (), *, client: Client | None = None,
+               shared: tuple[Any, ...] = (), *, client: Client | StartingClient | None = None,
                name: str = "chunk", keys: Sequence[str] | None = None,
                on_done: Callable[[int, R], None] | None = None) -> list[R]:
     """``function(*shared, *call)`` for every call, in this process or on Dask.
@@ -169,23 +106,30 @@ def run_chunks(function: Callable[..., R], calls: Sequence[tuple[Any, ...]],
         Arguments every chunk takes first (data, a fitted model). On Dask each is sent to
         every worker once (``scatter(broadcast=True)``) instead of with every task.
     client
-        A Dask client (:func:`dask_client`), or None to run the chunks one after another
-        here.
+        A Dask client (:func:`dask_client`); a client still starting
+        (:func:`optional_client`), which first runs chunks here
+        (:func:`run_with_head_start`); or None to run the chunks one after another here.
     name
         Prefix of the Dask task keys (shown on the dashboard).
     keys
         The task keys, one per call, instead of ``name`` and a fresh random token.
     on_done
-        Called with ``(index of the call, its result)`` as each chunk finishes: in call order
-        here, in order of completion on Dask. An exception it raises stops the run.
+        Called with ``(index of the call, its result)`` as each chunk finishes, always in
+        the calling thread: in call order here, in order of completion on Dask. An
+        exception it raises stops the run.
 
     Returns
     -------
     list
-        The results in call order, whatever order they finished in.
+        The results in call order, whatever order and place they finished in.
     """
     if keys is not None and len(keys) != len(calls):
         raise ValueError(f"run_chunks: {len(keys)} keys for {len(calls)} calls")
+    if keys is None:
+        token = uuid.uuid4().hex[:12]
+        keys = [f"{name}-{token}-{index}" for index in range(len(calls))]
+    if isinstance(client, StartingClient):
+        return run_with_head_start(function, calls, shared, client, keys, on_done)
     results: list[Any] = [None] * len(calls)
     if client is None:
         for index, call in enumerate(calls):
@@ -193,16 +137,86 @@ def run_chunks(function: Callable[..., R], calls: Sequence[tuple[Any, ...]],
             if on_done is not None:
                 on_done(index, results[index])
         return results
-    if not calls:
+    futures = _submit(client, function, calls, shared, keys, range(len(calls)))
+    _collect(client, futures, results, on_done)
+    return results
+
+
+def run_with_head_start(function: Callable[..., R], calls: Sequence[tuple[Any, ...]],
+                        shared: tuple[Any, ...], starting: StartingClient,
+                        keys: Sequence[str],
+                        on_done: Callable[[int, R], None] | None = None) -> list[R]:
+    """:func:`run_chunks` on a client that is still starting: chunks run here meanwhile.
+
+    This process takes the chunks one at a time, in call order, and runs them itself until
+    the client is up. At that moment the starting thread takes every chunk not yet begun
+    and submits them to the workers (:meth:`StartingClient.when_started`); this process
+    finishes the chunk in hand and then collects the workers' results. Nothing is computed
+    twice, and since a chunk's result does not depend on where it runs (module notes), the
+    results are those of any other run. A start that fails is raised after the chunk in
+    hand: no chunk is run here in its place.
+
+    Why: starting a local cluster takes seconds, during which a core would otherwise wait
+    (the fork server's imports take one; :mod:`alliance_analysis.stats.dask_cluster`).
+    """
+    results: list[Any] = [None] * len(calls)
+    pending = deque(range(len(calls)))
+    lock = threading.Lock()
+    handed: queue.SimpleQueue[dict[Future, int] | BaseException] = queue.SimpleQueue()
+
+    def hand_over(client: Client) -> None:
+        with lock:
+            rest = list(pending)
+            pending.clear()
+        try:
+            handed.put(_submit(client, function, calls, shared, keys, rest) if rest else {})
+        except BaseException as exc:  # raised in the waiting thread
+            handed.put(exc)
+
+    starting.when_started(hand_over)
+    ran_here = 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(HEAD_START_SWITCH_INTERVAL)
+    try:
+        while True:
+            error = starting.failed()
+            if error is not None:
+                raise error
+            with lock:
+                if not pending:
+                    break
+                index = pending.popleft()
+            results[index] = function(*shared, *calls[index])
+            ran_here += 1
+            if on_done is not None:
+                on_done(index, results[index])
+    finally:
+        sys.setswitchinterval(interval)
+    if ran_here == len(calls):
         return results
+    futures = handed.get()  # hand_over took the rest: its futures, or why it failed
+    if isinstance(futures, BaseException):
+        raise futures
+    _collect(starting.result(), futures, results, on_done)
+    return results
+
+
+def _submit(client: Client, function: Callable[..., Any], calls: Sequence[tuple[Any, ...]],
+            shared: tuple[Any, ...], keys: Sequence[str],
+            indices: Sequence[int]) -> dict[Future, int]:
+    """Submit the calls at ``indices`` as Dask tasks; their futures and indices."""
+    scattered = client.scatter(list(shared), broadcast=True) if shared else []
+    return {client.submit(function, *scattered, *calls[index], key=keys[index],
+                          pure=False): index for index in indices}
+
+
+def _collect(client: Client, futures: dict[Future, int], results: list[Any],
+             on_done: Callable[[int, Any], None] | None) -> None:
+    """Wait for ``futures``, storing each result at its call's index as it finishes."""
+    if not futures:
+        return
     from distributed import as_completed
 
-    scattered = client.scatter(list(shared), broadcast=True) if shared else []
-    if keys is None:
-        token = uuid.uuid4().hex[:12]
-        keys = [f"{name}-{token}-{index}" for index in range(len(calls))]
-    futures = {client.submit(function, *scattered, *call, key=key, pure=False): index
-               for index, (call, key) in enumerate(zip(calls, keys, strict=True))}
     try:
         for future in as_completed(futures):
             index = futures[future]
@@ -211,7 +225,6 @@ def run_chunks(function: Callable[..., R], calls: Sequence[tuple[Any, ...]],
                 on_done(index, results[index])
     finally:
         client.cancel([f for f in futures if not f.done()])
-    return results
 
 
 @contextmanager

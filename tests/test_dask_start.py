@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -122,3 +123,46 @@ def test_the_environment_is_put_back_after_a_head_start(monkeypatch: pytest.Monk
     with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
         run_chunks(_slow_pid, [(0.1, i) for i in range(3)], client=client)
     assert dict(os.environ) == before
+
+
+def test_starting_and_closing_a_cluster_raises_no_warning() -> None:
+    """The start runs beside fits that record every warning raised in the process
+    (``catch_warnings(record=True)``): it must raise none of its own."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
+            run_chunks(_slow_pid, [(0.0, i) for i in range(2)], client=client)
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.skipif(worker_start_method() != "forkserver", reason="no fork server here")
+def test_each_cluster_gets_a_fresh_fork_server_and_stops_it() -> None:
+    """A later cluster does not reuse the first one's server (its imports, its
+    environment); none is left running after a cluster closes."""
+    from multiprocessing import forkserver
+
+    servers = []
+    for _ in range(2):
+        starting = StartingClient(DaskSettings(scheduler="local", workers=1))
+        try:
+            servers.append(set(starting.result().run(os.getppid).values()))
+        finally:
+            starting.close()
+        assert forkserver._forkserver._forkserver_pid is None
+    assert servers[0] != servers[1]
+
+
+def test_a_head_start_stopped_by_ctrl_c_ends_at_once_and_cleans_up() -> None:
+    """Ctrl-C after the first chunk here ends the run (the chunks not begun are not handed
+    to the workers) and leaves the switch interval and the environment as they were."""
+    calls = [(0.2, i) for i in range(6)]
+    interval, environment = sys.getswitchinterval(), dict(os.environ)
+
+    def stop(index: int, _: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
+            run_chunks(_slow_pid, calls, client=client, on_done=stop)
+    assert sys.getswitchinterval() == interval
+    assert dict(os.environ) == environment

@@ -8,7 +8,8 @@ anything beyond rounding: the log-likelihood (1e-12), estimates, standard errors
 components (1e-9) and the conditional modes agree whatever the run length (a run of one
 client or therapist, of a few clients, or all clients at once), and what rests on numerical
 Hessians (Satterthwaite df, SEs of the variance components, their covariance) within 1e-6;
-the batched Hessian equals the point-by-point central differences within 1e-12.
+the batched Hessian equals the point-by-point central differences within 1e-8 (the
+rounding of a finite-difference Hessian; the test says why not to the last bit).
 
 Timing and the 10,000,000-row fit are in ``benchmarks/bench_engine.py --big``, not here.
 """
@@ -114,7 +115,13 @@ def test_batched_hessian_is_the_point_by_point_one(three_level: bool) -> None:
 
     batched = hessian(ComplexStep(values), theta)
     plain = hessian(lambda point: value_and_gradient(values, point), theta)
-    np.testing.assert_allclose(batched, plain, rtol=1e-12, atol=1e-12 * np.abs(plain).max())
+    # 1e-8, not the last bit: the batched call evaluates the 2m directions with stacked
+    # products whose rounding depends on the CPU's SIMD kernels (numpy dispatches at run
+    # time). The gradients then differ in the 12th digit, and central differences divide
+    # that by the step: on an AVX2 machine (2026-12-02) the two Hessians were 4.5e-10
+    # relative apart, where the machine of the round before had them within 1e-12. Far
+    # below what rests on them (Satterthwaite df and SEs, checked within 1e-6 above).
+    np.testing.assert_allclose(batched, plain, rtol=1e-8, atol=1e-8 * np.abs(plain).max())
 
 
 @pytest.mark.parametrize("kind", ["category", "int"])

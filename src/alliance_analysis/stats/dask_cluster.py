@@ -25,9 +25,22 @@ take one core for about 3 seconds; the head start computes on the other. (Forkin
 workers from this process instead would start them in 0.2 s, but this process runs threads,
 a notebook kernel's among them, and forking a multi-threaded process can leave a lock held
 forever in the child; Python 3.14 made the fork server its default on Linux for that
-reason.) The fork server is started once per process and serves every later local cluster
-of the process; it takes the environment the nannies set before their first worker
-(``OMP_NUM_THREADS=1`` and friends), which every worker forked from it inherits.
+reason.) Each local cluster gets a fork server of its own: one already running is stopped
+before the cluster starts and the cluster's is stopped when it closes. A server kept for the
+life of a process (a notebook kernel) would serve later clusters the code it imported first,
+after the package was edited, and the environment it was started with; a fresh one takes
+the package as it is now and the environment the nannies set before their first worker
+(``OMP_NUM_THREADS=1`` and friends), which every worker forked from it inherits. A worker
+that dies and is restarted by its nanny is spawned (Dask's default) without the preload.
+
+Threads
+-------
+The start runs in a background thread of this process while the calling thread computes.
+What the two share is process-wide: ``warnings`` filters and records (a fit here records
+its warnings with ``warnings.catch_warnings(record=True)``, which would also catch one
+raised by the start; importing, starting and closing a cluster raise none, a test checks),
+``dask.config`` (set by the start around the cluster's creation only; the package sets it
+nowhere else) and ``os.environ`` (written by the nannies and put back by :meth:`close`).
 
 References
 ----------
@@ -84,6 +97,18 @@ def worker_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+def _stop_fork_server() -> None:
+    """Stop this process's fork server if one runs; the next worker starts a fresh one.
+
+    Workers forked earlier do not depend on it. ``ForkServer._stop`` is the standard
+    library's own (its tests use it; present from Python 3.8 to 3.14): there is no public
+    way to restart the server with other modules or another environment.
+    """
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
+
+
 def _local_cluster(workers: int) -> LocalCluster:
     import dask
     from distributed import LocalCluster
@@ -93,8 +118,9 @@ def _local_cluster(workers: int) -> LocalCluster:
     with dask.config.set({**LOCAL_WORKER_CONFIG,
                           "distributed.worker.multiprocessing-method": method}):
         if method == "forkserver":
-            # The first call sets Dask's own preload list (its dependencies); ours replaces
-            # it. Without effect once the server runs: it serves the whole process.
+            _stop_fork_server()
+            # The first call sets Dask's own preload list (its dependencies) once per
+            # process; ours replaces it and Dask does not set it again.
             get_mp_context().set_forkserver_preload(list(WORKER_PRELOAD))
         # no dashboard; the scheduler's small HTTP server (health checks) on a free port,
         # not on 8787 with a warning when another cluster holds that one
@@ -108,10 +134,12 @@ class StartingClient:
     The thread starts a local cluster and its client, or connects to the scheduler at the
     given address. :meth:`when_started` registers work to hand over once it is up,
     :meth:`failed` tells without waiting whether the start failed, :meth:`result` waits for
-    the client. :meth:`close` waits for the start to finish, closes the client and the
-    cluster, and puts back the environment the cluster's nannies wrote into this process
-    (``OMP_NUM_THREADS=1``, ``PYTHONHASHSEED`` ...), so processes started later (a notebook,
-    a stage of the pipeline) do not inherit it.
+    the client. :meth:`close` closes the client and the cluster (once the start has
+    finished: the thread closes them itself if the start is still running, so an interrupted
+    close leaves nothing behind), stops the cluster's fork server, and puts back the
+    environment the cluster's nannies wrote into this process (``OMP_NUM_THREADS=1``,
+    ``PYTHONHASHSEED`` ...), so processes started later (a notebook, a stage of the
+    pipeline) do not inherit it.
     """
 
     def __init__(self, settings: DaskSettings) -> None:
@@ -122,6 +150,8 @@ class StartingClient:
         self._environment = dict(os.environ)
         self._lock = threading.Lock()
         self._started = threading.Event()
+        self._closing = False
+        self._closed = False
         self._callbacks: list[Callable[[Client], None]] = []
         self._thread = threading.Thread(target=self._start, name="dask-client-start",
                                         daemon=True)
@@ -148,9 +178,19 @@ class StartingClient:
         with self._lock:
             self._started.set()
             callbacks, self._callbacks = self._callbacks, []
+            closing = self._closing
+        if closing:  # close() was called while this thread was starting
+            self._shut()
+            return
         if self.error is None:
             for callback in callbacks:
-                callback(self.client)
+                self._call(callback)
+
+    def _call(self, callback: Callable[[Client], None]) -> None:
+        try:
+            callback(self.client)  # type: ignore[arg-type]
+        except BaseException as exc:  # a callback's failure is the run's: failed() says it
+            self.error = self.error or exc
 
     def when_started(self, callback: Callable[[Client], None]) -> None:
         """Call ``callback(client)`` once the client is up: now, in this thread, if it is
@@ -160,10 +200,10 @@ class StartingClient:
                 self._callbacks.append(callback)
                 return
         if self.error is None:
-            callback(self.client)
+            self._call(callback)
 
     def failed(self) -> BaseException | None:
-        """The exception the start raised, if it has finished and failed (without waiting)."""
+        """The exception the start (or a callback) raised, if any, without waiting."""
         return self.error if self._started.is_set() else None
 
     def result(self) -> Client:
@@ -175,13 +215,28 @@ class StartingClient:
         return self.client
 
     def close(self) -> None:
-        """Wait for the start, close the client and the cluster, put the environment back."""
-        self._thread.join()
+        """Close the client and the cluster, stop the fork server, put the environment
+        back; waits for a start still running (which then closes them itself)."""
+        with self._lock:
+            self._closing = True
+            started = self._started.is_set()
+        try:
+            self._thread.join()
+        finally:
+            if started:
+                self._shut()
+
+    def _shut(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self.client is not None:
                 self.client.close()
             if self.cluster is not None:
                 self.cluster.close()
+                if worker_start_method() == "forkserver":
+                    _stop_fork_server()
         finally:
             for key in set(os.environ) - set(self._environment):
                 del os.environ[key]

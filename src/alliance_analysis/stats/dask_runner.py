@@ -175,23 +175,23 @@ def run_with_head_start(function: Callable[..., R], calls: Sequence[tuple[Any, .
 
     starting.when_started(hand_over)
     ran_here = 0
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(HEAD_START_SWITCH_INTERVAL)
     try:
-        while True:
-            error = starting.failed()
-            if error is not None:
-                raise error
-            with lock:
-                if not pending:
-                    break
-                index = pending.popleft()
-            results[index] = function(*shared, *calls[index])
-            ran_here += 1
-            if on_done is not None:
-                on_done(index, results[index])
-    finally:
-        sys.setswitchinterval(interval)
+        with _short_switch_interval():
+            while True:
+                error = starting.failed()
+                if error is not None:
+                    raise error
+                with lock:
+                    if not pending:
+                        break
+                    index = pending.popleft()
+                results[index] = function(*shared, *calls[index])
+                ran_here += 1
+                if on_done is not None:
+                    on_done(index, results[index])
+    finally:  # stopped here (an error, Ctrl-C): the workers get nothing more
+        with lock:
+            pending.clear()
     if ran_here == len(calls):
         return results
     futures = handed.get()  # hand_over took the rest: its futures, or why it failed
@@ -199,6 +199,30 @@ def run_with_head_start(function: Callable[..., R], calls: Sequence[tuple[Any, .
         raise futures
     _collect(starting.result(), futures, results, on_done)
     return results
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    """:data:`HEAD_START_SWITCH_INTERVAL` while any head start runs (in any thread); the
+    interval found before the first is put back after the last."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(HEAD_START_SWITCH_INTERVAL)
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 def _submit(client: Client, function: Callable[..., Any], calls: Sequence[tuple[Any, ...]],

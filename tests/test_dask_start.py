@@ -25,7 +25,8 @@ from alliance_analysis.power.replicate import run_chunk
 from alliance_analysis.robustness.curve import fit_chunk, null_resample
 from alliance_analysis.specs import DaskSettings
 from alliance_analysis.stats import dask_cluster
-from alliance_analysis.stats.dask_cluster import (WORKER_PRELOAD, StartingClient,
+from alliance_analysis.stats.dask_cluster import (LOCAL_WORKER_CONFIG, WORKER_PRELOAD,
+                                                  StartingClient,
                                                   optional_client, worker_start_method)
 from alliance_analysis.stats.dask_runner import run_chunks
 
@@ -166,3 +167,15 @@ def test_a_head_start_stopped_by_ctrl_c_ends_at_once_and_cleans_up() -> None:
             run_chunks(_slow_pid, calls, client=client, on_done=stop)
     assert sys.getswitchinterval() == interval
     assert dict(os.environ) == environment
+
+
+def test_local_workers_run_with_the_slower_bookkeeping() -> None:
+    """The workers get :data:`LOCAL_WORKER_CONFIG` from their nannies (fewer wake-ups)."""
+    import dask
+
+    keys = ("distributed.admin.tick.interval", "distributed.worker.memory.monitor-interval",
+            "distributed.worker.profile.enabled")
+    with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
+        seen = [client.result().run(dask.config.get, key) for key in keys]
+    assert [list(values.values()) for values in seen] == [["1s"], ["500ms"], [False]]
+    assert [LOCAL_WORKER_CONFIG[key] for key in keys] == ["1s", "500ms", False]

@@ -117,25 +117,6 @@ def test_a_failed_start_is_raised_even_when_every_chunk_ran_here(
             assert results == [(0, os.getpid())]
 
 
-def test_the_environment_is_put_back_after_a_head_start(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = dict(os.environ)
-    with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
-        run_chunks(_slow_pid, [(0.1, i) for i in range(3)], client=client)
-    assert dict(os.environ) == before
-
-
-def test_starting_and_closing_a_cluster_raises_no_warning() -> None:
-    """The start runs beside fits that record every warning raised in the process
-    (``catch_warnings(record=True)``): it must raise none of its own."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
-            run_chunks(_slow_pid, [(0.0, i) for i in range(2)], client=client)
-    assert [str(w.message) for w in caught] == []
-
-
 @pytest.mark.skipif(worker_start_method() != "forkserver", reason="no fork server here")
 def test_each_cluster_gets_a_fresh_fork_server_and_stops_it() -> None:
     """A later cluster does not reuse the first one's server (its imports, its
@@ -169,13 +150,27 @@ def test_a_head_start_stopped_by_ctrl_c_ends_at_once_and_cleans_up() -> None:
     assert dict(os.environ) == environment
 
 
-def test_local_workers_run_with_the_slower_bookkeeping() -> None:
-    """The workers get :data:`LOCAL_WORKER_CONFIG` from their nannies (fewer wake-ups)."""
+def test_a_head_start_raises_no_warning_and_leaves_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One cluster for three checks (each start costs seconds):
+
+    - the start runs beside fits that record every warning raised in the process
+      (``catch_warnings(record=True)``): it must raise none of its own;
+    - the workers get :data:`LOCAL_WORKER_CONFIG` from their nannies (fewer wake-ups);
+    - the environment the nannies write into this process is put back on exit.
+    """
     import dask
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = dict(os.environ)
     keys = ("distributed.admin.tick.interval", "distributed.worker.memory.monitor-interval",
             "distributed.worker.profile.enabled")
-    with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
-        seen = [client.result().run(dask.config.get, key) for key in keys]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with optional_client(DaskSettings(scheduler="local", workers=1)) as client:
+            run_chunks(_slow_pid, [(0.1, i) for i in range(3)], client=client)
+            seen = [client.result().run(dask.config.get, key) for key in keys]
+    assert [str(w.message) for w in caught] == []
     assert [list(values.values()) for values in seen] == [["1s"], ["500ms"], [False]]
     assert [LOCAL_WORKER_CONFIG[key] for key in keys] == ["1s", "500ms", False]
+    assert dict(os.environ) == before

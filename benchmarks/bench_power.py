@@ -46,22 +46,28 @@ import yaml
 import pandas as pd
 from bench_machine import write_table  # the benchmark folder is on sys.path when run
 
-from alliance_analysis.power.params import parse_power_params
+from alliance_analysis.power.params import DaskSettings, parse_power_params
 from alliance_analysis.power.study import run_power
+from alliance_analysis.stats.dask_runner import dask_client
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = {"therapists": 20, "clients_per_therapist": 8, "max_sessions": 12}
 MODELS = ("within_between", "therapist_alliance")
 
 
-def timed_run(raw: dict[str, object], folder: Path) -> float:
-    """Seconds of one power study (parameters ``raw``, relative to ``folder``) run from an
-    empty output folder in a fresh process; its replicates are left in ``<out>.parquet``."""
-    done = subprocess.run([sys.executable, __file__, "--one", json.dumps(raw), str(folder)],
-                          capture_output=True, text=True, check=False)
+def in_fresh_process(*arguments: str) -> float:
+    """Run this script with ``arguments`` in a new Python process; the seconds it prints."""
+    done = subprocess.run([sys.executable, __file__, *arguments], capture_output=True,
+                          text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the timed run failed:\n{done.stderr}")
     return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def timed_run(raw: dict[str, object], folder: Path) -> float:
+    """Seconds of one power study (parameters ``raw``, relative to ``folder``) run from an
+    empty output folder in a fresh process; its replicates are left in ``<out>.parquet``."""
+    return in_fresh_process("--one", json.dumps(raw), str(folder))
 
 
 def one_run(raw: dict[str, object], folder: Path) -> None:
@@ -121,21 +127,16 @@ def time_shipped_study(workers: int, replicates: int, repeats: int,
 
 def cluster_startup(workers: int) -> float:
     """Seconds to start and close an empty LocalCluster of ``workers`` processes in a fresh
-    process (its fork server started from nothing), up to the moment every worker is up."""
-    code = ("import time, json\n"
-            "from alliance_analysis.specs import DaskSettings\n"
-            "from alliance_analysis.stats.dask_runner import dask_client\n"
-            "if __name__ == '__main__':\n"
-            "    start = time.perf_counter()\n"
-            f"    with dask_client(DaskSettings(scheduler='local', workers={workers})) as c:\n"
-            f"        c.wait_for_workers({workers})\n"
-            "    print(json.dumps({'seconds': time.perf_counter() - start}))\n")
-    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-        script = Path(tmp) / "startup.py"
-        script.write_text(code, encoding="utf-8")
-        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              check=True)
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    process (its fork server started from nothing), every worker up."""
+    return in_fresh_process("--startup", str(workers))
+
+
+def one_startup(workers: int) -> None:
+    """The body of ``--startup``: time a cluster's start and close here, print the seconds."""
+    start = time.perf_counter()
+    with dask_client(DaskSettings(scheduler="local", workers=workers)):
+        pass  # dask_client returns once every worker of a new local cluster is up
+    print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
 def main() -> None:
@@ -151,9 +152,13 @@ def main() -> None:
     parser.add_argument("--study-only", action="store_true", help="only the shipped study")
     parser.add_argument("--one", nargs=2, metavar=("PARAMS_JSON", "FOLDER"),
                         help=argparse.SUPPRESS)  # one timed run (timed_run's child process)
+    parser.add_argument("--startup", type=int, help=argparse.SUPPRESS)  # cluster_startup's
     args = parser.parse_args()
     if args.one:
         one_run(json.loads(args.one[0]), Path(args.one[1]))
+        return
+    if args.startup:
+        one_startup(args.startup)
         return
     if args.study or args.study_only:
         with tempfile.TemporaryDirectory(prefix="bench-power-study-") as tmp:

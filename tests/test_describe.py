@@ -88,7 +88,17 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
         params = pd.DataFrame({"term": ["Intercept", "x", "z"], "estimate": [1.0, 0.5, -0.2],
                                "se": [0.1, 0.1, 0.3], "ci_low": [0.8, 0.3, -0.8],
                                "ci_high": [1.2, 0.7, 0.4], "p": [0.01, 0.02, 0.5]})
-        return {**plots.describe_figures(sessions, wai, phq9, [wai, phq9],
+        lifted = Figure(layout="constrained")  # a title lifted over top tick labels
+        axes = lifted.subplots(1, 2)
+        for ax in axes:
+            ax.plot([0, 1e6], [0, 2e6])
+            ax.xaxis.tick_top()
+            ax.set_title("lifted over the tick labels")
+        inset = lifted.add_axes((0.6, 0.2, 0.2, 0.2))  # outside the layout's grid
+        inset.xaxis.tick_top()
+        inset.set_title("inset")
+        return {"lifted": lifted,
+                **plots.describe_figures(sessions, wai, phq9, [wai, phq9],
                                          describe.attendance(sessions), summaries, seed=1),
                 "coefficients": plots.coefficients(
                     ModelResult("m", params, {"converged": True, "warnings": []}, "y ~ x + z"))}
@@ -97,6 +107,9 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
         engine = fig.get_layout_engine()
         plots.save(fig, tmp_path / "save", name)
         assert fig.get_layout_engine() is engine is not None  # the figure's engine is kept
+        if name == "lifted":  # placed anew by each drawing, as savefig places them
+            assert all(ax.title.get_position()[1] > 1 for ax in fig.axes)
+            assert all(ax._autotitlepos for ax in fig.axes)  # restored
     for name, fig in figures().items():  # new figures: a layout run twice moves by rounding
         with mpl.rc_context(plots._RC):
             fig.savefig(tmp_path / f"{name}.png", dpi=300, metadata={"Software": None},

@@ -210,3 +210,57 @@ def test_the_server_preloads_only_what_a_starting_kernel_imports(tmp_path: Path)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=tmp_path, timeout=180)
     assert json.loads(result.stdout.splitlines()[-1]) == [], result.stderr
+
+
+#: The BLAS pools' thread counts, as a cell prints them.
+BLAS_PROBE = ("import threadpoolctl\n"
+              "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()"
+              " if p['user_api'] == 'blas'}))")
+
+
+def _blas_threads_started(env: dict[str, str]) -> list[int]:
+    """The BLAS thread counts of a new Python process with ``env`` added (as in a kernel
+    started with it)."""
+    code = f"import numpy\n{BLAS_PROBE}"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("threads", [None, 1])
+def test_a_forked_kernel_has_the_blas_threads_its_environment_sets(tmp_path: Path,
+                                                                   threads: int | None) -> None:
+    """The server loaded numpy (and its BLAS) with its own environment; a kernel forked with
+    another thread count gets that count, as a kernel started with it would."""
+    from alliance_analysis.kernels import blas_environment
+    from alliance_analysis.kernels.forking import BLAS_THREAD_VARIABLES
+    from alliance_analysis.pipeline import execute_in
+
+    env = {} if threads is None else {v: str(threads) for v in BLAS_THREAD_VARIABLES}
+    source = notebook_file(tmp_path / "a.ipynb", "import numpy", BLAS_PROBE)
+    executed = tmp_path / "executed.ipynb"
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"], env=env) as pool:
+        km = pool.take("a")
+        assert km is not None and isinstance(km.provisioner.process, ForkedKernel)
+        execute_in(km, str(source), str(executed), kernel_name="python3", progress_bar=False,
+                   cwd=str(tmp_path), extra_arguments=KERNEL_ARGUMENTS)
+    shown = json.loads(executed.read_text())["cells"][1]["outputs"][0]["text"]
+    assert json.loads("".join(shown)) == _blas_threads_started(env)
+    if threads is not None:
+        assert json.loads("".join(shown)) == [threads]
+    assert blas_environment(2, cores=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
+
+
+def test_stages_side_by_side_share_the_cores_among_their_blas_pools(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from alliance_analysis.kernels import blas_environment
+    from alliance_analysis.kernels.forking import BLAS_THREAD_VARIABLES
+
+    for variable in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert blas_environment(1, cores=2) == {}  # one stage at a time: the default pools
+    assert blas_environment(2, cores=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
+    assert blas_environment(2, cores=8) == {v: "4" for v in BLAS_THREAD_VARIABLES}
+    assert blas_environment(3, cores=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own count is left alone
+    assert blas_environment(2, cores=2) == {}

@@ -8,7 +8,8 @@
    ``--out``), marked incomplete, and ``<processed>.partial``, a copy of the processed folder;
 3. executes ``notebooks/01_clean`` .. ``06_robustness`` with papermill, each with the
    parameters of :func:`alliance_analysis.params.notebook_parameters` (the staging folders),
-   in a kernel started ahead of the stage (:mod:`alliance_analysis.kernels`), saving the
+   in a kernel started ahead of the stage (:mod:`alliance_analysis.kernels`; stages side by
+   side share the cores among their BLAS thread pools), saving the
    executed notebook and an HTML rendering of it (made as the stage ends) under ``notebooks/``;
 4. writes ``manifest.json`` (parameters, input SHA-256, package versions, git commit, seed,
    times, SHA-256 of every output file) and ``index.html``;
@@ -44,7 +45,7 @@ from alliance_analysis.report import page as report
 from alliance_analysis.errors import (AllianceDataError, AllianceError, AllianceParamsError,
                                       AllianceRunError)
 from alliance_analysis.data.io import file_sha256, source_encoding
-from alliance_analysis.kernels import KernelPool, execute_in
+from alliance_analysis.kernels import KernelPool, blas_environment, execute_in
 from alliance_analysis.stages import (NOTEBOOKS, PARALLEL_AFTER, notebooks_dir, project_root,
                                      stage_workers, start_order)
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
@@ -438,8 +439,10 @@ def run(params_file: str | Path, out: str | Path | None = None,
         pages.append(renderer.submit(_prepare_pages, stage / "notebooks"))
         try:
             workers = stage_workers(jobs)
+            # the stages side by side share the cores among their BLAS pools
+            side_by_side = min(workers, max(1, len(notebooks) - 1))
             with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, start_order(notebooks, jobs),
-                            ahead=workers) as kernels:
+                            ahead=workers, env=blas_environment(side_by_side)) as kernels:
                 _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,
                              running, kernels,
                              lambda name: pages.append(renderer.submit(render, name)))

@@ -23,6 +23,9 @@ What a notebook sees is unchanged:
 - each child takes the kernel's environment and working folder, a new session (as
   jupyter_client's ``start_new_session``), stdin from ``/dev/null``, the default ``SIGCHLD``
   handler, and the argument list of ``python -m ipykernel_launcher``;
+- a BLAS thread count the kernel's environment sets (:data:`BLAS_THREAD_VARIABLES`), which a
+  started kernel's BLAS reads as numpy loads it, is applied in the child with threadpoolctl
+  (the server loaded numpy with its own environment's count);
 - the server looks up the inline backend once (:func:`_find_inline_backend`), which only
   fills matplotlib's cache of installed backends;
 - an import that printed or warned (it would print in the notebook's cell of a new kernel)
@@ -49,7 +52,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,10 @@ KERNEL_START_MODULES = ("ipykernel.debugger", "IPython.core.completerlib",
                         "IPython.core.debugger", "IPython.core.oinspect",
                         "IPython.extensions.storemagic", "IPython.utils.wildcard",
                         "faulthandler", "psutil", "sqlite3", "tornado.platform.asyncio")
+
+#: Environment variables setting the thread count of the BLAS and OpenMP pools, in the order
+#: their libraries read them (OpenBLAS reads its own first, then OpenMP's).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 #: Seconds the server may take to answer (its imports, a fork) before it is not used again.
 READY_TIMEOUT = 120.0
@@ -364,6 +371,7 @@ def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
     """In the forked child: become the kernel of ``request``; never returns."""
     code = 1
     try:
+        server_env = dict(os.environ)
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in keep:
@@ -375,6 +383,7 @@ def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the server is the launcher
+        _limit_blas_threads(request["env"], server_env)
         cmd = request["cmd"]
         import ipykernel_launcher
         from ipykernel import kernelapp
@@ -395,6 +404,28 @@ def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
             except Exception:  # noqa: BLE001, S110 - exiting anyway
                 pass
         os._exit(code)
+
+
+def blas_threads(env: Mapping[str, str]) -> int | None:
+    """The BLAS thread count ``env`` sets: the first of :data:`BLAS_THREAD_VARIABLES` holding a
+    positive whole number, else None (the libraries' default, one thread per core)."""
+    for variable in BLAS_THREAD_VARIABLES:
+        value = env.get(variable, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _limit_blas_threads(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
+    """Give the BLAS and OpenMP pools the thread count ``env`` sets, as a kernel started with
+    ``env`` would have them: they read it once, when numpy loaded them in the server (with
+    ``server_env``). Applied with threadpoolctl when the two differ; otherwise left alone."""
+    wanted = blas_threads(env)
+    if wanted == blas_threads(server_env):
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=wanted if wanted is not None else os.cpu_count())
 
 
 def _reap(signum: int, frame: Any) -> None:

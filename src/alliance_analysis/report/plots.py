@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -65,6 +65,11 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
     the constrained layout runs once, on the PNG's 300-dpi renderer as ``savefig`` runs it,
     and both files are printed from that layout without a layout engine: two drawings
     (``tests/test_describe.py`` checks the bytes against ``savefig``'s own).
+
+    Titles are placed once: at every drawing an axes looks for anything reaching over its top
+    (top tick labels, a y offset text) to lift its title above, measuring its tick labels
+    again, a sixth of the time of the layout and the two prints. A title the layout (or the
+    PNG's drawing) left at the axes' top stays there for the prints (:func:`_titles_kept`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,12 +91,40 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
         try:
             # zlib level 1: a third of the encoding time of the default level 6, for files
             # about a fifth larger (300-dpi images of flat colours compress well either way)
-            fig.savefig(png, dpi=300, metadata={"Software": None},
-                        pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-            fig.savefig(svg, metadata={"Date": None, "Creator": None})
+            with _titles_kept(fig, laid_out=True) if engine is not None else nullcontext():
+                fig.savefig(png, dpi=300, metadata={"Software": None},
+                            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+            with _titles_kept(fig):
+                fig.savefig(svg, metadata={"Date": None, "Creator": None})
         finally:
             fig.set_layout_engine(engine)
     return [png, svg]
+
+
+@contextmanager
+def _titles_kept(fig: Figure, laid_out: bool = False) -> Iterator[None]:
+    """Keep every title that the last layout (``laid_out``: the axes of the layout's grid) or
+    drawing (every axes) left at its axes' top there.
+
+    Such a title had nothing of its axes to clear; whether something reaches over the top
+    does not depend on the axes' size or the resolution (tick labels and offset texts are
+    sized in points), so a later drawing would put it at the top again: it is not looked for
+    again. A title that was lifted is placed anew by each drawing, as usual.
+
+    Why not public: matplotlib places a title automatically unless it was given a ``y``
+    (``Axes.set_title(y=...)``, ``rcParams["axes.titley"]``), which sets ``_autotitlepos``;
+    here it is set for the prints only and restored after them.
+    """
+    kept = [ax for ax in fig.get_axes()
+            if getattr(ax, "_autotitlepos", None) and ax.title.get_position()[1] == 1.0
+            and (ax.get_subplotspec() is not None or not laid_out)]
+    for ax in kept:
+        ax._autotitlepos = False
+    try:
+        yield
+    finally:
+        for ax in kept:
+            ax._autotitlepos = True
 
 
 def axis_label(instrument: Instrument, subscale: str | None = None) -> str:

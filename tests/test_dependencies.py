@@ -58,3 +58,32 @@ def test_manifest_reports_lock_differences(tmp_path: Path) -> None:
     differences = lock_differences(lock)
     assert differences is not None and differences["numpy"]["locked"] == "0.0.1"
     assert lock_differences(tmp_path / "absent.lock") is None
+
+
+def test_installed_versions_are_those_importlib_metadata_gives(tmp_path: Path) -> None:
+    """The manifest's one-pass reading of the installed versions gives, for every locked and
+    every recorded package, what ``importlib.metadata.version`` gives."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from alliance_analysis.pipeline import (RECORDED_PACKAGES, installed_versions,
+                                            lock_differences, package_versions)
+
+    root = Path(__file__).resolve().parents[1]
+    names = [line.partition("==")[0] for line in
+             (root / "requirements.lock").read_text().splitlines()
+             if "==" in line and not line.startswith("#")]
+    expected = {}
+    for name in [*names, *RECORDED_PACKAGES, "no-such-package-here"]:
+        try:
+            expected[name] = version(name)
+        except PackageNotFoundError:
+            expected[name] = "not installed"
+    assert len(names) > 100 and expected["no-such-package-here"] == "not installed"
+    installed = installed_versions()
+    recorded = package_versions(installed)
+    assert {name: recorded[name] for name in RECORDED_PACKAGES} == {
+        name: expected[name] for name in RECORDED_PACKAGES}
+    # every package pinned at the version importlib.metadata gives: nothing differs
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("".join(f"{name}=={expected[name]}\n" for name in expected))
+    assert lock_differences(lock, installed) == {}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,19 +91,51 @@ class RunInterrupted(KeyboardInterrupt):
     """
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages a run depends on, and of Python."""
-    versions = {"python": platform.python_version()}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
+def _canonical(name: str) -> str:
+    """A distribution's name as the package index compares names (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_versions() -> dict[str, str]:
+    """The version of every installed distribution, by canonical name (:func:`_canonical`).
+
+    What ``importlib.metadata.version`` gives for each name (the first on ``sys.path``; a
+    test checks every locked package), in one pass reading only the metadata headers, where
+    ``version()`` parses each whole file (0.15 s for the lock file's packages; 0.01 s here).
+    """
+    from importlib.metadata import distributions
+
+    versions: dict[str, str] = {}
+    for dist in distributions():
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+        header = text.split("\n\n", 1)[0]
+        name = re.search(r"^Name:[ \t]*(\S.*?)\s*$", header, re.MULTILINE)
+        number = re.search(r"^Version:[ \t]*(\S.*?)\s*$", header, re.MULTILINE)
+        if name and number:
+            versions.setdefault(_canonical(name.group(1)), number.group(1))
     return versions
 
 
-def lock_differences(lock_file: Path) -> dict[str, dict[str, str]] | None:
+def package_versions(installed: dict[str, str] | None = None) -> dict[str, str]:
+    """Installed versions of the packages a run depends on, and of Python (``installed``:
+    :func:`installed_versions`, read if not given)."""
+    installed = installed_versions() if installed is None else installed
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        versions[name] = installed.get(_canonical(name), "not installed")
+    return versions
+
+
+def lock_differences(lock_file: Path,
+                     installed: dict[str, str] | None = None) -> dict[str, dict[str, str]] | None:
     """Packages whose installed version differs from ``requirements.lock`` (None: no lock).
+
+    Parameters
+    ----------
+    lock_file
+        The lock file (``name==version`` lines).
+    installed
+        :func:`installed_versions`, read if not given.
 
     Returns
     -------
@@ -112,17 +144,15 @@ def lock_differences(lock_file: Path) -> dict[str, dict[str, str]] | None:
     """
     if not lock_file.is_file():
         return None
+    installed = installed_versions() if installed is None else installed
     differences = {}
     for line in lock_file.read_text(encoding="utf-8").splitlines():
         name, sep, locked = line.strip().partition("==")
         if not sep or line.startswith("#"):
             continue
-        try:
-            installed = version(name)
-        except PackageNotFoundError:
-            installed = "not installed"
-        if installed != locked:
-            differences[name] = {"locked": locked, "installed": installed}
+        found = installed.get(_canonical(name), "not installed")
+        if found != locked:
+            differences[name] = {"locked": locked, "installed": found}
     return differences
 
 
@@ -490,6 +520,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
 def _start_manifest(params: RunParams, params_path: Path,
                     notebooks: Sequence[str]) -> dict[str, Any]:
     """The manifest as a run starts (``status`` running): inputs, versions, parameters."""
+    installed = installed_versions()
     return {
         "status": "running",
         "run": params.name,
@@ -499,9 +530,10 @@ def _start_manifest(params: RunParams, params_path: Path,
         "inputs": {str(params.data.path): file_sha256(params.data.path)},
         "encoding": source_encoding(params.data),  # of a CSV file; None for other formats
         "privacy": {"dropped": list(params.privacy.drop), "allowed": dict(params.privacy.allow)},
-        "packages": package_versions(),
+        "packages": package_versions(installed),
         "lock": {"file": "requirements.lock",
-                 "differences": lock_differences(project_root() / "requirements.lock")},
+                 "differences": lock_differences(project_root() / "requirements.lock",
+                                                 installed)},
         "git": git_commit(project_root()),
         "started": _now(),
         "notebooks": list(notebooks),

@@ -106,14 +106,11 @@ def _titles_kept(fig: Figure, laid_out: bool = False) -> Iterator[None]:
     """Keep every title that the last layout (``laid_out``: the axes of the layout's grid) or
     drawing (every axes) left at its axes' top there.
 
-    Such a title had nothing of its axes to clear; whether something reaches over the top
-    does not depend on the axes' size or the resolution (tick labels and offset texts are
-    sized in points), so a later drawing would put it at the top again: it is not looked for
-    again. A title that was lifted is placed anew by each drawing, as usual.
-
-    Why not public: matplotlib places a title automatically unless it was given a ``y``
-    (``Axes.set_title(y=...)``, ``rcParams["axes.titley"]``), which sets ``_autotitlepos``;
-    here it is set for the prints only and restored after them.
+    Such a title had nothing to clear, whatever the axes' size or the resolution (tick
+    labels and offset texts are sized in points): a later drawing would put it there again.
+    A lifted title is placed anew by each drawing. Why not public: matplotlib places titles
+    given no ``y`` (``set_title(y=...)``, ``axes.titley``) by its ``_autotitlepos`` flag,
+    here cleared for the prints only.
     """
     kept = [ax for ax in fig.get_axes()
             if getattr(ax, "_autotitlepos", None) and ax.title.get_position()[1] == 1.0

@@ -94,10 +94,18 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
             ax.plot([0, 1e6], [0, 2e6])
             ax.xaxis.tick_top()
             ax.set_title("lifted over the tick labels")
+        axes[1].set_in_layout(False)  # in the grid, left out by the layout
         inset = lifted.add_axes((0.6, 0.2, 0.2, 0.2))  # outside the layout's grid
         inset.xaxis.tick_top()
         inset.set_title("inset")
-        return {"lifted": lifted,
+        lower = Figure(layout="constrained")  # titles at the top, a twin and an offset text
+        left, right = lower.subplots(1, 2)
+        left.plot([0, 1], [0, 1])
+        left.twinx().plot([0, 1], [1, 0])
+        right.plot([0, 1], [1e6, 1e6 + 1])
+        for ax in (left, right):
+            ax.set_title("title")
+        return {"lifted": lifted, "lower": lower,
                 **plots.describe_figures(sessions, wai, phq9, [wai, phq9],
                                          describe.attendance(sessions), summaries, seed=1),
                 "coefficients": plots.coefficients(
@@ -109,6 +117,8 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
         assert fig.get_layout_engine() is engine is not None  # the figure's engine is kept
         if name == "lifted":  # placed anew by each drawing, as savefig places them
             assert all(ax.title.get_position()[1] > 1 for ax in fig.axes)
+        if name == "lower":  # the right axes has a y offset text: its title is placed anew
+            assert fig.axes[1].yaxis.offsetText.get_text()
             assert all(ax._autotitlepos for ax in fig.axes)  # restored
     for name, fig in figures().items():  # new figures: a layout run twice moves by rounding
         with mpl.rc_context(plots._RC):

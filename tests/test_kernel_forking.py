@@ -227,40 +227,67 @@ def _blas_threads_started(env: dict[str, str]) -> list[int]:
     return json.loads(out)
 
 
-@pytest.mark.parametrize("threads", [None, 1])
-def test_a_forked_kernel_has_the_blas_threads_its_environment_sets(tmp_path: Path,
-                                                                   threads: int | None) -> None:
-    """The server loaded numpy (and its BLAS) with its own environment; a kernel forked with
-    another thread count gets that count, as a kernel started with it would."""
-    from alliance_analysis.kernels import blas_environment
+@pytest.mark.parametrize(("server", "kernel"), [(None, 1), (1, 1), (1, None)])
+def test_a_forked_kernel_has_the_blas_threads_its_environment_sets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: int | None,
+        kernel: int | None) -> None:
+    """The server loaded numpy (and its BLAS) with its own environment (``server`` threads); a
+    kernel forked with ``kernel`` threads has the pools a kernel started with them has:
+    inherited when the two agree, set with threadpoolctl in the child when they do not."""
+    from alliance_analysis.kernels import forking
     from alliance_analysis.kernels.forking import BLAS_THREAD_VARIABLES
     from alliance_analysis.pipeline import execute_in
 
-    env = {} if threads is None else {v: str(threads) for v in BLAS_THREAD_VARIABLES}
+    for variable in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    server_env, env = ({} if n is None else {v: str(n) for v in BLAS_THREAD_VARIABLES}
+                       for n in (server, kernel))
     source = notebook_file(tmp_path / "a.ipynb", "import numpy", BLAS_PROBE)
     executed = tmp_path / "executed.ipynb"
+    forking.start_early(tmp_path, ["numpy"], server_env)
     with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"], env=env) as pool:
         km = pool.take("a")
         assert km is not None and isinstance(km.provisioner.process, ForkedKernel)
         execute_in(km, str(source), str(executed), kernel_name="python3", progress_bar=False,
                    cwd=str(tmp_path), extra_arguments=KERNEL_ARGUMENTS)
-    shown = json.loads(executed.read_text())["cells"][1]["outputs"][0]["text"]
-    assert json.loads("".join(shown)) == _blas_threads_started(env)
-    if threads is not None:
-        assert json.loads("".join(shown)) == [threads]
-    assert blas_environment(2, cores=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
+    shown = json.loads("".join(json.loads(executed.read_text())["cells"][1]["outputs"][0]
+                               ["text"]))
+    assert shown == _blas_threads_started(env)
+    if kernel is not None:
+        assert shown == [kernel]
 
 
 def test_stages_side_by_side_share_the_cores_among_their_blas_pools(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from alliance_analysis.kernels import blas_environment
     from alliance_analysis.kernels.forking import BLAS_THREAD_VARIABLES
+    from alliance_analysis.stages import NOTEBOOKS, side_by_side
 
     for variable in BLAS_THREAD_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    assert blas_environment(1, cores=2) == {}  # one stage at a time: the default pools
-    assert blas_environment(2, cores=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
-    assert blas_environment(2, cores=8) == {v: "4" for v in BLAS_THREAD_VARIABLES}
-    assert blas_environment(3, cores=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own count is left alone
-    assert blas_environment(2, cores=2) == {}
+    assert blas_environment(1, usable=2) == {}  # one stage at a time: the default pools
+    assert blas_environment(2, usable=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
+    assert blas_environment(2, usable=8) == {v: "4" for v in BLAS_THREAD_VARIABLES}
+    assert blas_environment(3, usable=2) == {v: "1" for v in BLAS_THREAD_VARIABLES}
+    for variable, value in (("OMP_NUM_THREADS", "3"), ("GOTO_NUM_THREADS", "2"),
+                            ("OMP_NUM_THREADS", "4,1"), ("MKL_NUM_THREADS", "1")):
+        monkeypatch.setenv(variable, value)  # any count the user set is left alone
+        assert blas_environment(2, usable=2) == {}
+        monkeypatch.delenv(variable)
+    # stages at a time: no more than run after 01_clean, 1 when they run one by one
+    assert side_by_side(NOTEBOOKS, 2) == 2 and side_by_side(NOTEBOOKS, 9) == 5
+    assert side_by_side(NOTEBOOKS, 1) == 1 and side_by_side(NOTEBOOKS[:2], 2) == 1
+    assert side_by_side(["02_describe", "03_multilevel"], 2) == 2
+
+
+def test_each_library_reads_its_own_thread_count() -> None:
+    """OpenBLAS reads OPENBLAS_, then GOTO_, then OMP_NUM_THREADS; MKL its own, then OpenMP's;
+    OpenMP its own; a list counts its first number, anything else is unset."""
+    from alliance_analysis.kernels.forking import library_threads
+
+    assert library_threads({}) == {"openblas": None, "mkl": None, "openmp": None}
+    assert library_threads({"OMP_NUM_THREADS": "4,1"}) == {"openblas": 4, "mkl": 4, "openmp": 4}
+    assert library_threads({"GOTO_NUM_THREADS": "2", "OMP_NUM_THREADS": "3",
+                            "MKL_NUM_THREADS": "x"}) == {"openblas": 2, "mkl": 3, "openmp": 3}
+    assert library_threads({"OPENBLAS_NUM_THREADS": "\u00b2", "MKL_NUM_THREADS": "0"}) == {
+        "openblas": None, "mkl": None, "openmp": None}

@@ -33,19 +33,37 @@ from alliance_analysis.errors import AllianceDataError, AllianceParamsError, All
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _start_kernels_early() -> None:
+def _start_kernels_early(argv: Sequence[str]) -> None:
     """Start the kernels' fork server now: it imports the stack (and the first stage's
     modules) while this process builds its parser, imports the pipeline and sets up the run;
-    the run's kernel pool takes it (:func:`~alliance_analysis.kernels.forking.start_early`)."""
+    the run's kernel pool takes it (:func:`~alliance_analysis.kernels.forking.start_early`).
+    It loads numpy with the BLAS thread counts of the run's kernels (``--jobs``), so that no
+    kernel forked from it has to change them."""
     from alliance_analysis.kernels.forking import start_early
-    from alliance_analysis.kernels.pool import notebook_modules
-    from alliance_analysis.stages import NOTEBOOKS, notebooks_dir
+    from alliance_analysis.kernels.pool import blas_environment, notebook_modules
+    from alliance_analysis.stages import NOTEBOOKS, notebooks_dir, side_by_side
 
     try:
         folder = notebooks_dir()
     except AllianceRunError:  # the run says so
         return
-    start_early(folder, notebook_modules(folder / f"{NOTEBOOKS[0]}.ipynb"))
+    start_early(folder, notebook_modules(folder / f"{NOTEBOOKS[0]}.ipynb"),
+                blas_environment(side_by_side(NOTEBOOKS, _jobs_given(argv))))
+
+
+def _jobs_given(argv: Sequence[str]) -> int | None:
+    """The ``--jobs`` of a command line before it is parsed (the last one given, as argparse
+    takes it); None when absent or not a whole number (the parser then says so)."""
+    jobs = None
+    for position, argument in enumerate(argv):
+        if argument.startswith("--jobs="):
+            jobs = argument.removeprefix("--jobs=")
+        elif argument == "--jobs" and position + 1 < len(argv):
+            jobs = argv[position + 1]
+    try:
+        return int(jobs) if jobs is not None else None
+    except ValueError:
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -282,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # imports the parameters' models, about a second); a server no run took is stopped
     early = argv[:1] == ["run"] and not {"-h", "--help"} & set(argv)
     if early:
-        _start_kernels_early()
+        _start_kernels_early(argv)
     try:
         return _main(build_parser().parse_args(argv))
     finally:

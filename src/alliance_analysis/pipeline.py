@@ -26,10 +26,7 @@ had been written in place.
 from __future__ import annotations
 
 import os
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -47,10 +44,13 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
 from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.kernels import KernelPool, blas_environment, execute_in
 from alliance_analysis.stages import (NOTEBOOKS, PARALLEL_AFTER, notebooks_dir, project_root,
-                                     stage_workers, start_order)
+                                     side_by_side, stage_workers, start_order)
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.report.manuscript import write_manuscript
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
+from alliance_analysis.report.software import (RECORDED_PACKAGES,  # noqa: F401 - re-exported
+                                               git_commit, installed_versions,
+                                               lock_differences, package_versions)
 from alliance_analysis.report.runfolder import (FAILED, LOCK, PARTIAL, STAGED, check_siblings,
                                                 keep_failed, replace_folders, sibling,
                                                 stage_folder, write_json)
@@ -64,13 +64,6 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
     import pandas as pd
-
-#: Distributions whose installed versions go into the manifest.
-RECORDED_PACKAGES: tuple[str, ...] = (
-    "alliance-analysis", "numpy", "scipy", "pandas", "pyarrow", "statsmodels", "semopy",
-    "matplotlib", "seaborn", "pydantic", "pandera", "pyreadstat", "openpyxl", "papermill",
-    "nbconvert", "ipykernel", "jinja2", "python-docx", "jupyter-server-mathjax",
-)
 
 MARKER = "INCOMPLETE"
 
@@ -89,83 +82,6 @@ class RunInterrupted(KeyboardInterrupt):
     A :class:`KeyboardInterrupt`, so code that catches Ctrl-C still does; the command line
     prints the message and exits with status 130.
     """
-
-
-def _canonical(name: str) -> str:
-    """A distribution's name as the package index compares names (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def installed_versions() -> dict[str, str]:
-    """The version of every installed distribution, by canonical name (:func:`_canonical`).
-
-    What ``importlib.metadata.version`` gives for each name (the first on ``sys.path``; a
-    test checks every locked package), in one pass reading only the metadata headers, where
-    ``version()`` parses each whole file (0.15 s for the lock file's packages; 0.01 s here).
-    """
-    from importlib.metadata import distributions
-
-    versions: dict[str, str] = {}
-    for dist in distributions():
-        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
-        header = text.split("\n\n", 1)[0]
-        name = re.search(r"^Name:[ \t]*(\S.*?)\s*$", header, re.MULTILINE)
-        number = re.search(r"^Version:[ \t]*(\S.*?)\s*$", header, re.MULTILINE)
-        if name and number:
-            versions.setdefault(_canonical(name.group(1)), number.group(1))
-    return versions
-
-
-def package_versions(installed: dict[str, str] | None = None) -> dict[str, str]:
-    """Installed versions of the packages a run depends on, and of Python (``installed``:
-    :func:`installed_versions`, read if not given)."""
-    installed = installed_versions() if installed is None else installed
-    versions = {"python": platform.python_version()}
-    for name in RECORDED_PACKAGES:
-        versions[name] = installed.get(_canonical(name), "not installed")
-    return versions
-
-
-def lock_differences(lock_file: Path,
-                     installed: dict[str, str] | None = None) -> dict[str, dict[str, str]] | None:
-    """Packages whose installed version differs from ``requirements.lock`` (None: no lock).
-
-    Parameters
-    ----------
-    lock_file
-        The lock file (``name==version`` lines).
-    installed
-        :func:`installed_versions`, read if not given.
-
-    Returns
-    -------
-    dict or None
-        ``{package: {"locked": ..., "installed": ...}}``; empty when everything matches.
-    """
-    if not lock_file.is_file():
-        return None
-    installed = installed_versions() if installed is None else installed
-    differences = {}
-    for line in lock_file.read_text(encoding="utf-8").splitlines():
-        name, sep, locked = line.strip().partition("==")
-        if not sep or line.startswith("#"):
-            continue
-        found = installed.get(_canonical(name), "not installed")
-        if found != locked:
-            differences[name] = {"locked": locked, "installed": found}
-    return differences
-
-
-def git_commit(folder: Path) -> dict[str, Any] | None:
-    """The git commit of ``folder`` and whether the work tree had changes, if it is a repo."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
-                              text=True, check=True, timeout=30).stdout.strip()
-    try:
-        return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _check_writable_folder(what: str, folder: Path) -> None:
@@ -470,9 +386,9 @@ def run(params_file: str | Path, out: str | Path | None = None,
         try:
             workers = stage_workers(jobs)
             # the stages side by side share the cores among their BLAS pools
-            side_by_side = min(workers, max(1, len(notebooks) - 1))
             with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, start_order(notebooks, jobs),
-                            ahead=workers, env=blas_environment(side_by_side)) as kernels:
+                            ahead=workers,
+                            env=blas_environment(side_by_side(notebooks, jobs))) as kernels:
                 _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,
                              running, kernels,
                              lambda name: pages.append(renderer.submit(render, name)))

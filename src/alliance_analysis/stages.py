@@ -65,3 +65,13 @@ def start_order(notebooks: Sequence[str], jobs: int | None) -> list[str]:
 def stage_workers(jobs: int | None) -> int:
     """Stages run at a time after :data:`PARALLEL_AFTER`: ``jobs``, else one per core."""
     return max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+
+
+def side_by_side(notebooks: Sequence[str], jobs: int | None) -> int:
+    """How many stages run at the same time at most: :func:`stage_workers`, no more than the
+    stages after :data:`PARALLEL_AFTER` (1 when they run one after another)."""
+    notebooks = list(notebooks)
+    after = len(notebooks) - (notebooks.index(PARALLEL_AFTER) + 1
+                              if PARALLEL_AFTER in notebooks else 0)
+    workers = stage_workers(jobs)
+    return 1 if workers == 1 or after <= 1 else min(workers, after)

@@ -23,9 +23,10 @@ What a notebook sees is unchanged:
 - each child takes the kernel's environment and working folder, a new session (as
   jupyter_client's ``start_new_session``), stdin from ``/dev/null``, the default ``SIGCHLD``
   handler, and the argument list of ``python -m ipykernel_launcher``;
-- a BLAS thread count the kernel's environment sets (:data:`BLAS_THREAD_VARIABLES`), which a
-  started kernel's BLAS reads as numpy loads it, is applied in the child with threadpoolctl
-  (the server loaded numpy with its own environment's count);
+- the BLAS and OpenMP thread counts the kernel's environment sets (:data:`LIBRARY_THREADS`),
+  which a started kernel's libraries read as numpy loads them, are applied in the child with
+  threadpoolctl where they differ from the server's own (the pipeline starts the server with
+  the kernels' counts, so that nothing is to apply);
 - the server looks up the inline backend once (:func:`_find_inline_backend`), which only
   fills matplotlib's cache of installed backends;
 - an import that printed or warned (it would print in the notebook's cell of a new kernel)
@@ -78,9 +79,16 @@ KERNEL_START_MODULES = ("ipykernel.debugger", "IPython.core.completerlib",
                         "IPython.extensions.storemagic", "IPython.utils.wildcard",
                         "faulthandler", "psutil", "sqlite3", "tornado.platform.asyncio")
 
-#: Environment variables setting the thread count of the BLAS and OpenMP pools, in the order
-#: their libraries read them (OpenBLAS reads its own first, then OpenMP's).
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+#: Environment variables setting the thread count of the BLAS and OpenMP pools.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "MKL_NUM_THREADS",
+                         "OMP_NUM_THREADS")
+
+#: The variables each library (threadpoolctl's ``internal_api``) reads its thread count from,
+#: the first set one winning: OpenBLAS its own, then GotoBLAS's, then OpenMP's; MKL its own,
+#: then OpenMP's; OpenMP its own.
+LIBRARY_THREADS = {"openblas": ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"),
+                   "mkl": ("MKL_NUM_THREADS", "OMP_NUM_THREADS"),
+                   "openmp": ("OMP_NUM_THREADS",)}
 
 #: Seconds the server may take to answer (its imports, a fork) before it is not used again.
 READY_TIMEOUT = 120.0
@@ -107,16 +115,20 @@ class ForkServer:
     preload
         Modules to import as soon as the server starts (the first stage's), before any
         kernel is asked for.
+    env
+        Environment variables the server gets on top of this process's (the kernels' BLAS
+        thread counts, read as the server loads numpy).
     """
 
-    def __init__(self, cwd: str | Path, preload: Sequence[str] = ()) -> None:
+    def __init__(self, cwd: str | Path, preload: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "alliance_analysis.kernels", str(request_read),
              str(reply_write), json.dumps(list(preload))],
             pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, cwd=str(cwd),
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, **(env or {})})
         os.close(request_read)
         os.close(reply_write)
         self._requests = os.fdopen(request_write, "w", encoding="utf-8")
@@ -189,7 +201,8 @@ class ForkServer:
 _early: ForkServer | None = None
 
 
-def start_early(cwd: str | Path, preload: Sequence[str] = ()) -> None:
+def start_early(cwd: str | Path, preload: Sequence[str] = (),
+                env: Mapping[str, str] | None = None) -> None:
     """Start a fork server now, for the next kernel pool of this process to use.
 
     The ``alliance run`` command calls this first thing, so that the server imports the
@@ -201,7 +214,7 @@ def start_early(cwd: str | Path, preload: Sequence[str] = ()) -> None:
     if not available():
         return
     try:
-        _early = ForkServer(cwd, preload)
+        _early = ForkServer(cwd, preload, env)
     except OSError:  # the pool starts one, or starts its kernels as usual
         _early = None
 
@@ -383,7 +396,10 @@ def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the server is the launcher
-        _limit_blas_threads(request["env"], server_env)
+        try:
+            _limit_blas_threads(request["env"], server_env)
+        except Exception:  # noqa: BLE001, S110 - the count changes speed only, never results
+            pass
         cmd = request["cmd"]
         import ipykernel_launcher
         from ipykernel import kernelapp
@@ -406,26 +422,50 @@ def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
         os._exit(code)
 
 
-def blas_threads(env: Mapping[str, str]) -> int | None:
-    """The BLAS thread count ``env`` sets: the first of :data:`BLAS_THREAD_VARIABLES` holding a
-    positive whole number, else None (the libraries' default, one thread per core)."""
-    for variable in BLAS_THREAD_VARIABLES:
-        value = env.get(variable, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return None
+def cores() -> int:
+    """The CPUs this process may run on (its affinity, as OpenBLAS counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
+
+
+def _count(value: str) -> int | None:
+    """A thread count as the libraries read it: the leading whole number (OpenMP allows a
+    list, ``"4,1"``), None unless positive."""
+    first = value.split(",")[0].strip()
+    try:
+        number = int(first)
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
+def library_threads(env: Mapping[str, str]) -> dict[str, int | None]:
+    """The thread count ``env`` sets for each library of :data:`LIBRARY_THREADS` (None: the
+    library's default)."""
+    return {library: next((n for v in variables if (n := _count(env.get(v, ""))) is not None),
+                          None)
+            for library, variables in LIBRARY_THREADS.items()}
 
 
 def _limit_blas_threads(env: Mapping[str, str], server_env: Mapping[str, str]) -> None:
-    """Give the BLAS and OpenMP pools the thread count ``env`` sets, as a kernel started with
-    ``env`` would have them: they read it once, when numpy loaded them in the server (with
-    ``server_env``). Applied with threadpoolctl when the two differ; otherwise left alone."""
-    wanted = blas_threads(env)
-    if wanted == blas_threads(server_env):
+    """Give the BLAS and OpenMP pools the thread counts ``env`` sets, as a kernel started with
+    ``env`` would have them: they read them once, when numpy loaded them in the server (with
+    ``server_env``). Applied with threadpoolctl to the libraries whose count differs; a count
+    left unset is the libraries' default, one thread per usable CPU (BLAS libraries never
+    take more)."""
+    wanted, loaded = library_threads(env), library_threads(server_env)
+    usable = cores()
+    limits = {library: (usable if n is None else n if library == "openmp" else min(n, usable))
+              for library, n in wanted.items() if n != loaded[library]}
+    if not limits:
         return
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
-    threadpool_limits(limits=wanted if wanted is not None else os.cpu_count())
+    controller = ThreadpoolController()
+    for library, threads in limits.items():  # libraries not loaded select nothing
+        controller.select(internal_api=library).limit(limits=threads)
 
 
 def _reap(signum: int, frame: Any) -> None:

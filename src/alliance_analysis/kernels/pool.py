@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alliance_analysis.kernels.forking import (BLAS_THREAD_VARIABLES, ForkedKernel, ForkServer,
-                                              available, blas_threads, take_early,
-                                              use_fork_server)
+                                              available, cores, take_early, use_fork_server)
 
 if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager
@@ -108,20 +107,22 @@ def _manager_class() -> type:
     return StageKernelManager
 
 
-def blas_environment(side_by_side: int, cores: int | None = None) -> dict[str, str]:
+def blas_environment(side_by_side: int, usable: int | None = None) -> dict[str, str]:
     """The BLAS thread counts of kernels whose stages run ``side_by_side`` at a time: the
-    cores shared among them, at least one each (:data:`BLAS_THREAD_VARIABLES`).
+    ``usable`` CPUs (default: this process's, :func:`~alliance_analysis.kernels.forking.
+    cores`) shared among them, at least one each (:data:`BLAS_THREAD_VARIABLES`).
 
-    Each BLAS pool starts one thread per core, so two stages side by side on two cores ran
+    Each BLAS pool starts one thread per CPU, so two stages side by side on two cores ran
     four BLAS threads, whose waiting threads spin and take the core from the other stage
     (the demo report took 1.3-1.5 s longer, with 2 s more CPU time). Results do not depend on
     the count (:mod:`alliance_analysis.stats.threads`). Empty, the libraries' default, when one
-    stage runs at a time or when this process's environment sets a count (the user's).
+    stage runs at a time or when this process's environment sets any of the variables (the
+    user's choice).
     """
-    cores = cores or os.cpu_count() or 1
-    if side_by_side <= 1 or blas_threads(os.environ) is not None:
+    usable = usable or cores()
+    if side_by_side <= 1 or any(os.environ.get(v, "").strip() for v in BLAS_THREAD_VARIABLES):
         return {}
-    threads = str(max(1, cores // side_by_side))
+    threads = str(max(1, usable // side_by_side))
     return {variable: threads for variable in BLAS_THREAD_VARIABLES}
 
 
@@ -258,7 +259,7 @@ class KernelPool:
         self.env = dict(env or {})
         self.server: ForkServer | None = None
         if fork and available():
-            self.server = take_early() or ForkServer(self.folder)
+            self.server = take_early() or ForkServer(self.folder, env=self.env)
         self._kernels: dict[str, WarmKernel] = {}
         #: Set once a stage's kernel is started (or failed to start), by stage.
         self._started: dict[str, threading.Event] = {}

@@ -65,11 +65,8 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
     the constrained layout runs once, on the PNG's 300-dpi renderer as ``savefig`` runs it,
     and both files are printed from that layout without a layout engine: two drawings
     (``tests/test_describe.py`` checks the bytes against ``savefig``'s own).
-
-    Titles are placed once: at every drawing an axes looks for anything reaching over its top
-    (top tick labels, a y offset text) to lift its title above, measuring its tick labels
-    again, a sixth of the time of the layout and the two prints. A title the layout (or the
-    PNG's drawing) left at the axes' top stays there for the prints (:func:`_titles_kept`).
+    Titles are placed once (:func:`_titles_kept`): placing one measures the tick labels again,
+    a sixth of the time of the layout and the two prints.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,19 +100,22 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
 
 @contextmanager
 def _titles_kept(fig: Figure, laid_out: bool = False) -> Iterator[None]:
-    """Keep every title that the last layout (``laid_out``: the axes of the layout's grid) or
-    drawing (every axes) left at its axes' top there.
+    """Keep each title the last layout (``laid_out``: of the axes it lays out) or drawing left
+    at its axes' top, unless a y offset text, twinned, aligned or child axes could lift it
+    (those depend on sizes; top tick labels, in points, do not). Why not public: titles given
+    no ``y`` are placed by the private ``_autotitlepos`` flag, cleared for the prints only."""
+    def placed(ax: Any) -> bool:
+        twins, offset = getattr(ax, "_twinned_axes", None), ax.yaxis.offsetText
+        aligned = getattr(fig, "_align_label_groups", {}).get("title")
+        return (getattr(ax, "_autotitlepos", None) is True
+                and ax.title.get_position()[1] == 1.0 and not ax.child_axes
+                and twins is not None and len(twins.get_siblings(ax)) == 1
+                and aligned is not None and len(aligned.get_siblings(ax)) == 1
+                and not (offset.get_visible() and offset.get_text())
+                and (not laid_out or (ax.get_subplotspec() is not None
+                                      and ax.get_in_layout())))
 
-    Such a title had nothing to clear, whatever the axes' size or the resolution (tick
-    labels and offset texts are sized in points): a later drawing would put it there again.
-    A lifted title is placed anew by each drawing. Why not public: matplotlib places titles
-    given no ``y`` (``set_title(y=...)``, ``axes.titley``) by its ``_autotitlepos`` flag,
-    here cleared for the prints only.
-    """
-    kept = [ax for ax in fig.get_axes()
-            if getattr(ax, "_autotitlepos", None) and ax.title.get_position()[1] == 1.0
-            and (ax.get_subplotspec() is not None or not laid_out)]
-    for ax in kept:
+    for ax in (kept := [ax for ax in fig.get_axes() if placed(ax)]):
         ax._autotitlepos = False
     try:
         yield

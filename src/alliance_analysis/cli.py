@@ -52,17 +52,13 @@ def _start_kernels_early(argv: Sequence[str]) -> None:
 
 
 def _jobs_given(argv: Sequence[str]) -> int | None:
-    """The ``--jobs`` of a command line before it is parsed (the last one given, as argparse
-    takes it); None when absent or not a whole number (the parser then says so)."""
-    jobs = None
-    for position, argument in enumerate(argv):
-        if argument.startswith("--jobs="):
-            jobs = argument.removeprefix("--jobs=")
-        elif argument == "--jobs" and position + 1 < len(argv):
-            jobs = argv[position + 1]
+    """The ``--jobs`` of a command line before the command's parser is built (which imports
+    the pipeline); None when absent or not a whole number (that parser then says so)."""
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument("--jobs", type=int, default=None)
     try:
-        return int(jobs) if jobs is not None else None
-    except ValueError:
+        return early.parse_known_args(argv)[0].jobs
+    except argparse.ArgumentError:
         return None
 
 

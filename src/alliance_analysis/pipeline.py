@@ -43,8 +43,8 @@ from alliance_analysis.errors import (AllianceDataError, AllianceError, Alliance
                                       AllianceRunError)
 from alliance_analysis.data.io import file_sha256, source_encoding
 from alliance_analysis.kernels import KernelPool, blas_environment, execute_in
-from alliance_analysis.stages import (NOTEBOOKS, PARALLEL_AFTER, notebooks_dir, project_root,
-                                     side_by_side, stage_workers, start_order)
+from alliance_analysis.stages import (NOTEBOOKS, notebooks_dir, parallel_from, project_root,
+                                     side_by_side, start_order)
 from alliance_analysis.report.methods import methods_paragraph, results_paragraph
 from alliance_analysis.report.manuscript import write_manuscript
 from alliance_analysis.params import RunParams, load_params, notebook_parameters
@@ -219,7 +219,7 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
     from concurrent.futures import as_completed
 
     total = len(notebooks)
-    workers = stage_workers(jobs)
+    workers = side_by_side(notebooks, jobs)
 
     stop = threading.Event()  # set by the first failure: later stages do not start
 
@@ -246,18 +246,18 @@ def _execute_all(notebooks: Sequence[str], stage: Path, parameters: dict[str, st
                 stop.set()
                 raise
 
-    split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
+    split = parallel_from(notebooks)
     for index, name in enumerate(notebooks[:split], start=1):
         one(index, name)
     number = {name: index for index, name in enumerate(notebooks, start=1)}
     rest = [(number[name], name) for name in start_order(notebooks, jobs)[split:]]
-    if workers == 1 or len(rest) <= 1:
+    if workers == 1:
         for index, name in rest:
             one(index, name)
         return
     errors: dict[str, BaseException] = {}
     interrupted: list[str] = []
-    with ThreadPoolExecutor(max_workers=min(workers, len(rest))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(one, index, name): name for index, name in rest}
         try:
             for future in as_completed(futures):
@@ -384,11 +384,11 @@ def run(params_file: str | Path, out: str | Path | None = None,
         # the first page's set-up (MathJax copy, templates) is done while 01_clean runs
         pages.append(renderer.submit(_prepare_pages, stage / "notebooks"))
         try:
-            workers = stage_workers(jobs)
-            # the stages side by side share the cores among their BLAS pools
+            # kernels are readied as many ahead as stages run side by side, and those stages
+            # share the cores among their BLAS pools
+            workers = side_by_side(notebooks, jobs)
             with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, start_order(notebooks, jobs),
-                            ahead=workers,
-                            env=blas_environment(side_by_side(notebooks, jobs))) as kernels:
+                            ahead=workers, env=blas_environment(workers)) as kernels:
                 _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,
                              running, kernels,
                              lambda name: pages.append(renderer.submit(render, name)))

@@ -54,7 +54,7 @@ def start_order(notebooks: Sequence[str], jobs: int | None) -> list[str]:
     """The order the stages start in: up to :data:`PARALLEL_AFTER` as given, then (when
     several run at a time) :data:`START_ORDER`."""
     notebooks = list(notebooks)
-    split = notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
+    split = parallel_from(notebooks)
     rest = notebooks[split:]
     if stage_workers(jobs) > 1:
         rest.sort(key=lambda name: (START_ORDER.index(name) if name in START_ORDER
@@ -67,11 +67,16 @@ def stage_workers(jobs: int | None) -> int:
     return max(1, jobs if jobs is not None else (os.cpu_count() or 1))
 
 
+def parallel_from(notebooks: Sequence[str]) -> int:
+    """The position of the first stage that may run beside others: the one after
+    :data:`PARALLEL_AFTER` (0 when that stage is not run)."""
+    notebooks = list(notebooks)
+    return notebooks.index(PARALLEL_AFTER) + 1 if PARALLEL_AFTER in notebooks else 0
+
+
 def side_by_side(notebooks: Sequence[str], jobs: int | None) -> int:
     """How many stages run at the same time at most: :func:`stage_workers`, no more than the
-    stages after :data:`PARALLEL_AFTER` (1 when they run one after another)."""
-    notebooks = list(notebooks)
-    after = len(notebooks) - (notebooks.index(PARALLEL_AFTER) + 1
-                              if PARALLEL_AFTER in notebooks else 0)
+    stages from :func:`parallel_from` on (1 when they run one after another)."""
+    after = len(notebooks) - parallel_from(notebooks)
     workers = stage_workers(jobs)
     return 1 if workers == 1 or after <= 1 else min(workers, after)

@@ -104,9 +104,9 @@ def _titles_kept(fig: Figure, laid_out: bool = False) -> Iterator[None]:
     at its axes' top, unless a y offset text, twinned, aligned or child axes could lift it
     (those depend on sizes; top tick labels, in points, do not). Why not public: titles given
     no ``y`` are placed by the private ``_autotitlepos`` flag, cleared for the prints only."""
+    aligned = getattr(fig, "_align_label_groups", {}).get("title")  # the same for each axes
     def placed(ax: Any) -> bool:
         twins, offset = getattr(ax, "_twinned_axes", None), ax.yaxis.offsetText
-        aligned = getattr(fig, "_align_label_groups", {}).get("title")
         return (getattr(ax, "_autotitlepos", None) is True
                 and ax.title.get_position()[1] == 1.0 and not ax.child_axes
                 and twins is not None and len(twins.get_siblings(ax)) == 1

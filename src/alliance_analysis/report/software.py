@@ -22,6 +22,7 @@ RECORDED_PACKAGES: tuple[str, ...] = (
     "nbconvert", "ipykernel", "jinja2", "python-docx", "jupyter-server-mathjax",
 )
 
+
 def _canonical(name: str) -> str:
     """A distribution's name as the package index compares names (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -61,8 +62,8 @@ def package_versions(installed: dict[str, str] | None = None) -> dict[str, str]:
 def _version(installed: dict[str, str], name: str) -> str:
     """``name``'s version from :func:`installed_versions`; one it does not name is looked up
     by ``importlib.metadata`` (a distribution whose folder and ``Name`` disagree)."""
-    if _canonical(name) in installed:
-        return installed[_canonical(name)]
+    if (canonical := _canonical(name)) in installed:
+        return installed[canonical]
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -76,9 +76,15 @@ def test_figures_are_byte_identical(sessions: pd.DataFrame, tmp_path: Path) -> N
 
 
 def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> None:
-    """plots.save runs the constrained layout once for both files; the bytes are exactly
-    those of savefig laying the figure out for the PNG and printing the SVG from that layout."""
+    """plots.save runs the constrained layout once for both files: the SVG's bytes are
+    exactly those of savefig printing it from the layout savefig made for the PNG, and the
+    PNG holds exactly the pixels, size and resolution of savefig's PNG (its own encoder
+    filters the rows differently, so its bytes differ)."""
     import matplotlib as mpl
+    import numpy as np
+    from PIL import Image
+
+    from alliance_analysis.report import figure_files
 
     phq9, wai = get_instrument("phq9"), get_instrument("wai")
 
@@ -121,14 +127,16 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
             assert fig.axes[1].yaxis.offsetText.get_text()
             assert all(ax._autotitlepos for ax in fig.axes)  # restored
     for name, fig in figures().items():  # new figures: a layout run twice moves by rounding
-        with mpl.rc_context(plots._RC):
-            fig.savefig(tmp_path / f"{name}.png", dpi=300, metadata={"Software": None},
-                        pil_kwargs={"compress_level": plots.PNG_COMPRESS_LEVEL})
+        with mpl.rc_context(figure_files.RC):
+            fig.savefig(tmp_path / f"{name}.png", dpi=300, metadata={"Software": None})
             fig.set_layout_engine("none")
             fig.savefig(tmp_path / f"{name}.svg", metadata={"Date": None, "Creator": None})
-        for suffix in (".png", ".svg"):
-            assert ((tmp_path / "save" / f"{name}{suffix}").read_bytes()
-                    == (tmp_path / f"{name}{suffix}").read_bytes()), name + suffix
+        assert ((tmp_path / "save" / f"{name}.svg").read_bytes()
+                == (tmp_path / f"{name}.svg").read_bytes()), name
+        ours, theirs = (Image.open(folder / f"{name}.png") for folder in (tmp_path / "save",
+                                                                          tmp_path))
+        assert (ours.mode, ours.size, ours.info) == (theirs.mode, theirs.size, theirs.info)
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs)), name
 
 
 def test_coefficient_plot_flags_non_convergence() -> None:

@@ -291,3 +291,27 @@ def test_each_library_reads_its_own_thread_count() -> None:
                             "MKL_NUM_THREADS": "x"}) == {"openblas": 2, "mkl": 3, "openmp": 3}
     assert library_threads({"OPENBLAS_NUM_THREADS": "\u00b2", "MKL_NUM_THREADS": "0"}) == {
         "openblas": None, "mkl": None, "openmp": None}
+
+
+def test_a_forked_kernel_collects_garbage_and_skips_the_servers_objects(
+        tmp_path: Path) -> None:
+    """The server imports with collection off and freezes its objects before each fork (as
+    the gc module's documentation advises for fork without exec): the kernel collects its own
+    garbage, and its collections skip what it shares with the server."""
+    from alliance_analysis.kernels import forking
+    from alliance_analysis.pipeline import execute_in
+
+    probe = ("import gc, json\nprint(json.dumps([gc.isenabled(), gc.get_freeze_count(), "
+             "gc.collect() >= 0]))")
+    source = notebook_file(tmp_path / "a.ipynb", "import numpy", probe)
+    executed = tmp_path / "executed.ipynb"
+    forking.start_early(tmp_path, ["numpy"])
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"]) as pool:
+        km = pool.take("a")
+        assert km is not None and isinstance(km.provisioner.process, ForkedKernel)
+        execute_in(km, str(source), str(executed), kernel_name="python3", progress_bar=False,
+                   cwd=str(tmp_path), extra_arguments=KERNEL_ARGUMENTS)
+    enabled, frozen, collected = json.loads("".join(
+        json.loads(executed.read_text())["cells"][1]["outputs"][0]["text"]))
+    assert enabled and collected
+    assert frozen > 50_000  # IPython, ipykernel and numpy (about 90,000), imported by the server

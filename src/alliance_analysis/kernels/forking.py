@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import os
 import select
@@ -383,6 +384,7 @@ def _find_inline_backend() -> None:
 def _child(request: dict[str, Any], keep: Sequence[int]) -> None:
     """In the forked child: become the kernel of ``request``; never returns."""
     code = 1
+    gc.enable()  # the server's objects stay frozen (see serve)
     try:
         server_env = dict(os.environ)
         os.setsid()
@@ -490,6 +492,12 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
     """The server's loop: import what every kernel imports, report, then import each
     request's modules and fork its kernel."""
     run_pid = os.getppid()
+    # gc.disable / freeze / enable as the gc module's documentation advises for a process that
+    # forks without exec: no collection runs while the server imports, so its many
+    # long-lived objects are never scanned; each kernel starts with them frozen, so its own
+    # collections skip them (and do not write to, and so copy, the pages it shares with the
+    # server). About 1 s of CPU in the server's imports and 0.1-0.5 s in each kernel.
+    gc.disable()
     if sys.path and (sys.path[0] in ("", os.getcwd())):
         del sys.path[0]  # as ipykernel_launcher does; IPython puts it back in the kernel
     # forked kernels are reaped as soon as they exit (so that a kernel manager polling one sees
@@ -524,6 +532,7 @@ def serve(request_fd: int, reply_fd: int, preload: Sequence[str] = ()) -> None:
             continue
         sys.stdout.flush()
         sys.stderr.flush()
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError as exc:

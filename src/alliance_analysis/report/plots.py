@@ -8,7 +8,8 @@ curve is in :mod:`alliance_analysis.report.power`, the tutorials' own pictures i
 Figures are built on :class:`matplotlib.figure.Figure` directly (not through pyplot), so
 nothing global changes and a notebook shows each figure once. One seaborn theme and the
 colour-blind-safe ``colorblind`` palette are applied inside each function (no global rcParams
-are touched). :func:`save` writes PNG (300 dpi) and SVG with fixed metadata, so the same
+are touched). :func:`save` (from :mod:`alliance_analysis.report.figure_files`, kept here for
+the callers that draw and save) writes PNG (300 dpi) and SVG with fixed metadata, so the same
 figure gives the same bytes.
 """
 
@@ -16,26 +17,22 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import wraps
-from pathlib import Path
 from typing import Any, ParamSpec
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from alliance_analysis.instruments import Instrument
+from alliance_analysis.report.figure_files import RC, save  # noqa: F401 - save re-exported
 from alliance_analysis.results import ModelResult, is_estimated
 
 PALETTE = sns.color_palette("colorblind")
-#: zlib compression level of the PNG files (PIL's default is 6).
-PNG_COMPRESS_LEVEL = 1
-_RC = {"svg.hashsalt": "alliance-analysis", "svg.fonttype": "path", "figure.dpi": 100}
 
 P = ParamSpec("P")
 
@@ -43,7 +40,7 @@ P = ParamSpec("P")
 @contextmanager
 def theme() -> Iterator[None]:
     """The workbench's seaborn theme, applied only inside the ``with`` block."""
-    with mpl.rc_context(_RC), sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+    with mpl.rc_context(RC), sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
         yield
 
 
@@ -54,74 +51,6 @@ def themed(function: Callable[P, Figure]) -> Callable[P, Figure]:
         with theme():
             return function(*args, **kwargs)
     return wrapper
-
-
-def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
-    """Write ``<name>.png`` (300 dpi) and ``<name>.svg`` with fixed metadata; return the paths.
-
-    The bytes are those of ``fig.savefig`` for each file in turn, written with a third fewer
-    drawings: ``savefig`` draws a figure that has a layout engine twice (once, with output
-    switched off, to run the layout; once to print), so PNG plus SVG took four drawings. Here
-    the constrained layout runs once, on the PNG's 300-dpi renderer as ``savefig`` runs it,
-    and both files are printed from that layout without a layout engine: two drawings
-    (``tests/test_describe.py`` checks the bytes against ``savefig``'s own).
-    Titles are placed once (:func:`_titles_kept`): placing one measures the tick labels again,
-    a sixth of the time of the layout and the two prints.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    png, svg = folder / f"{name}.png", folder / f"{name}.svg"
-    engine = fig.get_layout_engine()
-    # the rcParams that would give the figure a default layout engine are off, so that
-    # set_layout_engine(None) removes the engine instead of installing one
-    with mpl.rc_context({**_RC, "figure.autolayout": False,
-                         "figure.constrained_layout.use": False}):
-        if engine is not None:
-            FigureCanvasAgg(fig)  # the canvas (and renderer) savefig prints a PNG with
-            dpi = fig.dpi
-            fig.dpi = 300
-            try:
-                engine.execute(fig)
-            finally:
-                fig.dpi = dpi
-        fig.set_layout_engine(None)
-        try:
-            # zlib level 1: a third of the encoding time of the default level 6, for files
-            # about a fifth larger (300-dpi images of flat colours compress well either way)
-            with _titles_kept(fig, laid_out=True) if engine is not None else nullcontext():
-                fig.savefig(png, dpi=300, metadata={"Software": None},
-                            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
-            with _titles_kept(fig):
-                fig.savefig(svg, metadata={"Date": None, "Creator": None})
-        finally:
-            fig.set_layout_engine(engine)
-    return [png, svg]
-
-
-@contextmanager
-def _titles_kept(fig: Figure, laid_out: bool = False) -> Iterator[None]:
-    """Keep each title the last layout (``laid_out``: of the axes it lays out) or drawing left
-    at its axes' top, unless a y offset text, twinned, aligned or child axes could lift it
-    (those depend on sizes; top tick labels, in points, do not). Why not public: titles given
-    no ``y`` are placed by the private ``_autotitlepos`` flag, cleared for the prints only."""
-    aligned = getattr(fig, "_align_label_groups", {}).get("title")  # the same for each axes
-    def placed(ax: Any) -> bool:
-        twins, offset = getattr(ax, "_twinned_axes", None), ax.yaxis.offsetText
-        return (getattr(ax, "_autotitlepos", None) is True
-                and ax.title.get_position()[1] == 1.0 and not ax.child_axes
-                and twins is not None and len(twins.get_siblings(ax)) == 1
-                and aligned is not None and len(aligned.get_siblings(ax)) == 1
-                and not (offset.get_visible() and offset.get_text())
-                and (not laid_out or (ax.get_subplotspec() is not None
-                                      and ax.get_in_layout())))
-
-    for ax in (kept := [ax for ax in fig.get_axes() if placed(ax)]):
-        ax._autotitlepos = False
-    try:
-        yield
-    finally:
-        for ax in kept:
-            ax._autotitlepos = True
 
 
 def axis_label(instrument: Instrument, subscale: str | None = None) -> str:

@@ -207,11 +207,11 @@ class RunFolder:
 
     def write_figure(self, name: str, fig: Figure, caption: str = "",
                      flags: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
-        """Save ``figures/<name>.png`` (300 dpi) and ``.svg`` (:func:`plots.save`); index it
-        with its ``caption`` (required: what the figure shows)."""
-        # imported here: matplotlib and seaborn cost a stage that writes no figure (and the
-        # pipeline's own process) about a second
-        from alliance_analysis.report.plots import save
+        """Save ``figures/<name>.png`` (300 dpi) and ``.svg`` (:func:`figure_files.save`);
+        index it with its ``caption`` (required: what the figure shows)."""
+        # imported here: matplotlib costs a stage that writes no figure (and the pipeline's
+        # own process) about half a second
+        from alliance_analysis.report.figure_files import save
 
         if not caption.strip():
             raise ValueError(f"figure {name}: every figure needs a caption saying what it "

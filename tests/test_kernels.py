@@ -69,3 +69,25 @@ def test_a_kernel_being_started_ahead_is_waited_for(tmp_path: Path, monkeypatch)
         assert first is not None and second is not None
         for km in (first, second):
             km.shutdown_kernel(now=True)
+
+
+def test_a_kernel_started_soon_is_the_one_taken(tmp_path: Path, monkeypatch) -> None:
+    """start_soon returns at once; the stage's later take gets the kernel it started (not a
+    second one), and a stage asked for twice is started once."""
+    from alliance_analysis.kernels import pool as pool_module
+
+    notebook_file(tmp_path / "a.ipynb", "import json")
+    real, made = pool_module.WarmKernel.__init__, []
+
+    def counted(self, *args, **kwargs) -> None:
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pool_module.WarmKernel, "__init__", counted)
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"], ahead=1) as pool:
+        pool.start_soon(["a"])
+        pool.start_soon(["a"])
+        km = pool.take("a")
+        assert km is not None and km.has_kernel and not pool._kernels
+        km.shutdown_kernel(now=True)
+    assert len(made) == 1

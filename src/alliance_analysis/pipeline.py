@@ -389,6 +389,7 @@ def run(params_file: str | Path, out: str | Path | None = None,
             workers = side_by_side(notebooks, jobs)
             with KernelPool(notebooks_dir(), KERNEL_ARGUMENTS, start_order(notebooks, jobs),
                             ahead=workers, env=blas_environment(workers)) as kernels:
+                kernels.start_soon(kernels.order[:1])  # while papermill is imported
                 _execute_all(notebooks, stage, parameters, manifest, on_progress, jobs,
                              running, kernels,
                              lambda name: pages.append(renderer.submit(render, name)))

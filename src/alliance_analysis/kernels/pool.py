@@ -223,8 +223,9 @@ class KernelPool:
     A context manager: on leaving it (a run finished, failed or was interrupted) every kernel
     not taken by a stage is shut down.
 
-    Nothing starts until a stage asks for its kernel (:meth:`take`), which starts the kernels
-    of that stage and of the ``ahead`` stages after it in ``order`` (those not started yet):
+    Nothing starts until a stage asks for its kernel (:meth:`take`) or the caller asks for
+    some to be started (:meth:`start_soon`). :meth:`take` starts the kernels of that stage
+    and of the ``ahead`` stages after it in ``order`` (those not started yet):
     the first request starts the first stage's kernel and ``ahead`` more, and each later one
     starts one more, so ``ahead`` kernels are always being readied while stages run.
 
@@ -295,6 +296,18 @@ class KernelPool:
             done.set()
             kernel.shutdown()
 
+    def start_soon(self, names: Sequence[str]) -> None:
+        """Start the kernels of ``names`` not started yet in a thread of their own (as
+        :meth:`start`), and return at once: the pipeline starts its first stage's kernel so
+        as soon as it has made the pool, while it imports what runs a notebook."""
+        with self._lock:
+            if self._closed or set(names) <= set(self._started):
+                return
+            thread = threading.Thread(target=self.start, args=(list(names),), daemon=True,
+                                      name=f"kernels-{names[0]}")
+            self._ahead.append(thread)
+            thread.start()
+
     def take(self, name: str) -> KernelManager | None:
         """The manager of the kernel started for ``name``, once its imports are done; the
         caller owns it from now on. None when no usable kernel could be started for it.
@@ -305,13 +318,8 @@ class KernelPool:
         """
         position = self.order.index(name) if name in self.order else len(self.order)
         self.start([name])
-        ahead = self.order[position + 1:][:self.ahead]
+        self.start_soon(self.order[position + 1:][:self.ahead])
         with self._lock:
-            if not self._closed and not set(ahead) <= set(self._started):
-                thread = threading.Thread(target=self.start, args=(ahead,), daemon=True,
-                                          name=f"kernels-after-{name}")
-                self._ahead.append(thread)
-                thread.start()
             done = self._started.get(name)
         if done is not None:  # started by this call, or being started by another thread
             done.wait()

@@ -91,3 +91,29 @@ def test_a_kernel_started_soon_is_the_one_taken(tmp_path: Path, monkeypatch) -> 
         assert km is not None and km.has_kernel and not pool._kernels
         km.shutdown_kernel(now=True)
     assert len(made) == 1
+
+
+def test_a_kernel_that_dies_while_starting_is_given_up_at_once() -> None:
+    """A forked kernel that never answers because its process is gone (a port taken by
+    another process first, say) is given up within a poll, not after START_TIMEOUT."""
+    from queue import Empty
+
+    from alliance_analysis.kernels import pool as pool_module
+
+    class Deaf:
+        def kernel_info(self) -> None:
+            pass
+
+        def get_shell_msg(self, timeout: float) -> dict:
+            time.sleep(timeout)
+            raise Empty
+
+    class Gone:
+        def is_alive(self) -> bool:
+            return False
+
+    kernel = object.__new__(pool_module.WarmKernel)
+    kernel.km = Gone()
+    start = time.monotonic()
+    assert kernel._answers(Deaf()) is False
+    assert time.monotonic() - start < 2 * pool_module.POLL + 0.5 < pool_module.START_TIMEOUT

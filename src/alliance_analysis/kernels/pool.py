@@ -27,6 +27,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ HISTORY_ARGUMENT = "--HistoryManager.hist_file=:memory:"
 
 #: Seconds a kernel may take to start, and its imports to finish, before it is given up.
 START_TIMEOUT, IMPORT_TIMEOUT = 60.0, 300.0
+
+#: Seconds between two looks at a starting kernel's process (:meth:`WarmKernel._answers`).
+POLL = 0.25
 
 #: The silent cell that imports a notebook's modules: a function, so that no name is left in
 #: the user's namespace (its own name is deleted again).
@@ -180,9 +184,7 @@ class WarmKernel:
             if self._was_forked():
                 # its modules are imported already, quietly (the fork server checked): the
                 # kernel answering is all there is to wait for
-                client.kernel_info()
-                reply = client.get_shell_msg(timeout=START_TIMEOUT)
-                self.ready = reply["content"]["status"] == "ok"
+                self.ready = self._answers(client)
                 return
             client.wait_for_ready(timeout=START_TIMEOUT)
             shown: list[str] = []  # anything an import printed (a warning, say)
@@ -198,6 +200,24 @@ class WarmKernel:
             self.ready = False
         finally:
             client.stop_channels()
+
+    def _answers(self, client: Any) -> bool:
+        """Whether the kernel answers a kernel-info request within :data:`START_TIMEOUT`
+        seconds. Its process is looked at every :data:`POLL` seconds meanwhile: a kernel that
+        died while starting (a port another process took first, say) is given up at once, so
+        that its stage starts a kernel of its own instead of waiting the whole time."""
+        from queue import Empty
+
+        client.kernel_info()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                reply = client.get_shell_msg(timeout=POLL)
+            except Empty:
+                if time.monotonic() > deadline or not self.km.is_alive():
+                    return False
+                continue
+            return bool(reply["content"]["status"] == "ok")
 
     def _was_forked(self) -> bool:
         """Whether the fork server launched the kernel (not a ``Popen`` fallback)."""
@@ -259,6 +279,11 @@ class KernelPool:
         self.ahead = ahead
         self.env = dict(env or {})
         self.server: ForkServer | None = None
+        # jupyter_client's cache of the ports given to kernels is a singleton made on first
+        # use; made here, before kernels start in threads of their own, so they all share it
+        from jupyter_client.connect import LocalPortCache
+
+        LocalPortCache.instance()
         if fork and available():
             self.server = take_early() or ForkServer(self.folder, env=self.env)
         self._kernels: dict[str, WarmKernel] = {}
@@ -434,7 +459,6 @@ async def connected(kc: Any, timeout: float) -> None:
     RuntimeError
         The kernel died, or did not answer within ``timeout`` seconds.
     """
-    import time
     from queue import Empty
 
     deadline = time.monotonic() + timeout

@@ -58,3 +58,39 @@ def test_make_help_lists_every_target(root: Path) -> None:
                           check=True)
     targets = {line.split()[1] for line in done.stdout.splitlines() if line.strip()}
     assert {"report", "test", "lab", "help"} <= targets
+
+
+def test_alliance_run_imports_without_collection_then_collects(monkeypatch) -> None:
+    """``alliance run`` (console) imports with garbage collection off; once the pipeline is
+    imported, collection is on again with the imported objects frozen. Other commands, and
+    main() called from Python, leave collection alone."""
+    import gc
+
+    from alliance_analysis import cli, pipeline
+
+    seen = {}
+
+    def fake_run(*args, **kwargs):
+        seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    monkeypatch.setattr(cli, "_start_kernels_early", lambda argv: None)
+    monkeypatch.setattr(sys, "argv", ["alliance", "run", "params.yaml"])
+    monkeypatch.setattr(cli.os, "_exit", lambda status: None)
+    assert gc.isenabled()
+    try:
+        with pytest.raises(SystemExit):
+            cli.console()
+        assert seen == {"enabled": True, "frozen": seen["frozen"]} and seen["frozen"] > 0
+        assert gc.isenabled() and not cli._collect_after_imports
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    gc.disable()  # collection turned off by the caller is left off by main()
+    try:
+        with pytest.raises(SystemExit):
+            main(["run", "params.yaml"])
+        assert seen["enabled"] is False
+    finally:
+        gc.enable()

@@ -185,3 +185,29 @@ def test_panel_path_diagram_labels_every_lagged_path() -> None:
     assert len(arrows) == 8  # 2 lags x (2 autoregressive + 2 cross-lagged)
     assert sum(a.get_linestyle() == "--" for a in arrows) == 4  # the p >= .05 paths
     assert "within-person" in fig.axes[0].get_title()
+
+
+def test_save_without_a_layout_engine_keeps_savefigs_pixels_and_the_canvas(
+        tmp_path: Path) -> None:
+    """A figure without a layout engine, saved under non-default savefig rcParams
+    (transparent, another face colour): the PNG holds savefig's pixels, and the figure keeps
+    the canvas it had."""
+    import matplotlib as mpl
+    import numpy as np
+    from PIL import Image
+
+    from alliance_analysis.report import figure_files
+
+    for rc in ({"savefig.transparent": True}, {"savefig.facecolor": "0.9"}):
+        fig = Figure(figsize=(3, 2))
+        fig.add_subplot().plot([0, 1, 3], [2, 0, 1])
+        canvas = fig.canvas
+        with mpl.rc_context(rc):
+            plots.save(fig, tmp_path / "save", "plain")
+            assert fig.canvas is canvas and fig.get_layout_engine() is None
+            with mpl.rc_context(figure_files.RC):
+                fig.savefig(tmp_path / "plain.png", dpi=300, metadata={"Software": None})
+        ours, theirs = (Image.open(folder / "plain.png") for folder in (tmp_path / "save",
+                                                                        tmp_path))
+        assert (ours.mode, ours.size, ours.info) == (theirs.mode, theirs.size, theirs.info)
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs)), rc

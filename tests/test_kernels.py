@@ -117,3 +117,15 @@ def test_a_kernel_that_dies_while_starting_is_given_up_at_once() -> None:
     start = time.monotonic()
     assert kernel._answers(Deaf()) is False
     assert time.monotonic() - start < 2 * pool_module.POLL + 0.5 < pool_module.START_TIMEOUT
+
+
+def test_a_kernel_started_soon_and_never_taken_is_shut_down(tmp_path: Path) -> None:
+    """Closing the pool waits for a kernel start_soon is starting and shuts it down; after
+    closing, start_soon starts nothing."""
+    notebook_file(tmp_path / "a.ipynb", "import json")
+    with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"], ahead=1) as pool:
+        pool.start_soon(["a"])
+        thread = pool._ahead[0]
+    assert not thread.is_alive() and not pool._kernels
+    pool.start_soon(["b"])
+    assert len(pool._ahead) == 1

@@ -63,10 +63,17 @@ def _jobs_given(argv: Sequence[str]) -> int | None:
         return None
 
 
+#: Set by :func:`console` when it turned garbage collection off for ``alliance run``'s imports;
+#: :func:`_run` turns it on again once the pipeline is imported.
+_collect_after_imports = False
+
+
 def _run(args: argparse.Namespace) -> int:
     from alliance_analysis import pipeline
 
-    if not gc.isenabled():  # the command turned collection off for its imports (console)
+    global _collect_after_imports
+    if _collect_after_imports:  # console() turned collection off for the imports
+        _collect_after_imports = False
         gc.freeze()
         gc.enable()
 
@@ -319,12 +326,14 @@ def console() -> None:
     an orderly exit only tears down the libraries it imported (pandas, nbconvert, jupyter),
     about half a second the user waits for the prompt. Everything else exits as usual.
     """
+    global _collect_after_imports
     argv = sys.argv[1:]
-    if argv[:1] == ["run"]:
+    if argv[:1] == ["run"] and gc.isenabled():
         # No collection runs while the run imports its modules (about a third of a second,
         # on the way to the first stage); _run turns it on again with those modules' objects
         # frozen, so that later collections do not scan them.
         gc.disable()
+        _collect_after_imports = True
     status = main(argv)
     if argv[:1] == ["run"]:
         logging.shutdown()

@@ -343,11 +343,12 @@ class KernelPool:
         """
         position = self.order.index(name) if name in self.order else len(self.order)
         self.start([name])
-        self.start_soon(self.order[position + 1:][:self.ahead])
         with self._lock:
             done = self._started.get(name)
         if done is not None:  # started by this call, or being started by another thread
             done.wait()
+        # after this stage's kernel, so that the fork server forks it first
+        self.start_soon(self.order[position + 1:][:self.ahead])
         with self._lock:
             kernel = self._kernels.pop(name, None)
         if kernel is None:

@@ -48,6 +48,7 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
     # set_layout_engine(None) removes the engine instead of installing one
     with mpl.rc_context({**RC, "figure.autolayout": False,
                          "figure.constrained_layout.use": False}):
+        shown = fig.canvas  # given back at the end (a pyplot figure keeps its window)
         canvas = FigureCanvasAgg(fig)  # the canvas (and renderer) savefig prints a PNG with
         if engine is not None:
             dpi = fig.dpi
@@ -67,6 +68,7 @@ def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
                 fig.savefig(svg, metadata={"Date": None, "Creator": None})
         finally:
             fig.set_layout_engine(engine)
+            fig.set_canvas(shown)
     return [png, svg]
 
 

@@ -1,9 +1,9 @@
 """PNG files of the figures' pixels, encoded in a third of Pillow's time.
 
-:func:`alliance_analysis.report.plots.save` draws each figure with matplotlib's Agg renderer,
-as ``savefig`` does for a PNG, and hands the pixels to :func:`write_png`. The image is the
-same, pixel for pixel, as the one ``savefig`` writes (``tests/test_png.py``); the bytes are
-not, because the rows are filtered differently.
+:func:`alliance_analysis.report.figure_files.save` draws each figure with matplotlib's Agg
+renderer, as ``savefig`` does for a PNG, and hands the pixels to :func:`write_png`. The image
+is the same, pixel for pixel, as the one ``savefig`` writes (``tests/test_describe.py``); the
+bytes are not, because the rows are filtered differently.
 
 Why not Pillow (which ``savefig`` uses): Pillow chooses a filter for every row of an image by
 applying four of PNG's five filters to it and keeping the one whose bytes are closest to zero.

@@ -129,3 +129,20 @@ def test_a_kernel_started_soon_and_never_taken_is_shut_down(tmp_path: Path) -> N
     assert not thread.is_alive() and not pool._kernels
     pool.start_soon(["b"])
     assert len(pool._ahead) == 1
+
+
+def test_a_kernel_that_cannot_be_used_is_said(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A kernel started ahead that cannot be used (here: a notebook's import prints, which a
+    new kernel would print into the notebook) is not used, and the run says so."""
+    import logging
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "noisy_module.py").write_text("print('hello from an import')\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    notebook_file(tmp_path / "a.ipynb", "import noisy_module")
+    with caplog.at_level(logging.WARNING, logger="alliance_analysis.kernels.pool"):
+        with KernelPool(tmp_path, KERNEL_ARGUMENTS, ["a"], fork=False) as pool:
+            assert pool.take("a") is None
+    assert ("a: the kernel started for it ahead of time cannot be used (importing the "
+            "notebook's modules failed or printed something)") in caplog.text

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ HISTORY_ARGUMENT = "--HistoryManager.hist_file=:memory:"
 
 #: Seconds a kernel may take to start, and its imports to finish, before it is given up.
 START_TIMEOUT, IMPORT_TIMEOUT = 60.0, 300.0
+
+_log = logging.getLogger(__name__)
 
 #: Seconds between two looks at a starting kernel's process (:meth:`WarmKernel._answers`).
 POLL = 0.25
@@ -170,6 +173,8 @@ class WarmKernel:
         self.km.start_kernel(extra_arguments=arguments, cwd=str(notebook.parent),
                              env={**os.environ, **(env or {})})
         self.ready = False
+        #: Why the kernel cannot be used (empty while it can), for the run's warning.
+        self.why = ""
         self._thread = threading.Thread(target=self._import, args=(modules,),
                                         name=f"warm-{notebook.stem}", daemon=True)
         self._thread.start()
@@ -185,6 +190,9 @@ class WarmKernel:
                 # its modules are imported already, quietly (the fork server checked): the
                 # kernel answering is all there is to wait for
                 self.ready = self._answers(client)
+                if not self.ready:
+                    self.why = ("the forked kernel " + ("did not answer in time"
+                                if self.km.is_alive() else "exited while starting"))
                 return
             client.wait_for_ready(timeout=START_TIMEOUT)
             shown: list[str] = []  # anything an import printed (a warning, say)
@@ -196,8 +204,11 @@ class WarmKernel:
             # a new kernel: such a kernel is not used, so the executed notebook is the same
             self.ready = reply["content"]["status"] == "ok" and not (
                 set(shown) - {"status", "execute_input"})
-        except Exception:  # noqa: BLE001 - the stage starts a kernel of its own instead
+            if not self.ready:
+                self.why = "importing the notebook's modules failed or printed something"
+        except Exception as exc:  # noqa: BLE001 - the stage starts a kernel of its own instead
             self.ready = False
+            self.why = f"it could not be readied: {exc!r}"
         finally:
             client.stop_channels()
 
@@ -226,7 +237,9 @@ class WarmKernel:
     def wait(self) -> bool:
         """Wait for the imports; True when the kernel is alive and they succeeded."""
         self._thread.join()
-        return self.ready and self.km.is_alive()
+        if self.ready and not self.km.is_alive():
+            self.why = "the kernel exited before its stage"
+        return self.ready and not self.why
 
     def shutdown(self) -> None:
         """Stop the kernel now (it was not used, or not usable)."""
@@ -290,6 +303,7 @@ class KernelPool:
         #: Set once a stage's kernel is started (or failed to start), by stage.
         self._started: dict[str, threading.Event] = {}
         self._ahead: list[threading.Thread] = []
+        self._why: dict[str, str] = {}  # stages whose kernel could not be started, and why
         self._lock = threading.Lock()
         self._closed = False
 
@@ -310,7 +324,8 @@ class KernelPool:
             try:
                 kernel = WarmKernel(self.folder / f"{name}.ipynb", self.extra_arguments,
                                     self.server, self.env)
-            except Exception:  # noqa: BLE001 - the stage starts its own kernel instead
+            except Exception as exc:  # noqa: BLE001 - the stage starts its own kernel instead
+                self._why[name] = f"it could not be started: {exc!r}"
                 done.set()
                 continue
             with self._lock:
@@ -351,11 +366,14 @@ class KernelPool:
         self.start_soon(self.order[position + 1:][:self.ahead])
         with self._lock:
             kernel = self._kernels.pop(name, None)
-        if kernel is None:
-            return None
-        if kernel.wait():
+        if kernel is not None and kernel.wait():
             return kernel.km
-        kernel.shutdown()
+        why = kernel.why if kernel is not None else self._why.get(name, "")
+        if kernel is not None:
+            kernel.shutdown()
+        if why:  # not silent: the stage runs as usual, only later
+            _log.warning("%s: the kernel started for it ahead of time cannot be used (%s); "
+                         "papermill starts one instead (slower, the same results)", name, why)
         return None
 
     def close(self) -> None:

@@ -81,8 +81,6 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
     PNG holds exactly the pixels, size and resolution of savefig's PNG (its own encoder
     filters the rows differently, so its bytes differ)."""
     import matplotlib as mpl
-    import numpy as np
-    from PIL import Image
 
     from alliance_analysis.report import figure_files
 
@@ -133,10 +131,17 @@ def test_save_writes_savefig_bytes(sessions: pd.DataFrame, tmp_path: Path) -> No
             fig.savefig(tmp_path / f"{name}.svg", metadata={"Date": None, "Creator": None})
         assert ((tmp_path / "save" / f"{name}.svg").read_bytes()
                 == (tmp_path / f"{name}.svg").read_bytes()), name
-        ours, theirs = (Image.open(folder / f"{name}.png") for folder in (tmp_path / "save",
-                                                                          tmp_path))
-        assert (ours.mode, ours.size, ours.info) == (theirs.mode, theirs.size, theirs.info)
-        assert np.array_equal(np.asarray(ours), np.asarray(theirs)), name
+        _assert_same_png(tmp_path / "save" / f"{name}.png", tmp_path / f"{name}.png")
+
+
+def _assert_same_png(ours: Path, theirs: Path) -> None:
+    """The two PNG files hold the same pixels, mode, size and metadata (resolution)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(ours) as a, Image.open(theirs) as b:
+        assert (a.mode, a.size, a.info) == (b.mode, b.size, b.info), ours.name
+        assert np.array_equal(np.asarray(a), np.asarray(b)), ours.name
 
 
 def test_coefficient_plot_flags_non_convergence() -> None:
@@ -193,8 +198,6 @@ def test_save_without_a_layout_engine_keeps_savefigs_pixels_and_the_canvas(
     (transparent, another face colour): the PNG holds savefig's pixels, and the figure keeps
     the canvas it had."""
     import matplotlib as mpl
-    import numpy as np
-    from PIL import Image
 
     from alliance_analysis.report import figure_files
 
@@ -207,7 +210,4 @@ def test_save_without_a_layout_engine_keeps_savefigs_pixels_and_the_canvas(
             assert fig.canvas is canvas and fig.get_layout_engine() is None
             with mpl.rc_context(figure_files.RC):
                 fig.savefig(tmp_path / "plain.png", dpi=300, metadata={"Software": None})
-        ours, theirs = (Image.open(folder / "plain.png") for folder in (tmp_path / "save",
-                                                                        tmp_path))
-        assert (ours.mode, ours.size, ours.info) == (theirs.mode, theirs.size, theirs.info)
-        assert np.array_equal(np.asarray(ours), np.asarray(theirs)), rc
+        _assert_same_png(tmp_path / "save" / "plain.png", tmp_path / "plain.png")
